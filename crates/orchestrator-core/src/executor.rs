@@ -1,0 +1,142 @@
+//! Executors: the *how* of a job type, and the context they run in.
+
+use core::fmt;
+use core::future::Future;
+use core::time::Duration;
+
+use crate::cancel::CancellationToken;
+use crate::handle::JobControl;
+use crate::id::JobId;
+use crate::job::Job;
+use crate::progress::Progress;
+use crate::runtime::{Instant, Runtime, Sleep};
+use crate::sync::Arc;
+
+/// Runs jobs of type `J`.
+///
+/// Register one per job type on a [`Dispatcher`](crate::Dispatcher). `execute` is called once
+/// per attempt with the job (borrowed, so it can be retried) and a [`JobContext`] for progress,
+/// cancellation checks and runtime-agnostic sleeping. The future it returns may be dropped at
+/// any `.await` point (cancellation, timeout): keep cleanup in `Drop` impls.
+///
+/// An implementation may be written with `async fn`:
+///
+/// ```
+/// use orchestrator_core::{Executor, Job, JobContext};
+///
+/// struct Double(u32);
+/// impl Job for Double {
+///     type Output = u32;
+/// }
+///
+/// #[derive(Debug)]
+/// struct TooBig;
+/// impl core::fmt::Display for TooBig {
+///     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+///         f.write_str("too big")
+///     }
+/// }
+/// impl core::error::Error for TooBig {}
+///
+/// struct Doubler;
+/// impl Executor<Double> for Doubler {
+///     type Error = TooBig;
+///     async fn execute(&self, job: &Double, cx: JobContext) -> Result<u32, TooBig> {
+///         cx.progress(0.5);
+///         job.0.checked_mul(2).ok_or(TooBig)
+///     }
+/// }
+/// ```
+pub trait Executor<J: Job>: Send + Sync + 'static {
+    /// The executor's own error type.
+    type Error: core::error::Error + Send + Sync + 'static;
+
+    /// Runs one attempt of `job`.
+    fn execute(
+        &self,
+        job: &J,
+        cx: JobContext,
+    ) -> impl Future<Output = Result<J::Output, Self::Error>> + Send;
+}
+
+/// What an executor can see and do while it runs one attempt.
+///
+/// Cheap to clone (a few reference counts); a clone may be moved into a sub-task. Reports made
+/// after the job has ended go nowhere.
+#[derive(Clone)]
+pub struct JobContext {
+    control: Arc<dyn JobControl>,
+    token: Option<CancellationToken>,
+    runtime: Arc<dyn Runtime>,
+    attempt: u32,
+}
+
+impl JobContext {
+    pub(crate) fn new(
+        control: Arc<dyn JobControl>,
+        token: Option<CancellationToken>,
+        runtime: Arc<dyn Runtime>,
+        attempt: u32,
+    ) -> Self {
+        Self {
+            control,
+            token,
+            runtime,
+            attempt,
+        }
+    }
+
+    /// Returns the id of the dispatch this attempt belongs to.
+    pub fn job_id(&self) -> JobId {
+        self.control.id()
+    }
+
+    /// Returns the 1-based number of this attempt.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Reports progress `value` (clamped to `0.0..=1.0`); returns `false` if it was ignored
+    /// (NaN, or the job already ended).
+    pub fn progress(&self, value: f64) -> bool {
+        self.report(Progress::new(value))
+    }
+
+    /// Reports a full progress record; returns `false` if it was ignored (NaN value, or the
+    /// job already ended).
+    pub fn report(&self, progress: Progress) -> bool {
+        progress.is_valid() && self.control.report(progress)
+    }
+
+    /// Returns `true` once the job has been cancelled (through its handle or its token).
+    ///
+    /// Checking is optional: a cancelled job's work future is dropped anyway. It is useful for
+    /// synchronous loops inside an attempt.
+    pub fn is_cancelled(&self) -> bool {
+        self.control.is_cancel_requested() || self.token.as_ref().is_some_and(|t| t.is_cancelled())
+    }
+
+    /// Returns the cancellation token the job was dispatched with, if any.
+    pub fn cancellation(&self) -> Option<&CancellationToken> {
+        self.token.as_ref()
+    }
+
+    /// Sleeps on the dispatcher's runtime, whatever it is.
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        self.runtime.sleep(duration)
+    }
+
+    /// Reads the dispatcher runtime's clock.
+    pub fn now(&self) -> Instant {
+        self.runtime.now()
+    }
+}
+
+impl fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobContext")
+            .field("job_id", &self.job_id())
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,351 @@
+//! Job handles and the per-job engine behind them.
+//!
+//! # The per-job engine
+//!
+//! Each dispatch allocates one [`JobShared`], shared by the handle, the job's task and every
+//! [`JobContext`](crate::JobContext). Its state machine:
+//!
+//! ```text
+//! Pending ──complete()──▶ Ready ──handle polled──▶ Taken
+//! ```
+//!
+//! Invariants:
+//!
+//! 1. The outcome is written at most once: `complete` on a non-`Pending` state returns
+//!    `false` and changes nothing. Only the job's pipeline (or its drop guard) calls it.
+//! 2. A cancel request is recorded only while `Pending`; the pipeline turns it into the
+//!    outcome after dropping the work.
+//! 3. Progress is accepted only while `Pending`; every accepted report bumps `version`.
+//! 4. Completion wakes the handle and every progress subscriber, after the lock is released.
+
+use alloc::borrow::Cow;
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll, Waker};
+
+use event_listener::{Event, EventListener};
+use futures_core::{FusedFuture, Stream};
+
+use crate::id::JobId;
+use crate::outcome::{JobError, Success};
+use crate::progress::Progress;
+use crate::sync::{Arc, Mutex};
+
+/// The outcome slot's three states.
+enum Slot<T> {
+    Pending,
+    Ready(Result<Success<T>, JobError>),
+    Taken,
+}
+
+struct State<T> {
+    slot: Slot<T>,
+    handle_waker: Option<Waker>,
+    task_waker: Option<Waker>,
+    cancel_request: Option<Option<Cow<'static, str>>>,
+    progress: Option<Progress>,
+    version: u64,
+}
+
+/// The engine shared by a job's handle, task and contexts.
+pub(crate) struct JobShared<T> {
+    id: JobId,
+    state: Mutex<State<T>>,
+    progress_event: Event,
+}
+
+/// The type-erased part of [`JobShared`] that contexts and progress streams use.
+pub(crate) trait JobControl: Send + Sync + 'static {
+    fn id(&self) -> JobId;
+    fn report(&self, progress: Progress) -> bool;
+    fn is_cancel_requested(&self) -> bool;
+    fn current_progress(&self) -> Option<Progress>;
+    /// Returns the report after `seen`, `Ready(None)` once finished, or registers `listener`.
+    fn poll_progress(
+        &self,
+        seen: &mut u64,
+        listener: &mut Option<EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Progress>>;
+}
+
+impl<T> JobShared<T> {
+    pub(crate) fn new(id: JobId) -> Self {
+        Self {
+            id,
+            state: Mutex::new(State {
+                slot: Slot::Pending,
+                handle_waker: None,
+                task_waker: None,
+                cancel_request: None,
+                progress: None,
+                version: 0,
+            }),
+            progress_event: Event::new(),
+        }
+    }
+
+    /// Records the outcome; returns `false` (and drops `outcome`) if one was already recorded.
+    pub(crate) fn complete(&self, outcome: Result<Success<T>, JobError>) -> bool {
+        let waker = self.state.with(|s| {
+            if !matches!(s.slot, Slot::Pending) {
+                return Err(());
+            }
+            s.slot = Slot::Ready(outcome);
+            s.task_waker = None;
+            Ok(s.handle_waker.take())
+        });
+        match waker {
+            Err(()) => false,
+            Ok(waker) => {
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                self.progress_event.notify(usize::MAX);
+                true
+            }
+        }
+    }
+
+    /// Asks the pipeline to cancel; ignored once the job has ended or was already cancelled.
+    pub(crate) fn request_cancel(&self, reason: Option<Cow<'static, str>>) {
+        let waker = self.state.with(|s| {
+            if !matches!(s.slot, Slot::Pending) || s.cancel_request.is_some() {
+                return None;
+            }
+            s.cancel_request = Some(reason);
+            s.task_waker.take()
+        });
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Returns the cancel reason once cancel was requested, or registers the task's waker.
+    pub(crate) fn poll_cancel_request(&self, cx: &mut Context<'_>) -> Poll<Option<Cow<'static, str>>> {
+        self.state.with(|s| match &s.cancel_request {
+            Some(reason) => Poll::Ready(reason.clone()),
+            None => {
+                match &s.task_waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.task_waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Returns `Some(reason)` once cancel was requested.
+    pub(crate) fn cancel_reason(&self) -> Option<Option<Cow<'static, str>>> {
+        self.state.with(|s| s.cancel_request.clone())
+    }
+
+    fn is_finished(&self) -> bool {
+        self.state.with(|s| !matches!(s.slot, Slot::Pending))
+    }
+
+    fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<Success<T>, JobError>> {
+        self.state.with(|s| match core::mem::replace(&mut s.slot, Slot::Taken) {
+            Slot::Ready(outcome) => Poll::Ready(outcome),
+            Slot::Pending => {
+                s.slot = Slot::Pending;
+                match &s.handle_waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.handle_waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+            Slot::Taken => Poll::Pending,
+        })
+    }
+}
+
+impl<T: Send + 'static> JobControl for JobShared<T> {
+    fn id(&self) -> JobId {
+        self.id
+    }
+
+    fn report(&self, progress: Progress) -> bool {
+        let accepted = self.state.with(|s| {
+            if !matches!(s.slot, Slot::Pending) {
+                return false;
+            }
+            s.progress = Some(progress);
+            s.version += 1;
+            true
+        });
+        if accepted {
+            self.progress_event.notify(usize::MAX);
+        }
+        accepted
+    }
+
+    fn is_cancel_requested(&self) -> bool {
+        self.state.with(|s| s.cancel_request.is_some())
+    }
+
+    fn current_progress(&self) -> Option<Progress> {
+        self.state.with(|s| s.progress.clone())
+    }
+
+    fn poll_progress(
+        &self,
+        seen: &mut u64,
+        listener: &mut Option<EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Progress>> {
+        loop {
+            let next = self.state.with(|s| {
+                if s.version > *seen {
+                    *seen = s.version;
+                    Some(s.progress.clone())
+                } else if !matches!(s.slot, Slot::Pending) {
+                    Some(None)
+                } else {
+                    None
+                }
+            });
+            if let Some(next) = next {
+                *listener = None;
+                return Poll::Ready(next);
+            }
+            match listener.as_mut() {
+                // Listen, then look again (the loop): a report in between is not lost.
+                None => *listener = Some(self.progress_event.listen()),
+                Some(l) => {
+                    if Pin::new(l).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *listener = None;
+                }
+            }
+        }
+    }
+}
+
+/// A dispatched job: a future of its outcome, its id, its progress, and a way to cancel it.
+///
+/// Awaiting the handle yields `Ok(Success { value, source })` or a [`JobError`]. Dropping the
+/// handle does **not** cancel the job (fire-and-forget is the default); call
+/// [`cancel`](Self::cancel) for that. The handle is a [`FusedFuture`]: once it has yielded its
+/// outcome, `is_terminated` is `true` and further polls stay pending.
+#[must_use = "a job runs without its handle, but its outcome is lost; bind it to `_` to discard"]
+pub struct JobHandle<T> {
+    shared: Arc<JobShared<T>>,
+    taken: bool,
+}
+
+impl<T: Send + 'static> JobHandle<T> {
+    pub(crate) fn new(shared: Arc<JobShared<T>>) -> Self {
+        Self {
+            shared,
+            taken: false,
+        }
+    }
+
+    /// Returns the job's id (its correlation id).
+    pub fn id(&self) -> JobId {
+        self.shared.id
+    }
+
+    /// Cancels the job; its work is dropped and the handle resolves as cancelled.
+    ///
+    /// Does nothing if the job has already ended. Idempotent.
+    pub fn cancel(&self) {
+        self.shared.request_cancel(None);
+    }
+
+    /// Cancels the job with a reason that the outcome carries.
+    pub fn cancel_with(&self, reason: impl Into<Cow<'static, str>>) {
+        self.shared.request_cancel(Some(reason.into()));
+    }
+
+    /// Returns `true` once the job has reached its outcome (whether or not it was awaited).
+    pub fn is_finished(&self) -> bool {
+        self.shared.is_finished()
+    }
+
+    /// Returns the latest progress report, if any.
+    pub fn current_progress(&self) -> Option<Progress> {
+        self.shared.current_progress()
+    }
+
+    /// Returns a stream of progress reports.
+    ///
+    /// It first yields the latest report (if any), then newer ones in order; reports
+    /// overwritten before the stream looked are skipped. It ends when the job ends, after
+    /// yielding the job's last report. Several streams may exist at once.
+    pub fn progress(&self) -> ProgressStream {
+        ProgressStream {
+            control: self.shared.clone(),
+            seen: 0,
+            listener: None,
+            done: false,
+        }
+    }
+}
+
+impl<T> Future for JobHandle<T> {
+    type Output = Result<Success<T>, JobError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.taken {
+            return Poll::Pending;
+        }
+        let out = self.shared.poll_outcome(cx);
+        if out.is_ready() {
+            self.taken = true;
+        }
+        out
+    }
+}
+
+impl<T> FusedFuture for JobHandle<T> {
+    fn is_terminated(&self) -> bool {
+        self.taken
+    }
+}
+
+impl<T> Unpin for JobHandle<T> {}
+
+impl<T> fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("id", &self.shared.id)
+            .field("finished", &self.shared.is_finished())
+            .finish()
+    }
+}
+
+/// A stream of a job's progress reports; see [`JobHandle::progress`].
+#[must_use = "streams do nothing unless polled"]
+pub struct ProgressStream {
+    control: Arc<dyn JobControl>,
+    seen: u64,
+    listener: Option<EventListener>,
+    done: bool,
+}
+
+impl Stream for ProgressStream {
+    type Item = Progress;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Progress>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let next = core::task::ready!(this.control.poll_progress(&mut this.seen, &mut this.listener, cx));
+        this.done = next.is_none();
+        Poll::Ready(next)
+    }
+}
+
+impl fmt::Debug for ProgressStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProgressStream")
+            .field("job_id", &self.control.id())
+            .field("done", &self.done)
+            .finish()
+    }
+}

@@ -1,0 +1,116 @@
+//! Jobs: typed descriptions of work, and the options a dispatch runs them with.
+
+use core::time::Duration;
+
+use crate::cancel::CancellationToken;
+use crate::retry::RetryPolicy;
+
+/// A typed description of *what* to do.
+///
+/// A job is a plain value; the [`Executor`](crate::Executor) registered for its type on a
+/// [`Dispatcher`](crate::Dispatcher) decides *how*. Each dispatch of a job gets its own
+/// [`JobId`](crate::JobId).
+///
+/// A job is borrowed by its executor (`&J`) so that it can be retried; it must therefore be
+/// `Sync` as well as `Send`.
+///
+/// ```
+/// use orchestrator_core::Job;
+///
+/// struct FetchUser {
+///     user_id: u64,
+/// }
+///
+/// impl Job for FetchUser {
+///     type Output = String;
+/// }
+/// # let _ = FetchUser { user_id: 1 }.user_id;
+/// ```
+pub trait Job: Send + Sync + 'static {
+    /// The value a successful run produces.
+    type Output: Send + 'static;
+}
+
+/// How one dispatch runs: total timeout, per-attempt timeout, retries, cancellation.
+///
+/// All options are off by default: one attempt, no time limit, cancellable only through the
+/// handle.
+///
+/// ```
+/// use core::time::Duration;
+/// use orchestrator_core::{CancellationToken, JobOptions, RetryPolicy};
+///
+/// let token = CancellationToken::new();
+/// let options = JobOptions::new()
+///     .with_timeout(Duration::from_secs(30))
+///     .with_attempt_timeout(Duration::from_secs(5))
+///     .with_retry(RetryPolicy::exponential(3, Duration::from_millis(200)))
+///     .with_cancellation(token.clone());
+/// assert_eq!(options.timeout(), Some(Duration::from_secs(30)));
+/// assert_eq!(options.retry().map(|r| r.max_attempts()), Some(4));
+/// assert!(options.cancellation().is_some_and(|t| t.same_token(&token)));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct JobOptions {
+    timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+    token: Option<CancellationToken>,
+}
+
+impl JobOptions {
+    /// Creates the default options.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the total time budget over all attempts and backoff sleeps.
+    ///
+    /// When it runs out, the work future is dropped and the job ends as
+    /// [`JobError::TimedOut`](crate::JobError::TimedOut). The budget starts when the job's
+    /// task first runs. A zero budget times out without running the executor.
+    pub fn with_timeout(mut self, budget: Duration) -> Self {
+        self.timeout = Some(budget);
+        self
+    }
+
+    /// Sets a limit for each attempt; an attempt that outlives it fails with
+    /// [`AttemptTimedOut`](crate::AttemptTimedOut) and may be retried.
+    pub fn with_attempt_timeout(mut self, limit: Duration) -> Self {
+        self.attempt_timeout = Some(limit);
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Cancels the job when `token` is cancelled.
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Returns the total time budget, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Returns the per-attempt limit, if any.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
+    }
+
+    /// Returns the retry policy, if any.
+    pub fn retry(&self) -> Option<&RetryPolicy> {
+        self.retry.as_ref()
+    }
+
+    /// Returns the cancellation token, if any.
+    pub fn cancellation(&self) -> Option<&CancellationToken> {
+        self.token.as_ref()
+    }
+}

@@ -1,0 +1,88 @@
+//! Event-driven orchestration for every async runtime and for `no_std`.
+//!
+//! Application code says **what** to do with a typed [`Job`]; an [`Executor`] registered for
+//! that job type does **how**; a [`Dispatcher`] routes jobs to executors and returns a
+//! [`JobHandle`] for each dispatch: an awaitable typed outcome, a progress stream, a job id and
+//! a way to cancel. Timeouts, retries with backoff, cancellation and progress are built in.
+//!
+//! The core names no runtime. An adapter crate (`orchestrator-tokio`, `orchestrator-smol`,
+//! `orchestrator-async-std`) supplies spawning, sleeping and a clock through the traits in
+//! [`runtime`]; switching runtime is changing the one line that constructs it.
+//!
+//! ```
+//! use orchestrator_core::testing::VirtualRuntime;
+//! use orchestrator_core::{Dispatcher, Executor, Job, JobContext, JobOptions, RetryPolicy};
+//! use core::time::Duration;
+//!
+//! struct Add(u32, u32);
+//! impl Job for Add {
+//!     type Output = u32;
+//! }
+//!
+//! struct Adder;
+//! impl Executor<Add> for Adder {
+//!     type Error = core::convert::Infallible;
+//!     async fn execute(&self, job: &Add, cx: JobContext) -> Result<u32, Self::Error> {
+//!         cx.progress(1.0);
+//!         Ok(job.0 + job.1)
+//!     }
+//! }
+//!
+//! let rt = VirtualRuntime::new(); // or TokioRuntime::default(), SmolRuntime::default(), ...
+//! let dispatcher = Dispatcher::new(rt.clone());
+//! dispatcher.register(Adder);
+//! let options = JobOptions::new()
+//!     .with_timeout(Duration::from_secs(5))
+//!     .with_retry(RetryPolicy::exponential(3, Duration::from_millis(100)));
+//! let handle = dispatcher.dispatch_with(Add(2, 3), options);
+//! assert_eq!(rt.block_on(handle).unwrap().value, 5);
+//! ```
+//!
+//! # Features
+//!
+//! - `std` (default): the standard library; executor panics become failed outcomes.
+//!   Without it the crate is `#![no_std]` + `alloc` and its lock is a
+//!   [`critical-section`](https://docs.rs/critical-section) mutex: the final binary must
+//!   provide a critical-section implementation.
+//! - `critical-section`: also makes `event-listener` use critical sections instead of its
+//!   spin-lock fallback; recommended for `no_std` builds.
+//! - `test-util`: [`testing::VirtualRuntime`], a deterministic runtime with a virtual clock.
+//! - `conformance`: the conformance suite that every runtime adapter runs (implies
+//!   `test-util` and `std`).
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod cancel;
+mod dispatcher;
+mod executor;
+mod handle;
+mod id;
+mod job;
+mod outcome;
+mod pipeline;
+pub mod progress;
+pub mod retry;
+pub mod runtime;
+mod sync;
+
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use cancel::CancellationToken;
+pub use dispatcher::Dispatcher;
+pub use executor::{Executor, JobContext};
+pub use handle::{JobHandle, ProgressStream};
+pub use id::JobId;
+pub use job::{Job, JobOptions};
+pub use outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Rejection, Success};
+pub use progress::Progress;
+pub use retry::{InvalidRetryPolicy, RetryPolicy, RetryPolicyBuilder};

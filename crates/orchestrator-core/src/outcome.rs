@@ -1,0 +1,265 @@
+//! The terminal outcome of a job: [`Success`] or [`JobError`].
+//!
+//! Every dispatched job ends in exactly one of five outcomes (contract item 4): succeeded
+//! ([`Success`]), failed ([`JobError::Failed`]), cancelled ([`JobError::Cancelled`]), timed out
+//! ([`JobError::TimedOut`]) or rejected ([`JobError::Rejected`]). A
+//! [`JobHandle`](crate::JobHandle) resolves to `Result<Success<T>, JobError>` once.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use core::error::Error;
+use core::fmt;
+use core::time::Duration;
+
+use crate::runtime::SpawnError;
+use crate::sync::Arc;
+
+/// Where a successful job's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum DataSource {
+    /// Produced by the executor during this dispatch.
+    #[default]
+    Fresh,
+    /// Served from a cache without running the executor.
+    Cached,
+    /// A placeholder published before the work started.
+    Optimistic,
+}
+
+/// A successful outcome: the job's output and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Success<T> {
+    /// The value the job produced.
+    pub value: T,
+    /// Where the value came from.
+    pub source: DataSource,
+}
+
+impl<T> Success<T> {
+    /// Returns the value, dropping its source.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+}
+
+/// Why a job did not succeed.
+///
+/// It is `Clone` (the executor's error is shared behind an `Arc`), `Display`s in lowercase and
+/// implements [`core::error::Error`]; `source()` of a failure is the executor's error.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The executor returned an error (or panicked) on its last attempt.
+    Failed(Failure),
+    /// The job was cancelled through its handle or a cancellation token before it finished.
+    Cancelled {
+        /// The reason given to the cancel call, if any.
+        reason: Option<Cow<'static, str>>,
+    },
+    /// The job's total time budget ran out; the work was dropped.
+    TimedOut {
+        /// The budget that expired.
+        budget: Duration,
+    },
+    /// The job never ran.
+    Rejected(Rejection),
+}
+
+impl JobError {
+    /// Returns `true` if the executor failed.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, JobError::Failed(_))
+    }
+
+    /// Returns `true` if the job was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JobError::Cancelled { .. })
+    }
+
+    /// Returns `true` if the job's time budget expired.
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, JobError::TimedOut { .. })
+    }
+
+    /// Returns `true` if the job never ran.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, JobError::Rejected(_))
+    }
+
+    /// Returns the failure, if the executor failed.
+    pub fn failure(&self) -> Option<&Failure> {
+        match self {
+            JobError::Failed(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// Returns the rejection, if the job never ran.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            JobError::Rejected(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn cancelled(reason: Option<Cow<'static, str>>) -> Self {
+        JobError::Cancelled { reason }
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::Failed(failure) => fmt::Display::fmt(failure, f),
+            JobError::Cancelled { reason: None } => f.write_str("job cancelled"),
+            JobError::Cancelled {
+                reason: Some(reason),
+            } => write!(f, "job cancelled: {reason}"),
+            JobError::TimedOut { budget } => write!(f, "job timed out after {budget:?}"),
+            JobError::Rejected(r) => write!(f, "job rejected: {r}"),
+        }
+    }
+}
+
+impl Error for JobError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            JobError::Failed(f) => Some(f.error()),
+            JobError::Rejected(Rejection::Spawn(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// An executor's failure: its error (shared) and how many attempts were made.
+#[derive(Clone)]
+pub struct Failure {
+    error: Arc<dyn Error + Send + Sync + 'static>,
+    attempts: u32,
+}
+
+impl Failure {
+    pub(crate) fn new(error: Arc<dyn Error + Send + Sync + 'static>, attempts: u32) -> Self {
+        Self { error, attempts }
+    }
+
+    /// Returns the executor's error from the last attempt.
+    pub fn error(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.error
+    }
+
+    /// Returns the executor's error as its concrete type, if it is an `E`.
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.error.downcast_ref::<E>()
+    }
+
+    /// Returns how many attempts ran (1 without retries).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Returns `true` if the last attempt panicked.
+    pub fn is_panic(&self) -> bool {
+        self.downcast_ref::<Panicked>().is_some()
+    }
+
+    /// Returns the panic message, if the last attempt panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        self.downcast_ref::<Panicked>().map(Panicked::message)
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failure")
+            .field("error", &self.error)
+            .field("attempts", &self.attempts)
+            .finish()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "job failed after {} attempt{}: {}",
+            self.attempts,
+            if self.attempts == 1 { "" } else { "s" },
+            self.error
+        )
+    }
+}
+
+/// Why a job was rejected before it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// No executor is registered for the job's type.
+    NoExecutor {
+        /// The job type's name, from `core::any::type_name`.
+        job_type: &'static str,
+    },
+    /// The runtime refused to spawn the job's task.
+    Spawn(SpawnError),
+    /// The dispatcher was shut down before this dispatch.
+    Shutdown,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::NoExecutor { job_type } => {
+                write!(f, "no executor registered for job type `{job_type}`")
+            }
+            Rejection::Spawn(e) => write!(f, "spawn failed: {e}"),
+            Rejection::Shutdown => f.write_str("the dispatcher is shut down"),
+        }
+    }
+}
+
+/// The error recorded when an executor panics (with `std`).
+///
+/// Panics are not retried: the executor's state may be inconsistent after one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Panicked {
+    message: String,
+}
+
+impl Panicked {
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    pub(crate) fn new(message: String) -> Self {
+        Self { message }
+    }
+
+    /// Returns the panic message (`"<non-string panic payload>"` if it was not a string).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Panicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "executor panicked: {}", self.message)
+    }
+}
+
+impl Error for Panicked {}
+
+/// The error recorded when one attempt outlives the per-attempt timeout.
+///
+/// Unlike the total budget, an attempt timeout is an ordinary failed attempt: the retry
+/// policy (and its `should_retry` predicate) decides whether another attempt follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptTimedOut {
+    /// The per-attempt limit that expired.
+    pub limit: Duration,
+}
+
+impl fmt::Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attempt timed out after {:?}", self.limit)
+    }
+}
+
+impl Error for AttemptTimedOut {}

@@ -1,0 +1,71 @@
+//! Progress reports: a value in `0.0..=1.0`, an optional message, an optional step count.
+//!
+//! Progress is a *state*, not a log: a job's handle keeps the latest report, and a
+//! [`ProgressStream`](crate::ProgressStream) yields reports in order, skipping ones that were
+//! overwritten before the subscriber looked (like `tokio::sync::watch`), always ending with the
+//! last report the job made. Use events for data that must not be conflated.
+
+use alloc::borrow::Cow;
+
+/// One progress report.
+///
+/// The value is clamped to `0.0..=1.0` on construction. A NaN value makes an invalid report,
+/// which [`JobContext::report`](crate::JobContext::report) ignores.
+///
+/// ```
+/// use orchestrator_core::Progress;
+/// let p = Progress::new(1.7).with_message("uploading").with_step(3, 4);
+/// assert_eq!(p.value(), 1.0);
+/// assert_eq!(p.message(), Some("uploading"));
+/// assert_eq!(p.step(), Some((3, 4)));
+/// assert!(!Progress::new(f64::NAN).is_valid());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    value: f64,
+    message: Option<Cow<'static, str>>,
+    step: Option<(u32, u32)>,
+}
+
+impl Progress {
+    /// Creates a report with `value` clamped to `0.0..=1.0` (NaN stays NaN: invalid).
+    pub fn new(value: f64) -> Self {
+        Self {
+            value: value.clamp(0.0, 1.0),
+            message: None,
+            step: None,
+        }
+    }
+
+    /// Attaches a human-readable message.
+    pub fn with_message(mut self, message: impl Into<Cow<'static, str>>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Attaches "step `current` of `total`".
+    pub fn with_step(mut self, current: u32, total: u32) -> Self {
+        self.step = Some((current, total));
+        self
+    }
+
+    /// Returns the fraction done, in `0.0..=1.0` for a valid report.
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    /// Returns the message, if any.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// Returns `(current, total)` steps, if given.
+    pub fn step(&self) -> Option<(u32, u32)> {
+        self.step
+    }
+
+    /// Returns `false` for a report whose value was NaN.
+    pub fn is_valid(&self) -> bool {
+        !self.value.is_nan()
+    }
+}

@@ -1,0 +1,183 @@
+//! The runtime abstraction: spawning, sleeping and a monotonic clock.
+//!
+//! The core never names an async runtime. Everything it needs from one is in two small,
+//! object-safe traits:
+//!
+//! - [`Spawn`] starts a `'static` task and may refuse with a [`SpawnError`];
+//! - [`Timer`] sleeps for a [`Duration`] and reads a monotonic [`Instant`].
+//!
+//! A type that implements both is a [`Runtime`] (blanket implementation). The adapter crates
+//! (`orchestrator-tokio`, `orchestrator-smol`, `orchestrator-async-std`) each provide one in a
+//! single small file. Hosts without a spawner (an embassy task, a bare-metal loop) use
+//! [`PoolRuntime`]: jobs are queued in a [`TaskPool`] and the host polls one future,
+//! [`TaskPool::run`], that drives them all.
+//!
+//! With the `test-util` feature, [`VirtualRuntime`](crate::testing::VirtualRuntime) implements
+//! the same traits over a virtual clock, so timeouts and backoff schedules are tested instantly
+//! and deterministically.
+
+mod pool;
+
+use alloc::boxed::Box;
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::time::Duration;
+
+pub use pool::{PoolRuntime, RunPool, TaskPool};
+
+/// A type-erased, `'static` unit of work handed to a [`Spawn`] implementation.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A type-erased sleep future returned by [`Timer::sleep`].
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Starts tasks.
+///
+/// Implementations must run the task to completion unless the runtime itself shuts down, and
+/// must not poll it after it returned `Ready`. A task that is dropped before it finishes is
+/// still accounted for: the job it carries resolves as cancelled (see `docs/semantics.md`).
+pub trait Spawn: Send + Sync + 'static {
+    /// Starts `task` in the background.
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`SpawnError`] if the runtime cannot accept the task (it is shut down, there
+    /// is no runtime in this context, a static pool is full). The task is dropped.
+    fn spawn(&self, task: Task) -> Result<(), SpawnError>;
+}
+
+/// Sleeps and reads a monotonic clock.
+pub trait Timer: Send + Sync + 'static {
+    /// Returns a future that completes once `duration` has elapsed on this timer's clock.
+    fn sleep(&self, duration: Duration) -> Sleep;
+
+    /// Returns the current time of this timer's monotonic clock.
+    fn now(&self) -> Instant;
+}
+
+/// A complete runtime for the core: a [`Spawn`] and a [`Timer`].
+///
+/// Implemented automatically for every type that implements both.
+pub trait Runtime: Spawn + Timer {}
+
+impl<T: Spawn + Timer> Runtime for T {}
+
+/// A point on a runtime's monotonic clock.
+///
+/// It is the time elapsed since an epoch chosen by the runtime (usually its creation). Two
+/// instants are only comparable when they come from the same runtime. Unlike
+/// `std::time::Instant` it exists without `std`, and it never panics: arithmetic saturates.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Instant(Duration);
+
+impl Instant {
+    /// The runtime's epoch.
+    pub const ZERO: Instant = Instant(Duration::ZERO);
+
+    /// Creates the instant `elapsed` after the runtime's epoch.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use orchestrator_core::runtime::Instant;
+    /// let t = Instant::from_elapsed(Duration::from_secs(3));
+    /// assert_eq!(t.elapsed_since_epoch(), Duration::from_secs(3));
+    /// ```
+    pub const fn from_elapsed(elapsed: Duration) -> Self {
+        Instant(elapsed)
+    }
+
+    /// Returns the time elapsed between the runtime's epoch and this instant.
+    pub const fn elapsed_since_epoch(self) -> Duration {
+        self.0
+    }
+
+    /// Returns the time from `earlier` to `self`, or zero if `earlier` is later.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use orchestrator_core::runtime::Instant;
+    /// let a = Instant::from_elapsed(Duration::from_secs(1));
+    /// let b = Instant::from_elapsed(Duration::from_secs(4));
+    /// assert_eq!(b.saturating_duration_since(a), Duration::from_secs(3));
+    /// assert_eq!(a.saturating_duration_since(b), Duration::ZERO);
+    /// ```
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// Returns `self + duration`, saturating at the largest representable instant.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use orchestrator_core::runtime::Instant;
+    /// let far = Instant::from_elapsed(Duration::MAX).saturating_add(Duration::from_secs(1));
+    /// assert_eq!(far.elapsed_since_epoch(), Duration::MAX);
+    /// ```
+    pub fn saturating_add(self, duration: Duration) -> Instant {
+        Instant(self.0.saturating_add(duration))
+    }
+}
+
+impl fmt::Debug for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Instant(+{:?})", self.0)
+    }
+}
+
+/// The error returned when a runtime refuses a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpawnError {
+    kind: SpawnErrorKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpawnErrorKind {
+    Shutdown,
+    NoRuntime,
+    Full,
+}
+
+impl SpawnError {
+    /// The runtime has shut down.
+    pub const fn shutdown() -> Self {
+        Self { kind: SpawnErrorKind::Shutdown }
+    }
+
+    /// There is no runtime to spawn on in this context.
+    pub const fn no_runtime() -> Self {
+        Self { kind: SpawnErrorKind::NoRuntime }
+    }
+
+    /// The runtime has no room for another task.
+    pub const fn full() -> Self {
+        Self { kind: SpawnErrorKind::Full }
+    }
+
+    /// Returns `true` if the runtime refused because it has shut down.
+    pub const fn is_shutdown(&self) -> bool {
+        matches!(self.kind, SpawnErrorKind::Shutdown)
+    }
+
+    /// Returns `true` if there was no runtime in this context.
+    pub const fn is_no_runtime(&self) -> bool {
+        matches!(self.kind, SpawnErrorKind::NoRuntime)
+    }
+
+    /// Returns `true` if the runtime had no room for another task.
+    pub const fn is_full(&self) -> bool {
+        matches!(self.kind, SpawnErrorKind::Full)
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            SpawnErrorKind::Shutdown => "the runtime has shut down",
+            SpawnErrorKind::NoRuntime => "no runtime is available in this context",
+            SpawnErrorKind::Full => "the runtime has no room for another task",
+        })
+    }
+}
+
+impl core::error::Error for SpawnError {}

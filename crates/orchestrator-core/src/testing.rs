@@ -1,0 +1,231 @@
+//! A deterministic runtime with a virtual clock, for tests (feature `test-util`).
+//!
+//! [`VirtualRuntime`] implements [`Spawn`] and [`Timer`] like any adapter, but its tasks run
+//! only when the test drives them, and its clock moves only when the test (or
+//! [`block_on`](VirtualRuntime::block_on)'s auto-advance) moves it. Timeouts, backoff
+//! schedules and cancellation races are therefore tested instantly and reproducibly.
+//!
+//! ```
+//! use core::time::Duration;
+//! use orchestrator_core::runtime::Timer;
+//! use orchestrator_core::testing::VirtualRuntime;
+//!
+//! let rt = VirtualRuntime::new();
+//! let start = rt.now();
+//! rt.block_on(rt.sleep(Duration::from_secs(3600))); // returns at once
+//! assert_eq!(rt.now().saturating_duration_since(start), Duration::from_secs(3600));
+//! ```
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use core::fmt;
+use core::future::Future;
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+
+use crate::runtime::{Instant, Sleep, Spawn, SpawnError, Task, TaskPool, Timer};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
+
+/// A runtime whose tasks and clock are driven by the test.
+///
+/// Cheap to clone; clones share tasks and clock. Time starts at [`Instant::ZERO`].
+#[derive(Clone, Default)]
+pub struct VirtualRuntime {
+    pool: TaskPool,
+    clock: Arc<Mutex<Clock>>,
+}
+
+#[derive(Default)]
+struct Clock {
+    now: Duration,
+    next_key: u64,
+    /// Pending sleeps by (deadline, registration order).
+    timers: BTreeMap<(Duration, u64), Waker>,
+}
+
+/// The error returned by [`VirtualRuntime::try_block_on`] when nothing can make progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stalled;
+
+impl fmt::Display for Stalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stalled: the future is pending, no task is ready and no timer is pending")
+    }
+}
+
+impl core::error::Error for Stalled {}
+
+impl VirtualRuntime {
+    /// Creates a runtime at virtual time zero with no tasks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns the pool holding this runtime's tasks.
+    pub fn pool(&self) -> &TaskPool {
+        &self.pool
+    }
+
+    /// Polls ready tasks until none is ready, without moving the clock; returns the polls made.
+    pub fn run_until_stalled(&self) -> usize {
+        self.pool.run_until_stalled()
+    }
+
+    /// Moves the clock forward by `duration`, firing due timers in deadline order and running
+    /// tasks until stalled after each.
+    pub fn advance(&self, duration: Duration) {
+        let target = self.clock.with(|c| c.now.saturating_add(duration));
+        self.advance_to(target);
+    }
+
+    /// Returns the deadline of the earliest pending sleep, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.clock
+            .with(|c| c.timers.keys().next().map(|(d, _)| Instant::from_elapsed(*d)))
+    }
+
+    fn advance_to(&self, target: Duration) {
+        self.pool.run_until_stalled();
+        loop {
+            let due = self.clock.with(|c| {
+                let (&key, _) = c.timers.iter().next().filter(|((d, _), _)| *d <= target)?;
+                c.now = c.now.max(key.0);
+                c.timers.remove(&key)
+            });
+            match due {
+                Some(waker) => {
+                    waker.wake();
+                    self.pool.run_until_stalled();
+                }
+                None => break,
+            }
+        }
+        self.clock.with(|c| c.now = c.now.max(target));
+        self.pool.run_until_stalled();
+    }
+
+    /// Drives `future` and this runtime's tasks to completion, advancing the clock to the next
+    /// timer whenever everything else is idle.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Stalled`] if `future` is pending while no task is ready and no sleep is
+    /// pending: nothing could ever wake it.
+    pub fn try_block_on<F: Future>(&self, future: F) -> Result<F::Output, Stalled> {
+        let mut future = pin!(future);
+        let flag = Arc::new(WakeFlag(AtomicBool::new(true)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if flag.0.swap(false, Ordering::AcqRel) {
+                if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                    return Ok(out);
+                }
+            }
+            if self.pool.run_until_stalled() > 0 || flag.0.load(Ordering::Acquire) {
+                continue;
+            }
+            match self.next_deadline() {
+                Some(deadline) => self.advance_to(deadline.elapsed_since_epoch()),
+                None => return Err(Stalled),
+            }
+        }
+    }
+
+    /// Like [`try_block_on`](Self::try_block_on), for tests.
+    ///
+    /// # Panics
+    ///
+    /// Panics if the future can never complete ([`Stalled`]).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        match self.try_block_on(future) {
+            Ok(out) => out,
+            Err(stalled) => panic!("VirtualRuntime::block_on: {stalled}"),
+        }
+    }
+}
+
+struct WakeFlag(AtomicBool);
+
+impl alloc::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl Spawn for VirtualRuntime {
+    fn spawn(&self, task: Task) -> Result<(), SpawnError> {
+        self.pool.spawn(task)
+    }
+}
+
+impl Timer for VirtualRuntime {
+    fn sleep(&self, duration: Duration) -> Sleep {
+        let deadline = self.clock.with(|c| c.now.saturating_add(duration));
+        Box::pin(VirtualSleep {
+            clock: self.clock.clone(),
+            deadline,
+            key: None,
+        })
+    }
+
+    fn now(&self) -> Instant {
+        Instant::from_elapsed(self.clock.with(|c| c.now))
+    }
+}
+
+impl fmt::Debug for VirtualRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (now, timers) = self.clock.with(|c| (c.now, c.timers.len()));
+        f.debug_struct("VirtualRuntime")
+            .field("now", &now)
+            .field("timers", &timers)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+struct VirtualSleep {
+    clock: Arc<Mutex<Clock>>,
+    deadline: Duration,
+    key: Option<u64>,
+}
+
+impl Future for VirtualSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let deadline = self.deadline;
+        let key = self.key;
+        let (ready, key) = self.clock.with(|c| {
+            if c.now >= deadline {
+                if let Some(k) = key {
+                    c.timers.remove(&(deadline, k));
+                }
+                return (true, None);
+            }
+            let k = key.unwrap_or_else(|| {
+                c.next_key += 1;
+                c.next_key
+            });
+            c.timers.insert((deadline, k), cx.waker().clone());
+            (false, Some(k))
+        });
+        self.key = key;
+        if ready { Poll::Ready(()) } else { Poll::Pending }
+    }
+}
+
+impl Drop for VirtualSleep {
+    fn drop(&mut self) {
+        if let Some(k) = self.key {
+            let deadline = self.deadline;
+            self.clock.with(|c| c.timers.remove(&(deadline, k)));
+        }
+    }
+}
