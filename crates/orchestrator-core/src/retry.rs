@@ -306,6 +306,7 @@ impl core::error::Error for InvalidRetryPolicy {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::ToString;
 
     #[test]
     fn delays_grow_and_saturate() {

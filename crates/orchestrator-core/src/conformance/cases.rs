@@ -1,0 +1,546 @@
+//! The conformance cases, one `async fn` per behaviour (contract items 1–9).
+
+use alloc::string::ToString;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::Context;
+use core::time::Duration;
+
+use futures_core::{FusedFuture, Stream};
+
+use super::support::{
+    Boom, BoomExec, Flaky, FlakyExec, Hang, HangExec, Probe, Report, ReportExec, TestError,
+    Value, ValueExec,
+};
+use crate::runtime::Runtime;
+use crate::sync::Arc;
+use crate::{CancellationToken, DataSource, Dispatcher, JobError, JobOptions, RetryPolicy};
+
+const HOUR: Duration = Duration::from_secs(3600);
+const SHORT: Duration = Duration::from_millis(20);
+
+fn dispatcher(rt: &Arc<dyn Runtime>) -> Dispatcher {
+    Dispatcher::with_runtime(rt.clone())
+}
+
+fn next<S: Stream + Unpin>(stream: &mut S) -> impl Future<Output = Option<S::Item>> + '_ {
+    core::future::poll_fn(move |cx| Pin::new(&mut *stream).poll_next(cx))
+}
+
+/// Polls `fut` once; `true` if it was still pending.
+fn is_pending<F: Future + Unpin>(fut: &mut F) -> bool {
+    let waker = core::task::Waker::noop();
+    Pin::new(fut).poll(&mut Context::from_waker(waker)).is_pending()
+}
+
+fn cancelled_reason(err: &JobError) -> Option<&str> {
+    match err {
+        JobError::Cancelled { reason } => reason.as_deref(),
+        other => panic!("expected cancelled, got {other:?}"),
+    }
+}
+
+/// Item 1: a registered job resolves with its executor's output, as `Fresh` data.
+pub async fn dispatch_resolves_with_output_and_fresh_source(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ValueExec {
+        add: 1,
+        probe: probe.clone(),
+    });
+    let done = d.dispatch(Value(41)).await.expect("success");
+    assert_eq!(done.value, 42);
+    assert_eq!(done.source, DataSource::Fresh);
+    assert_eq!(probe.calls(), 1);
+}
+
+/// Item 1: every dispatch gets a fresh id, and the executor sees the handle's id.
+pub async fn job_ids_are_unique_and_match_the_context(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ValueExec {
+        add: 0,
+        probe: probe.clone(),
+    });
+    let handles: Vec<_> = (0..100).map(|i| d.dispatch(Value(i))).collect();
+    let mut ids: Vec<_> = handles.iter().map(|h| h.id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "ids are unique");
+    for h in handles {
+        h.await.expect("success");
+    }
+    let mut seen = probe.ids.with(core::mem::take);
+    seen.sort();
+    assert_eq!(seen, ids, "each executor call saw its own dispatch's id");
+}
+
+/// Item 2: no executor is an error value naming the job type, through the handle.
+pub async fn missing_executor_is_rejected_with_the_type_name(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let err = d.dispatch(Value(1)).await.expect_err("no executor");
+    match err.rejection() {
+        Some(crate::Rejection::NoExecutor { job_type }) => {
+            assert!(job_type.ends_with("Value"), "{job_type}");
+        }
+        other => panic!("expected NoExecutor, got {other:?}"),
+    }
+    assert!(err.to_string().contains("Value"));
+    assert!(!d.is_registered::<Value>());
+}
+
+/// Item 2: registering a second executor for a type replaces the first.
+pub async fn registering_twice_replaces_the_executor(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let (p1, p2) = (Probe::new(), Probe::new());
+    d.register(ValueExec {
+        add: 100,
+        probe: p1.clone(),
+    });
+    d.register(ValueExec {
+        add: 200,
+        probe: p2.clone(),
+    });
+    assert_eq!(d.dispatch(Value(1)).await.expect("success").value, 201);
+    assert_eq!((p1.calls(), p2.calls()), (0, 1));
+    assert!(d.unregister::<Value>());
+    assert!(d.dispatch(Value(1)).await.expect_err("gone").is_rejected());
+}
+
+/// Item 3: dispatch returns before the work finishes.
+pub async fn dispatch_returns_before_the_work_completes(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ReportExec(probe.clone()));
+    let mut handle = d.dispatch(Report(vec![]));
+    probe.started.wait().await;
+    assert!(is_pending(&mut handle), "the work waits for its gate");
+    assert!(!handle.is_finished());
+    probe.release.open();
+    handle.await.expect("success");
+    assert!(probe.finished.is_open());
+}
+
+/// Item 3: dropping the handle leaves the job running to completion.
+pub async fn dropping_the_handle_does_not_cancel(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ReportExec(probe.clone()));
+    drop(d.dispatch(Report(vec![0.5])));
+    probe.started.wait().await;
+    probe.release.open();
+    probe.finished.wait().await;
+    assert_eq!(probe.calls(), 1);
+}
+
+/// Item 4: an executor error without retry policy fails with one attempt and the error.
+pub async fn executor_error_fails_after_one_attempt(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(FlakyExec(probe.clone()));
+    let err = d
+        .dispatch(Flaky {
+            fail_first: 5,
+            permanent: false,
+        })
+        .await
+        .expect_err("fails");
+    let failure = err.failure().expect("a failure");
+    assert_eq!(failure.attempts(), 1);
+    assert_eq!(
+        failure.downcast_ref::<TestError>().map(|e| e.attempt),
+        Some(1)
+    );
+    assert_eq!(probe.calls(), 1);
+}
+
+/// Item 7: retries continue until success and the attempt count is visible.
+pub async fn retry_until_success_counts_attempts(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(FlakyExec(probe.clone()));
+    let options = JobOptions::new().with_retry(RetryPolicy::fixed(5, Duration::from_millis(1)));
+    let job = Flaky {
+        fail_first: 2,
+        permanent: false,
+    };
+    let done = d.dispatch_with(job, options).await.expect("third attempt succeeds");
+    assert_eq!(done.value, 3);
+    assert_eq!(probe.calls(), 3);
+}
+
+/// Items 4 and 7: `max_retries + 1` attempts, then exactly one failure.
+pub async fn retry_exhaustion_yields_exactly_one_failure(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(FlakyExec(probe.clone()));
+    let options = JobOptions::new().with_retry(RetryPolicy::exponential(3, Duration::from_millis(1)));
+    let mut handle = d.dispatch_with(
+        Flaky {
+            fail_first: u32::MAX,
+            permanent: false,
+        },
+        options,
+    );
+    let err = (&mut handle).await.expect_err("exhausted");
+    let failure = err.failure().expect("a failure");
+    assert_eq!(failure.attempts(), 4);
+    assert_eq!(
+        failure.downcast_ref::<TestError>().map(|e| e.attempt),
+        Some(4)
+    );
+    assert_eq!(probe.calls(), 4);
+    assert!(handle.is_terminated());
+    assert!(is_pending(&mut handle), "a handle yields its outcome once");
+}
+
+/// Item 7: the `retry_if` predicate sees the error and attempt number and can stop retries.
+pub async fn should_retry_false_stops_retrying(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(FlakyExec(probe.clone()));
+    let policy = RetryPolicy::fixed(10, Duration::ZERO).retry_if(|err, attempt| {
+        let e = err.downcast_ref::<TestError>().expect("the executor's error");
+        assert_eq!(e.attempt, attempt);
+        !e.permanent
+    });
+    let job = Flaky {
+        fail_first: u32::MAX,
+        permanent: true,
+    };
+    let err = d
+        .dispatch_with(job, JobOptions::new().with_retry(policy))
+        .await
+        .expect_err("permanent");
+    assert_eq!(err.failure().map(|f| f.attempts()), Some(1));
+    assert_eq!(probe.calls(), 1);
+}
+
+/// Item 5: a panic is a failed outcome with the message; nothing else is disturbed.
+pub async fn panic_becomes_failure_and_dispatcher_keeps_working(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    d.register(BoomExec);
+    d.register(ValueExec {
+        add: 0,
+        probe: Probe::new(),
+    });
+    let options = JobOptions::new().with_retry(RetryPolicy::fixed(3, Duration::ZERO));
+    let err = d.dispatch_with(Boom, options).await.expect_err("panicked");
+    let failure = err.failure().expect("a failure");
+    assert!(failure.is_panic());
+    assert_eq!(failure.panic_message(), Some("boom"));
+    assert_eq!(failure.attempts(), 1, "panics are not retried");
+    assert_eq!(d.dispatch(Value(7)).await.expect("still works").value, 7);
+}
+
+/// Item 8: a token cancelled before dispatch cancels without running the executor.
+pub async fn cancel_before_start_never_runs_the_executor(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(HangExec(probe.clone()));
+    let token = CancellationToken::new();
+    token.cancel_with("not needed");
+    let err = d
+        .dispatch_with(Hang { hang_first: 1 }, JobOptions::new().with_cancellation(token))
+        .await
+        .expect_err("cancelled");
+    assert_eq!(cancelled_reason(&err), Some("not needed"));
+    assert_eq!(probe.calls(), 0);
+}
+
+/// Item 8: cancelling through the handle drops the work of an executor that never checks.
+pub async fn cancel_mid_run_drops_the_work_of_an_ignoring_executor(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(HangExec(probe.clone()));
+    let handle = d.dispatch(Hang { hang_first: 1 });
+    probe.started.wait().await;
+    handle.cancel_with("user");
+    handle.cancel(); // idempotent: the first reason stays
+    let err = handle.await.expect_err("cancelled");
+    assert_eq!(cancelled_reason(&err), Some("user"));
+    assert!(probe.dropped.is_open(), "the work was dropped before the outcome");
+}
+
+/// Item 8: cancelling the job's token mid-run cancels it.
+pub async fn token_cancel_mid_run_cancels_the_job(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(HangExec(probe.clone()));
+    let token = CancellationToken::new();
+    let handle = d.dispatch_with(
+        Hang { hang_first: 1 },
+        JobOptions::new().with_cancellation(token.clone()),
+    );
+    probe.started.wait().await;
+    token.cancel();
+    let err = handle.await.expect_err("cancelled");
+    assert_eq!(cancelled_reason(&err), None);
+    assert!(probe.dropped.is_open());
+}
+
+/// Item 8: cancelling during a (one-hour) backoff sleep ends the job at once.
+pub async fn cancel_during_backoff_stops_at_once(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(FlakyExec(probe.clone()));
+    let token = CancellationToken::new();
+    let options = JobOptions::new()
+        .with_retry(RetryPolicy::fixed(3, HOUR))
+        .with_cancellation(token.clone());
+    let handle = d.dispatch_with(
+        Flaky {
+            fail_first: u32::MAX,
+            permanent: false,
+        },
+        options,
+    );
+    probe.started.wait().await; // the first attempt failed; the pipeline backs off
+    token.cancel_with("backoff");
+    let err = handle.await.expect_err("cancelled");
+    assert_eq!(cancelled_reason(&err), Some("backoff"));
+    assert_eq!(probe.calls(), 1);
+}
+
+/// Item 6: the total budget drops a hanging attempt and reports the budget.
+pub async fn total_timeout_drops_hanging_work(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(HangExec(probe.clone()));
+    let err = d
+        .dispatch_with(Hang { hang_first: 1 }, JobOptions::new().with_timeout(SHORT))
+        .await
+        .expect_err("timed out");
+    assert!(matches!(err, JobError::TimedOut { budget } if budget == SHORT), "{err:?}");
+    assert!(probe.dropped.is_open(), "the work was dropped before the outcome");
+    assert_eq!(probe.calls(), 1);
+}
+
+/// Item 6: a zero budget times out without calling the executor.
+pub async fn zero_timeout_times_out_without_running(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ValueExec {
+        add: 0,
+        probe: probe.clone(),
+    });
+    let err = d
+        .dispatch_with(Value(1), JobOptions::new().with_timeout(Duration::ZERO))
+        .await
+        .expect_err("timed out");
+    assert!(err.is_timed_out());
+    assert_eq!(probe.calls(), 0);
+}
+
+/// Items 6 and 7: the budget covers the retries and backoff; expiry is a timeout, not a
+/// failure, and is not retried.
+pub async fn timeout_during_retries_is_timed_out(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(FlakyExec(probe.clone()));
+    let options = JobOptions::new()
+        .with_retry(RetryPolicy::fixed(u32::MAX, Duration::from_millis(5)))
+        .with_timeout(SHORT);
+    let err = d
+        .dispatch_with(
+            Flaky {
+                fail_first: u32::MAX,
+                permanent: false,
+            },
+            options,
+        )
+        .await
+        .expect_err("timed out");
+    assert!(err.is_timed_out(), "{err:?}");
+    let calls = probe.calls();
+    assert!(calls >= 1);
+    // Nothing runs after the outcome: the count is final.
+    crate::conformance::support::settle(&rt).await;
+    assert_eq!(probe.calls(), calls);
+}
+
+/// Item 6: an attempt that outlives the per-attempt limit is dropped and retried.
+pub async fn attempt_timeout_is_retried(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(HangExec(probe.clone()));
+    let options = JobOptions::new()
+        .with_attempt_timeout(SHORT)
+        .with_retry(RetryPolicy::fixed(1, Duration::ZERO));
+    let done = d
+        .dispatch_with(Hang { hang_first: 1 }, options)
+        .await
+        .expect("second attempt succeeds");
+    assert_eq!(done.value, 2);
+    assert!(probe.dropped.is_open());
+
+    let options = JobOptions::new().with_attempt_timeout(SHORT);
+    let err = d
+        .dispatch_with(Hang { hang_first: 5 }, options)
+        .await
+        .expect_err("no retry policy");
+    let failure = err.failure().expect("an attempt timeout is a failure");
+    assert_eq!(
+        failure.downcast_ref::<crate::AttemptTimedOut>().map(|e| e.limit),
+        Some(SHORT)
+    );
+}
+
+/// Item 8: one token shared by several jobs cancels all of them; a job that finished first
+/// does not detach the others.
+pub async fn shared_token_cancels_every_job_it_is_shared_by(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(HangExec(probe.clone()));
+    d.register(ValueExec {
+        add: 0,
+        probe: Probe::new(),
+    });
+    let token = CancellationToken::new();
+    let with = || JobOptions::new().with_cancellation(token.clone());
+    assert_eq!(d.dispatch_with(Value(3), with()).await.expect("done").value, 3);
+    let a = d.dispatch_with(Hang { hang_first: u32::MAX }, with());
+    let b = d.dispatch_with(Hang { hang_first: u32::MAX }, with());
+    while probe.calls() < 2 {
+        probe.started.wait().await;
+        crate::conformance::support::settle(&rt).await;
+    }
+    token.cancel();
+    assert!(a.await.expect_err("a").is_cancelled());
+    assert!(b.await.expect_err("b").is_cancelled());
+}
+
+/// Item 8: a child token is cancelled with its parent, and alone without touching it.
+pub async fn child_token_cancel_is_scoped(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(HangExec(probe.clone()));
+    let parent = CancellationToken::new();
+    let (c1, c2) = (parent.child_token(), parent.child_token());
+    let mut h1 = d.dispatch_with(
+        Hang { hang_first: u32::MAX },
+        JobOptions::new().with_cancellation(c1.clone()),
+    );
+    let mut h2 = d.dispatch_with(
+        Hang { hang_first: u32::MAX },
+        JobOptions::new().with_cancellation(c2),
+    );
+    c1.cancel();
+    assert!((&mut h1).await.expect_err("child").is_cancelled());
+    assert!(!parent.is_cancelled());
+    assert!(is_pending(&mut h2), "the sibling runs on");
+    parent.cancel_with("parent");
+    assert_eq!(cancelled_reason(&h2.await.expect_err("sibling")), Some("parent"));
+    assert!(h1.is_terminated());
+}
+
+/// Item 9: reports are clamped, NaN is ignored, the stream is ordered and ends with the
+/// last report.
+pub async fn progress_stream_is_ordered_and_ends_with_the_last_value(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ReportExec(probe.clone()));
+    let handle = d.dispatch(Report(vec![0.25, 0.5, f64::NAN, 1.5]));
+    let mut stream = handle.progress();
+    probe.started.wait().await;
+    let current = handle.current_progress().expect("reported");
+    assert_eq!(current.value(), 1.0, "clamped");
+    assert_eq!(current.message(), Some("working"));
+    let first = next(&mut stream).await.expect("a value").value();
+    probe.release.open();
+    let mut seen = vec![first];
+    while let Some(p) = next(&mut stream).await {
+        seen.push(p.value());
+    }
+    assert!(seen.iter().all(|v| [0.25, 0.5, 1.0].contains(v)), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
+    assert_eq!(seen.last(), Some(&1.0), "the last value is delivered");
+    handle.await.expect("success");
+}
+
+/// Item 9: a subscriber arriving after the job ended gets the latest report, then the end.
+pub async fn late_progress_subscriber_gets_the_latest_then_the_end(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ReportExec(probe.clone()));
+    let mut handle = d.dispatch(Report(vec![0.1, 0.7]));
+    probe.release.open();
+    (&mut handle).await.expect("success");
+    let mut late = handle.progress();
+    assert_eq!(next(&mut late).await.map(|p| p.value()), Some(0.7));
+    assert!(next(&mut late).await.is_none());
+    assert!(next(&mut late).await.is_none(), "stays ended");
+}
+
+/// Item 9: reports made after the outcome go nowhere.
+pub async fn progress_after_the_outcome_goes_nowhere(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ReportExec(probe.clone()));
+    let mut handle = d.dispatch(Report(vec![0.3]));
+    probe.release.open();
+    (&mut handle).await.expect("success");
+    let cx = probe.contexts.with(|c| c[0].clone());
+    assert!(!cx.progress(0.9), "ignored after the outcome");
+    assert_eq!(handle.current_progress().map(|p| p.value()), Some(0.3));
+}
+
+/// Item 4: a cancel after the outcome changes nothing.
+pub async fn cancel_after_completion_is_ignored(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ReportExec(probe.clone()));
+    let handle = d.dispatch(Report(vec![]));
+    probe.release.open();
+    probe.finished.wait().await;
+    while !handle.is_finished() {
+        crate::conformance::support::settle(&rt).await;
+    }
+    handle.cancel();
+    handle.await.expect("the success stands");
+}
+
+/// Item 4: 10,000 concurrent jobs each resolve exactly once with their own value.
+pub async fn many_concurrent_jobs_all_resolve_once(rt: Arc<dyn Runtime>) {
+    const N: u64 = 10_000;
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ValueExec {
+        add: 1,
+        probe: probe.clone(),
+    });
+    let handles: Vec<_> = (0..N).map(|i| d.dispatch(Value(i))).collect();
+    for (i, mut h) in (0..N).zip(handles) {
+        assert_eq!((&mut h).await.expect("success").value, i + 1);
+        assert!(h.is_terminated());
+    }
+    assert_eq!(u64::from(probe.calls()), N, "each job ran exactly once");
+}
+
+/// Bad input: dispatch after shutdown is a clear rejection; running jobs go on.
+pub async fn shutdown_rejects_new_dispatches_and_running_jobs_finish(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ReportExec(probe.clone()));
+    let running = d.dispatch(Report(vec![]));
+    probe.started.wait().await;
+    d.shutdown();
+    let err = d.dispatch(Report(vec![])).await.expect_err("rejected");
+    assert_eq!(err.rejection(), Some(&crate::Rejection::Shutdown));
+    probe.release.open();
+    running.await.expect("the running job finishes");
+    assert_eq!(probe.calls(), 1);
+}
+
+/// The context's sleep and clock are the runtime's.
+pub async fn context_sleep_and_clock_use_the_runtime(rt: Arc<dyn Runtime>) {
+    let before = rt.now();
+    rt.sleep(Duration::from_millis(5)).await;
+    let after = rt.now();
+    assert!(
+        after.saturating_duration_since(before) >= Duration::from_millis(5),
+        "the clock is monotonic and sleep waits at least its duration"
+    );
+}

@@ -1,0 +1,118 @@
+//! The conformance suite every runtime adapter runs (feature `conformance`).
+//!
+//! It is written once, here, against the [`Runtime`] traits, and instantiated in each
+//! adapter's `tests/` by [`conformance_suite!`](crate::conformance_suite). Every case is a
+//! plain `async fn(Arc<dyn Runtime>)` in [`cases`] that panics on a broken contract item.
+//!
+//! The cases never assert on wall-clock time: they synchronise with [`Gate`]s, and use real
+//! timers only where a timer is the thing under test, with bounds that cannot be missed on a
+//! loaded machine (a hanging executor against a 20 ms budget). Each case runs under a
+//! 60-second watchdog so that a broken adapter fails instead of hanging CI.
+//!
+//! ```text
+//! // crates/orchestrator-smol/tests/conformance.rs
+//! orchestrator_core::conformance_suite!(|case| {
+//!     smol::block_on(case(std::sync::Arc::new(orchestrator_smol::SmolRuntime::default())))
+//! });
+//! ```
+
+pub mod cases;
+mod support;
+
+use core::future::Future;
+use core::pin::pin;
+use core::task::Poll;
+use core::time::Duration;
+
+use crate::runtime::Runtime;
+use crate::sync::Arc;
+
+pub use support::{DropFlag, Gate};
+
+/// How long one case may run before the watchdog fails it.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Runs `case` on `runtime`, failing it if it outlives [`WATCHDOG`].
+///
+/// # Panics
+///
+/// Panics if the case panics or times out (it is a test harness).
+pub async fn run_case<F, Fut>(runtime: Arc<dyn Runtime>, case: F)
+where
+    F: FnOnce(Arc<dyn Runtime>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut watchdog = runtime.sleep(WATCHDOG);
+    let mut case = pin!(case(runtime));
+    core::future::poll_fn(|cx| {
+        if case.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if watchdog.as_mut().poll(cx).is_ready() {
+            panic!("conformance case did not finish within {WATCHDOG:?}");
+        }
+        Poll::Pending
+    })
+    .await;
+}
+
+/// Generates one `#[test]` per conformance case, in a module named `conformance`.
+///
+/// The argument is a closure-like block: `|case| { ... }`, where `case` is a function from
+/// `Arc<dyn Runtime>` to the case's future; the block must run it to completion on the
+/// runtime under test.
+#[macro_export]
+macro_rules! conformance_suite {
+    (|$case:ident| $body:block) => {
+        $crate::__conformance_tests! { |$case| $body;
+            dispatch_resolves_with_output_and_fresh_source,
+            job_ids_are_unique_and_match_the_context,
+            missing_executor_is_rejected_with_the_type_name,
+            registering_twice_replaces_the_executor,
+            dispatch_returns_before_the_work_completes,
+            dropping_the_handle_does_not_cancel,
+            executor_error_fails_after_one_attempt,
+            retry_until_success_counts_attempts,
+            retry_exhaustion_yields_exactly_one_failure,
+            should_retry_false_stops_retrying,
+            panic_becomes_failure_and_dispatcher_keeps_working,
+            cancel_before_start_never_runs_the_executor,
+            cancel_mid_run_drops_the_work_of_an_ignoring_executor,
+            token_cancel_mid_run_cancels_the_job,
+            cancel_during_backoff_stops_at_once,
+            total_timeout_drops_hanging_work,
+            zero_timeout_times_out_without_running,
+            timeout_during_retries_is_timed_out,
+            attempt_timeout_is_retried,
+            shared_token_cancels_every_job_it_is_shared_by,
+            child_token_cancel_is_scoped,
+            progress_stream_is_ordered_and_ends_with_the_last_value,
+            late_progress_subscriber_gets_the_latest_then_the_end,
+            progress_after_the_outcome_goes_nowhere,
+            cancel_after_completion_is_ignored,
+            many_concurrent_jobs_all_resolve_once,
+            shutdown_rejects_new_dispatches_and_running_jobs_finish,
+            context_sleep_and_clock_use_the_runtime,
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    (|$case:ident| $body:block; $($name:ident),* $(,)?) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    let $case = |rt: ::std::sync::Arc<dyn $crate::runtime::Runtime>| {
+                        $crate::conformance::run_case(rt, $crate::conformance::cases::$name)
+                    };
+                    $body
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,220 @@
+//! Synchronisation helpers and test jobs for the conformance cases.
+
+use alloc::vec::Vec;
+use core::error::Error;
+use core::fmt;
+
+use event_listener::Event;
+
+use crate::executor::{Executor, JobContext};
+use crate::job::Job;
+use crate::progress::Progress;
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
+
+/// A one-shot latch: closed until [`open`](Gate::open), then open forever.
+#[derive(Clone, Default)]
+pub struct Gate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Default)]
+struct GateInner {
+    open: AtomicBool,
+    event: Event,
+}
+
+impl Gate {
+    /// Creates a closed gate.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens the gate and wakes every waiter.
+    pub fn open(&self) {
+        self.inner.open.store(true, Ordering::SeqCst);
+        self.inner.event.notify(usize::MAX);
+    }
+
+    /// Returns `true` once the gate is open.
+    pub fn is_open(&self) -> bool {
+        self.inner.open.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the gate is open.
+    pub async fn wait(&self) {
+        loop {
+            if self.is_open() {
+                return;
+            }
+            let listener = self.inner.event.listen();
+            if self.is_open() {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl fmt::Debug for Gate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gate").field("open", &self.is_open()).finish()
+    }
+}
+
+/// Opens its gate when dropped: proves a work future was dropped.
+#[derive(Debug)]
+pub struct DropFlag(pub Gate);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.open();
+    }
+}
+
+/// What a test executor records.
+#[derive(Debug, Default)]
+pub(crate) struct Probe {
+    pub(crate) calls: Mutex<u32>,
+    pub(crate) started: Gate,
+    pub(crate) release: Gate,
+    pub(crate) dropped: Gate,
+    pub(crate) finished: Gate,
+    pub(crate) contexts: Mutex<Vec<JobContext>>,
+    pub(crate) ids: Mutex<Vec<crate::JobId>>,
+}
+
+impl Probe {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub(crate) fn calls(&self) -> u32 {
+        self.calls.with(|c| *c)
+    }
+
+    fn enter(&self) -> u32 {
+        self.calls.with(|c| {
+            *c += 1;
+            *c
+        })
+    }
+}
+
+/// The error of the test executors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TestError {
+    pub(crate) attempt: u32,
+    pub(crate) permanent: bool,
+}
+
+impl fmt::Display for TestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "attempt {} failed", self.attempt)
+    }
+}
+
+impl Error for TestError {}
+
+/// Returns `job.0 + add`.
+pub(crate) struct Value(pub(crate) u64);
+impl Job for Value {
+    type Output = u64;
+}
+pub(crate) struct ValueExec {
+    pub(crate) add: u64,
+    pub(crate) probe: Arc<Probe>,
+}
+impl Executor<Value> for ValueExec {
+    type Error = TestError;
+    async fn execute(&self, job: &Value, cx: JobContext) -> Result<u64, TestError> {
+        self.probe.enter();
+        self.probe.ids.with(|ids| ids.push(cx.job_id()));
+        Ok(job.0 + self.add)
+    }
+}
+
+/// Fails its first `fail_first` attempts (permanently if `permanent`), then returns the
+/// attempt number. Opens `started` after each failing attempt.
+pub(crate) struct Flaky {
+    pub(crate) fail_first: u32,
+    pub(crate) permanent: bool,
+}
+impl Job for Flaky {
+    type Output = u32;
+}
+pub(crate) struct FlakyExec(pub(crate) Arc<Probe>);
+impl Executor<Flaky> for FlakyExec {
+    type Error = TestError;
+    async fn execute(&self, job: &Flaky, cx: JobContext) -> Result<u32, TestError> {
+        let n = self.0.enter();
+        assert_eq!(n, cx.attempt(), "the context counts attempts");
+        if n <= job.fail_first {
+            self.0.started.open();
+            return Err(TestError {
+                attempt: n,
+                permanent: job.permanent,
+            });
+        }
+        Ok(n)
+    }
+}
+
+/// Hangs forever, ignoring cancellation, on attempts up to `hang_first`; then succeeds.
+pub(crate) struct Hang {
+    pub(crate) hang_first: u32,
+}
+impl Job for Hang {
+    type Output = u32;
+}
+pub(crate) struct HangExec(pub(crate) Arc<Probe>);
+impl Executor<Hang> for HangExec {
+    type Error = TestError;
+    async fn execute(&self, job: &Hang, _cx: JobContext) -> Result<u32, TestError> {
+        let n = self.0.enter();
+        if n > job.hang_first {
+            return Ok(n);
+        }
+        let _flag = DropFlag(self.0.dropped.clone());
+        self.0.started.open();
+        core::future::pending().await
+    }
+}
+
+/// Panics with "boom".
+pub(crate) struct Boom;
+impl Job for Boom {
+    type Output = ();
+}
+pub(crate) struct BoomExec;
+impl Executor<Boom> for BoomExec {
+    type Error = TestError;
+    async fn execute(&self, _job: &Boom, _cx: JobContext) -> Result<(), TestError> {
+        panic!("boom");
+    }
+}
+
+/// Reports each value, opens `started`, waits for `release`, opens `finished`.
+pub(crate) struct Report(pub(crate) Vec<f64>);
+impl Job for Report {
+    type Output = ();
+}
+pub(crate) struct ReportExec(pub(crate) Arc<Probe>);
+impl Executor<Report> for ReportExec {
+    type Error = TestError;
+    async fn execute(&self, job: &Report, cx: JobContext) -> Result<(), TestError> {
+        self.0.enter();
+        for &v in &job.0 {
+            cx.report(Progress::new(v).with_message("working"));
+        }
+        self.0.contexts.with(|c| c.push(cx.clone()));
+        self.0.started.open();
+        self.0.release.wait().await;
+        self.0.finished.open();
+        Ok(())
+    }
+}
+
+/// Lets other tasks run: sleeps one millisecond on the runtime.
+pub(crate) async fn settle(rt: &Arc<dyn crate::runtime::Runtime>) {
+    rt.sleep(core::time::Duration::from_millis(1)).await;
+}
