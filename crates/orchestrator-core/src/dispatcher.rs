@@ -171,8 +171,12 @@ impl Dispatcher {
                     .cloned()
             })
             .ok_or_else(no_executor)?;
-        let task = start.start(job, shared, options, self.inner.runtime.clone());
-        self.inner.runtime.spawn(task).map_err(Rejection::Spawn)
+        let task = start.start(job, shared.clone(), options, self.inner.runtime.clone());
+        self.inner.runtime.spawn(task).map_err(|refused| {
+            // Record the rejection before the refused task (and its drop guard) goes away.
+            shared.complete(Err(JobError::Rejected(Rejection::Spawn(refused.kind()))));
+            Rejection::Spawn(refused.kind())
+        })
     }
 
     /// Refuses every later dispatch with [`Rejection::Shutdown`]; running jobs go on.

@@ -123,7 +123,10 @@ impl<T> JobShared<T> {
     }
 
     /// Returns the cancel reason once cancel was requested, or registers the task's waker.
-    pub(crate) fn poll_cancel_request(&self, cx: &mut Context<'_>) -> Poll<Option<Cow<'static, str>>> {
+    pub(crate) fn poll_cancel_request(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Cow<'static, str>>> {
         self.state.with(|s| match &s.cancel_request {
             Some(reason) => Poll::Ready(reason.clone()),
             None => {
@@ -146,18 +149,19 @@ impl<T> JobShared<T> {
     }
 
     fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<Success<T>, JobError>> {
-        self.state.with(|s| match core::mem::replace(&mut s.slot, Slot::Taken) {
-            Slot::Ready(outcome) => Poll::Ready(outcome),
-            Slot::Pending => {
-                s.slot = Slot::Pending;
-                match &s.handle_waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => s.handle_waker = Some(cx.waker().clone()),
+        self.state
+            .with(|s| match core::mem::replace(&mut s.slot, Slot::Taken) {
+                Slot::Ready(outcome) => Poll::Ready(outcome),
+                Slot::Pending => {
+                    s.slot = Slot::Pending;
+                    match &s.handle_waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => s.handle_waker = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
                 }
-                Poll::Pending
-            }
-            Slot::Taken => Poll::Pending,
-        })
+                Slot::Taken => Poll::Pending,
+            })
     }
 }
 
@@ -335,7 +339,11 @@ impl Stream for ProgressStream {
             return Poll::Ready(None);
         }
         let this = &mut *self;
-        let next = core::task::ready!(this.control.poll_progress(&mut this.seen, &mut this.listener, cx));
+        let next = core::task::ready!(this.control.poll_progress(
+            &mut this.seen,
+            &mut this.listener,
+            cx
+        ));
         this.done = next.is_none();
         Poll::Ready(next)
     }

@@ -11,7 +11,7 @@ use core::error::Error;
 use core::fmt;
 use core::time::Duration;
 
-use crate::runtime::SpawnError;
+use crate::runtime::SpawnErrorKind;
 use crate::sync::Arc;
 
 /// Where a successful job's value came from.
@@ -201,7 +201,7 @@ pub enum Rejection {
         job_type: &'static str,
     },
     /// The runtime refused to spawn the job's task.
-    Spawn(SpawnError),
+    Spawn(SpawnErrorKind),
     /// The dispatcher was shut down before this dispatch.
     Shutdown,
 }

@@ -21,11 +21,13 @@
 //! 2. On a tie within one poll, cancellation wins over completion, and completion over the
 //!    deadline.
 //! 3. The outcome is recorded exactly once, by [`Completer`]; if the task is dropped before
-//!    it finished (the runtime shut down), the completer records `Cancelled` instead.
+//!    it finished, even before its first poll (the runtime shut down), the completer records
+//!    `Cancelled` instead. A runtime that refuses the task returns it in its `SpawnError`,
+//!    so the dispatcher records the rejection first.
 //! 4. Panics are caught per attempt (with `std`) and never retried.
 
-use alloc::boxed::Box;
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use core::error::Error;
 use core::future::Future;
 use core::pin::Pin;
@@ -52,8 +54,10 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
     options: JobOptions,
     runtime: Arc<dyn Runtime>,
 ) -> Task {
+    // Armed before the first poll: a task dropped unpolled still resolves its handle.
+    let completer = Completer(Some(shared));
     Box::pin(async move {
-        let completer = Completer(Some(shared));
+        let completer = completer;
         let Some(shared) = completer.0.as_ref() else {
             return;
         };
@@ -279,7 +283,7 @@ impl<T, E, F: Future<Output = Result<T, E>>> Future for CatchUnwind<F> {
 
 #[cfg(feature = "std")]
 fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+    std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)).map_err(|payload| {
         let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
             alloc::string::String::from(*s)
         } else if let Some(s) = payload.downcast_ref::<alloc::string::String>() {

@@ -334,10 +334,20 @@ mod tests {
     #[test]
     fn invalid_inputs_are_rejected() {
         let b = RetryPolicy::builder;
-        assert!(b().multiplier(f64::NAN).build().unwrap_err().is_multiplier());
+        assert!(
+            b().multiplier(f64::NAN)
+                .build()
+                .unwrap_err()
+                .is_multiplier()
+        );
         assert!(b().multiplier(-1.0).build().unwrap_err().is_multiplier());
         assert!(b().multiplier(0.5).build().unwrap_err().is_multiplier());
-        assert!(b().multiplier(f64::INFINITY).build().unwrap_err().is_multiplier());
+        assert!(
+            b().multiplier(f64::INFINITY)
+                .build()
+                .unwrap_err()
+                .is_multiplier()
+        );
         assert!(b().jitter(1.5).build().unwrap_err().is_jitter());
         assert!(b().jitter(f64::NAN).build().unwrap_err().is_jitter());
         let e = b()
@@ -346,7 +356,10 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(e.is_max_delay());
-        assert_eq!(e.to_string(), "retry max delay must not be below the base delay");
+        assert_eq!(
+            e.to_string(),
+            "retry max delay must not be below the base delay"
+        );
     }
 
     #[test]
@@ -360,7 +373,10 @@ mod tests {
         let mut distinct = 0;
         for seed in 0..100u64 {
             let d = p.jittered_delay(0, seed);
-            assert!(d <= Duration::from_secs(1) && d >= Duration::from_millis(500), "{d:?}");
+            assert!(
+                d <= Duration::from_secs(1) && d >= Duration::from_millis(500),
+                "{d:?}"
+            );
             assert_eq!(d, p.jittered_delay(0, seed));
             if d != p.jittered_delay(0, seed + 1) {
                 distinct += 1;
@@ -372,7 +388,9 @@ mod tests {
     #[test]
     fn should_retry_counts_attempts_and_consults_predicate() {
         let p = RetryPolicy::fixed(2, Duration::ZERO);
-        let e = crate::AttemptTimedOut { limit: Duration::ZERO };
+        let e = crate::AttemptTimedOut {
+            limit: Duration::ZERO,
+        };
         assert!(p.should_retry(&e, 1));
         assert!(p.should_retry(&e, 2));
         assert!(!p.should_retry(&e, 3));

@@ -67,6 +67,12 @@ impl VirtualRuntime {
         &self.pool
     }
 
+    /// Drops every unfinished task (their jobs resolve as cancelled) and refuses later spawns;
+    /// see [`TaskPool::shutdown`].
+    pub fn shutdown(&self) {
+        self.pool.shutdown();
+    }
+
     /// Polls ready tasks until none is ready, without moving the clock; returns the polls made.
     pub fn run_until_stalled(&self) -> usize {
         self.pool.run_until_stalled()
@@ -81,8 +87,12 @@ impl VirtualRuntime {
 
     /// Returns the deadline of the earliest pending sleep, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.clock
-            .with(|c| c.timers.keys().next().map(|(d, _)| Instant::from_elapsed(*d)))
+        self.clock.with(|c| {
+            c.timers
+                .keys()
+                .next()
+                .map(|(d, _)| Instant::from_elapsed(*d))
+        })
     }
 
     fn advance_to(&self, target: Duration) {
@@ -217,7 +227,11 @@ impl Future for VirtualSleep {
             (false, Some(k))
         });
         self.key = key;
-        if ready { Poll::Ready(()) } else { Poll::Pending }
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }
 

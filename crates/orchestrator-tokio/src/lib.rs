@@ -22,14 +22,14 @@
 
 use core::time::Duration;
 
-use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, Task, Timer};
+use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer};
 use tokio::runtime::Handle;
 
 /// Runs the core's jobs on tokio.
 ///
 /// `TokioRuntime::default()` spawns on whichever tokio runtime is current when a job is
 /// dispatched (dispatching outside any runtime is rejected with
-/// [`SpawnError::no_runtime`]); [`TokioRuntime::with_handle`] pins it to one runtime.
+/// [`SpawnErrorKind::NoRuntime`]); [`TokioRuntime::with_handle`] pins it to one runtime.
 #[derive(Debug, Clone)]
 pub struct TokioRuntime {
     handle: Option<Handle>,
@@ -64,7 +64,10 @@ impl Spawn for TokioRuntime {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
         let handle = match &self.handle {
             Some(handle) => handle.clone(),
-            None => Handle::try_current().map_err(|_| SpawnError::no_runtime())?,
+            None => match Handle::try_current() {
+                Ok(handle) => handle,
+                Err(_) => return Err(SpawnError::new(SpawnErrorKind::NoRuntime, task)),
+            },
         };
         drop(handle.spawn(task)); // dropping a JoinHandle detaches the task
         Ok(())

@@ -11,8 +11,8 @@ use core::time::Duration;
 use futures_core::{FusedFuture, Stream};
 
 use super::support::{
-    Boom, BoomExec, Flaky, FlakyExec, Hang, HangExec, Probe, Report, ReportExec, TestError,
-    Value, ValueExec,
+    Boom, BoomExec, Flaky, FlakyExec, Hang, HangExec, Probe, Report, ReportExec, TestError, Value,
+    ValueExec,
 };
 use crate::runtime::Runtime;
 use crate::sync::Arc;
@@ -32,7 +32,9 @@ fn next<S: Stream + Unpin>(stream: &mut S) -> impl Future<Output = Option<S::Ite
 /// Polls `fut` once; `true` if it was still pending.
 fn is_pending<F: Future + Unpin>(fut: &mut F) -> bool {
     let waker = core::task::Waker::noop();
-    Pin::new(fut).poll(&mut Context::from_waker(waker)).is_pending()
+    Pin::new(fut)
+        .poll(&mut Context::from_waker(waker))
+        .is_pending()
 }
 
 fn cancelled_reason(err: &JobError) -> Option<&str> {
@@ -166,7 +168,10 @@ pub async fn retry_until_success_counts_attempts(rt: Arc<dyn Runtime>) {
         fail_first: 2,
         permanent: false,
     };
-    let done = d.dispatch_with(job, options).await.expect("third attempt succeeds");
+    let done = d
+        .dispatch_with(job, options)
+        .await
+        .expect("third attempt succeeds");
     assert_eq!(done.value, 3);
     assert_eq!(probe.calls(), 3);
 }
@@ -176,7 +181,8 @@ pub async fn retry_exhaustion_yields_exactly_one_failure(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
     d.register(FlakyExec(probe.clone()));
-    let options = JobOptions::new().with_retry(RetryPolicy::exponential(3, Duration::from_millis(1)));
+    let options =
+        JobOptions::new().with_retry(RetryPolicy::exponential(3, Duration::from_millis(1)));
     let mut handle = d.dispatch_with(
         Flaky {
             fail_first: u32::MAX,
@@ -202,7 +208,9 @@ pub async fn should_retry_false_stops_retrying(rt: Arc<dyn Runtime>) {
     let probe = Probe::new();
     d.register(FlakyExec(probe.clone()));
     let policy = RetryPolicy::fixed(10, Duration::ZERO).retry_if(|err, attempt| {
-        let e = err.downcast_ref::<TestError>().expect("the executor's error");
+        let e = err
+            .downcast_ref::<TestError>()
+            .expect("the executor's error");
         assert_eq!(e.attempt, attempt);
         !e.permanent
     });
@@ -243,7 +251,10 @@ pub async fn cancel_before_start_never_runs_the_executor(rt: Arc<dyn Runtime>) {
     let token = CancellationToken::new();
     token.cancel_with("not needed");
     let err = d
-        .dispatch_with(Hang { hang_first: 1 }, JobOptions::new().with_cancellation(token))
+        .dispatch_with(
+            Hang { hang_first: 1 },
+            JobOptions::new().with_cancellation(token),
+        )
         .await
         .expect_err("cancelled");
     assert_eq!(cancelled_reason(&err), Some("not needed"));
@@ -261,7 +272,10 @@ pub async fn cancel_mid_run_drops_the_work_of_an_ignoring_executor(rt: Arc<dyn R
     handle.cancel(); // idempotent: the first reason stays
     let err = handle.await.expect_err("cancelled");
     assert_eq!(cancelled_reason(&err), Some("user"));
-    assert!(probe.dropped.is_open(), "the work was dropped before the outcome");
+    assert!(
+        probe.dropped.is_open(),
+        "the work was dropped before the outcome"
+    );
 }
 
 /// Item 8: cancelling the job's token mid-run cancels it.
@@ -310,11 +324,20 @@ pub async fn total_timeout_drops_hanging_work(rt: Arc<dyn Runtime>) {
     let probe = Probe::new();
     d.register(HangExec(probe.clone()));
     let err = d
-        .dispatch_with(Hang { hang_first: 1 }, JobOptions::new().with_timeout(SHORT))
+        .dispatch_with(
+            Hang { hang_first: 1 },
+            JobOptions::new().with_timeout(SHORT),
+        )
         .await
         .expect_err("timed out");
-    assert!(matches!(err, JobError::TimedOut { budget } if budget == SHORT), "{err:?}");
-    assert!(probe.dropped.is_open(), "the work was dropped before the outcome");
+    assert!(
+        matches!(err, JobError::TimedOut { budget } if budget == SHORT),
+        "{err:?}"
+    );
+    assert!(
+        probe.dropped.is_open(),
+        "the work was dropped before the outcome"
+    );
     assert_eq!(probe.calls(), 1);
 }
 
@@ -383,7 +406,9 @@ pub async fn attempt_timeout_is_retried(rt: Arc<dyn Runtime>) {
         .expect_err("no retry policy");
     let failure = err.failure().expect("an attempt timeout is a failure");
     assert_eq!(
-        failure.downcast_ref::<crate::AttemptTimedOut>().map(|e| e.limit),
+        failure
+            .downcast_ref::<crate::AttemptTimedOut>()
+            .map(|e| e.limit),
         Some(SHORT)
     );
 }
@@ -400,9 +425,22 @@ pub async fn shared_token_cancels_every_job_it_is_shared_by(rt: Arc<dyn Runtime>
     });
     let token = CancellationToken::new();
     let with = || JobOptions::new().with_cancellation(token.clone());
-    assert_eq!(d.dispatch_with(Value(3), with()).await.expect("done").value, 3);
-    let a = d.dispatch_with(Hang { hang_first: u32::MAX }, with());
-    let b = d.dispatch_with(Hang { hang_first: u32::MAX }, with());
+    assert_eq!(
+        d.dispatch_with(Value(3), with()).await.expect("done").value,
+        3
+    );
+    let a = d.dispatch_with(
+        Hang {
+            hang_first: u32::MAX,
+        },
+        with(),
+    );
+    let b = d.dispatch_with(
+        Hang {
+            hang_first: u32::MAX,
+        },
+        with(),
+    );
     while probe.calls() < 2 {
         probe.started.wait().await;
         crate::conformance::support::settle(&rt).await;
@@ -420,11 +458,15 @@ pub async fn child_token_cancel_is_scoped(rt: Arc<dyn Runtime>) {
     let parent = CancellationToken::new();
     let (c1, c2) = (parent.child_token(), parent.child_token());
     let mut h1 = d.dispatch_with(
-        Hang { hang_first: u32::MAX },
+        Hang {
+            hang_first: u32::MAX,
+        },
         JobOptions::new().with_cancellation(c1.clone()),
     );
     let mut h2 = d.dispatch_with(
-        Hang { hang_first: u32::MAX },
+        Hang {
+            hang_first: u32::MAX,
+        },
         JobOptions::new().with_cancellation(c2),
     );
     c1.cancel();
@@ -432,7 +474,10 @@ pub async fn child_token_cancel_is_scoped(rt: Arc<dyn Runtime>) {
     assert!(!parent.is_cancelled());
     assert!(is_pending(&mut h2), "the sibling runs on");
     parent.cancel_with("parent");
-    assert_eq!(cancelled_reason(&h2.await.expect_err("sibling")), Some("parent"));
+    assert_eq!(
+        cancelled_reason(&h2.await.expect_err("sibling")),
+        Some("parent")
+    );
     assert!(h1.is_terminated());
 }
 
@@ -454,7 +499,10 @@ pub async fn progress_stream_is_ordered_and_ends_with_the_last_value(rt: Arc<dyn
     while let Some(p) = next(&mut stream).await {
         seen.push(p.value());
     }
-    assert!(seen.iter().all(|v| [0.25, 0.5, 1.0].contains(v)), "{seen:?}");
+    assert!(
+        seen.iter().all(|v| [0.25, 0.5, 1.0].contains(v)),
+        "{seen:?}"
+    );
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order: {seen:?}");
     assert_eq!(seen.last(), Some(&1.0), "the last value is delivered");
     handle.await.expect("success");

@@ -57,7 +57,9 @@ impl Gate {
 
 impl fmt::Debug for Gate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Gate").field("open", &self.is_open()).finish()
+        f.debug_struct("Gate")
+            .field("open", &self.is_open())
+            .finish()
     }
 }
 

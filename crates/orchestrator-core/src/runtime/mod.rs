@@ -42,8 +42,8 @@ pub trait Spawn: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// Returns a [`SpawnError`] if the runtime cannot accept the task (it is shut down, there
-    /// is no runtime in this context, a static pool is full). The task is dropped.
+    /// Returns a [`SpawnError`] carrying the task back if the runtime cannot accept it (it is
+    /// shut down, there is no runtime in this context, a static pool is full).
     fn spawn(&self, task: Task) -> Result<(), SpawnError>;
 }
 
@@ -125,54 +125,86 @@ impl fmt::Debug for Instant {
     }
 }
 
-/// The error returned when a runtime refuses a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The error returned when a runtime refuses a task; it gives the task back.
+///
+/// ```
+/// use orchestrator_core::runtime::{SpawnError, SpawnErrorKind, Task};
+/// let task: Task = Box::pin(async {});
+/// let err = SpawnError::new(SpawnErrorKind::Full, task);
+/// assert!(err.kind().is_full());
+/// assert_eq!(err.to_string(), "the runtime has no room for another task");
+/// let _task_back: Task = err.into_task();
+/// ```
 pub struct SpawnError {
     kind: SpawnErrorKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SpawnErrorKind {
-    Shutdown,
-    NoRuntime,
-    Full,
+    task: Task,
 }
 
 impl SpawnError {
-    /// The runtime has shut down.
-    pub const fn shutdown() -> Self {
-        Self { kind: SpawnErrorKind::Shutdown }
+    /// Creates the error for `task`, which the runtime could not accept.
+    pub fn new(kind: SpawnErrorKind, task: Task) -> Self {
+        Self { kind, task }
     }
 
-    /// There is no runtime to spawn on in this context.
-    pub const fn no_runtime() -> Self {
-        Self { kind: SpawnErrorKind::NoRuntime }
+    /// Returns why the task was refused.
+    pub fn kind(&self) -> SpawnErrorKind {
+        self.kind
     }
 
-    /// The runtime has no room for another task.
-    pub const fn full() -> Self {
-        Self { kind: SpawnErrorKind::Full }
+    /// Returns the refused task.
+    pub fn into_task(self) -> Task {
+        self.task
     }
+}
 
-    /// Returns `true` if the runtime refused because it has shut down.
-    pub const fn is_shutdown(&self) -> bool {
-        matches!(self.kind, SpawnErrorKind::Shutdown)
-    }
-
-    /// Returns `true` if there was no runtime in this context.
-    pub const fn is_no_runtime(&self) -> bool {
-        matches!(self.kind, SpawnErrorKind::NoRuntime)
-    }
-
-    /// Returns `true` if the runtime had no room for another task.
-    pub const fn is_full(&self) -> bool {
-        matches!(self.kind, SpawnErrorKind::Full)
+impl fmt::Debug for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpawnError")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.kind {
+        fmt::Display::fmt(&self.kind, f)
+    }
+}
+
+impl core::error::Error for SpawnError {}
+
+/// Why a runtime refused a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SpawnErrorKind {
+    /// The runtime has shut down.
+    Shutdown,
+    /// There is no runtime to spawn on in this context.
+    NoRuntime,
+    /// The runtime has no room for another task.
+    Full,
+}
+
+impl SpawnErrorKind {
+    /// Returns `true` if the runtime has shut down.
+    pub const fn is_shutdown(self) -> bool {
+        matches!(self, SpawnErrorKind::Shutdown)
+    }
+
+    /// Returns `true` if there was no runtime in this context.
+    pub const fn is_no_runtime(self) -> bool {
+        matches!(self, SpawnErrorKind::NoRuntime)
+    }
+
+    /// Returns `true` if the runtime had no room for another task.
+    pub const fn is_full(self) -> bool {
+        matches!(self, SpawnErrorKind::Full)
+    }
+}
+
+impl fmt::Display for SpawnErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
             SpawnErrorKind::Shutdown => "the runtime has shut down",
             SpawnErrorKind::NoRuntime => "no runtime is available in this context",
             SpawnErrorKind::Full => "the runtime has no room for another task",
@@ -180,4 +212,4 @@ impl fmt::Display for SpawnError {
     }
 }
 
-impl core::error::Error for SpawnError {}
+impl core::error::Error for SpawnErrorKind {}

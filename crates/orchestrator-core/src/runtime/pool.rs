@@ -10,7 +10,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
-use super::{Instant, Sleep, Spawn, SpawnError, Task, Timer};
+use super::{Instant, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak};
 
 /// How many task polls [`RunPool`] makes before it yields to its host.
@@ -54,6 +54,7 @@ struct PoolState {
     ready: VecDeque<usize>,
     live: usize,
     driver: Option<Waker>,
+    shut_down: bool,
 }
 
 struct Slot {
@@ -133,6 +134,24 @@ impl TaskPool {
         polls
     }
 
+    /// Drops every unfinished task and refuses later spawns with
+    /// [`SpawnErrorKind::Shutdown`](super::SpawnErrorKind::Shutdown).
+    ///
+    /// Jobs whose tasks are dropped resolve as cancelled. Call it to tear a pool down: a job's
+    /// task holds the runtime, so a pool with pending tasks is otherwise kept alive by them.
+    pub fn shutdown(&self) {
+        let tasks: Vec<Task> = self.inner.state.with(|s| {
+            s.shut_down = true;
+            s.ready.clear();
+            s.live = s.slots.iter().filter(|slot| slot.polling).count();
+            s.slots
+                .iter_mut()
+                .filter_map(|slot| slot.task.take())
+                .collect()
+        });
+        drop(tasks); // outside the lock: dropping a task runs its destructors
+    }
+
     /// Returns a future that drives the pool forever.
     ///
     /// It polls ready tasks, yields to its host every 128 polls, and sleeps (returns
@@ -159,20 +178,25 @@ impl TaskPool {
             return false;
         };
         let waker = Waker::from(waker);
-        let done = task.as_mut().poll(&mut Context::from_waker(&waker)).is_ready();
-        self.inner.state.with(|s| {
+        let done = task
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready();
+        let finished = self.inner.state.with(|s| {
             let slot = &mut s.slots[index];
             slot.polling = false;
-            if done {
-                s.live -= 1;
+            if done || s.shut_down {
+                s.live = s.live.saturating_sub(1);
                 s.free.push(index);
-            } else {
-                slot.task = Some(task);
-                if slot.woken_while_polling {
-                    s.ready.push_back(index);
-                }
+                return Some(task);
             }
+            slot.task = Some(task);
+            if slot.woken_while_polling {
+                s.ready.push_back(index);
+            }
+            None
         });
+        drop(finished); // outside the lock: dropping a task runs its destructors
         true
     }
 }
@@ -180,7 +204,10 @@ impl TaskPool {
 impl Spawn for TaskPool {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
         let weak = Arc::downgrade(&self.inner);
-        let driver = self.inner.state.with(|s| {
+        let (task, driver) = self.inner.state.with(|s| {
+            if s.shut_down {
+                return (Some(task), None);
+            }
             let index = match s.free.pop() {
                 Some(index) => index,
                 None => {
@@ -203,8 +230,11 @@ impl Spawn for TaskPool {
             slot.waker.queued.store(true, Ordering::Release);
             s.ready.push_back(index);
             s.live += 1;
-            s.driver.take()
+            (None, s.driver.take())
         });
+        if let Some(task) = task {
+            return Err(SpawnError::new(SpawnErrorKind::Shutdown, task));
+        }
         if let Some(w) = driver {
             w.wake();
         }
@@ -295,4 +325,3 @@ impl<T: Timer> Timer for PoolRuntime<T> {
         self.timer.now()
     }
 }
-

@@ -1,0 +1,241 @@
+//! The runtime abstraction from the core's side: refused spawns, dropped tasks, the task pool
+//! as a single driver future, and outcome races decided on one poll.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use orchestrator_core::runtime::{
+    Instant, PoolRuntime, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer,
+};
+use orchestrator_core::testing::VirtualRuntime;
+use orchestrator_core::{Dispatcher, Executor, Job, JobContext, JobError, JobOptions, Rejection};
+
+struct Ping(u32);
+impl Job for Ping {
+    type Output = u32;
+}
+struct PingExec;
+impl Executor<Ping> for PingExec {
+    type Error = std::convert::Infallible;
+    async fn execute(&self, job: &Ping, _cx: JobContext) -> Result<u32, Self::Error> {
+        Ok(job.0)
+    }
+}
+
+/// A runtime that refuses or silently drops every task.
+#[derive(Clone)]
+struct Broken {
+    refuse: bool,
+    clock: VirtualRuntime,
+}
+impl Spawn for Broken {
+    fn spawn(&self, task: Task) -> Result<(), SpawnError> {
+        if self.refuse {
+            Err(SpawnError::new(SpawnErrorKind::Full, task))
+        } else {
+            drop(task); // as tokio does with tasks spawned on a runtime that shut down
+            Ok(())
+        }
+    }
+}
+impl Timer for Broken {
+    fn sleep(&self, d: Duration) -> Sleep {
+        self.clock.sleep(d)
+    }
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+}
+
+fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    std::pin::Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[test]
+fn refused_spawn_is_a_rejection_with_the_runtime_reason() {
+    let d = Dispatcher::new(Broken {
+        refuse: true,
+        clock: VirtualRuntime::new(),
+    });
+    d.register(PingExec);
+    let mut handle = d.dispatch(Ping(1));
+    match poll_once(&mut handle) {
+        Poll::Ready(Err(JobError::Rejected(Rejection::Spawn(kind)))) => assert!(kind.is_full()),
+        other => panic!("expected a spawn rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn task_dropped_unpolled_resolves_as_cancelled() {
+    let d = Dispatcher::new(Broken {
+        refuse: false,
+        clock: VirtualRuntime::new(),
+    });
+    d.register(PingExec);
+    let mut handle = d.dispatch(Ping(1));
+    match poll_once(&mut handle) {
+        Poll::Ready(Err(JobError::Cancelled { reason })) => {
+            assert_eq!(
+                reason.as_deref(),
+                Some("the runtime dropped the job's task")
+            );
+        }
+        other => panic!("expected cancelled, got {other:?}"),
+    }
+}
+
+struct Forever;
+impl Job for Forever {
+    type Output = ();
+}
+struct ForeverExec;
+impl Executor<Forever> for ForeverExec {
+    type Error = std::convert::Infallible;
+    async fn execute(&self, _: &Forever, _cx: JobContext) -> Result<(), Self::Error> {
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn task_dropped_mid_run_resolves_as_cancelled() {
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    d.register(ForeverExec);
+    let mut handle = d.dispatch(Forever);
+    rt.run_until_stalled();
+    assert!(poll_once(&mut handle).is_pending());
+    rt.shutdown(); // drops the running task, as a runtime shutting down does
+    assert!(matches!(
+        poll_once(&mut handle),
+        Poll::Ready(Err(JobError::Cancelled { .. }))
+    ));
+    assert!(rt.pool().is_empty());
+    let err = rt.block_on(d.dispatch(Forever)).unwrap_err();
+    assert!(matches!(
+        err,
+        JobError::Rejected(Rejection::Spawn(SpawnErrorKind::Shutdown))
+    ));
+}
+
+/// Succeeds when polled with its gate set; setting the gate wakes nobody.
+struct Gated;
+impl Job for Gated {
+    type Output = &'static str;
+}
+struct GatedExec(Arc<AtomicBool>);
+impl Executor<Gated> for GatedExec {
+    type Error = std::convert::Infallible;
+    async fn execute(&self, _: &Gated, _cx: JobContext) -> Result<&'static str, Self::Error> {
+        let gate = self.0.clone();
+        std::future::poll_fn(move |cx| {
+            let _ = cx;
+            if gate.load(Ordering::SeqCst) {
+                Poll::Ready(Ok("done"))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+#[test]
+fn cancel_and_completion_on_the_same_poll_give_one_outcome_cancel_first() {
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    let gate = Arc::new(AtomicBool::new(false));
+    d.register(GatedExec(gate.clone()));
+    let handle = d.dispatch(Gated);
+    rt.run_until_stalled();
+    gate.store(true, Ordering::SeqCst); // the work would complete on its next poll...
+    handle.cancel(); // ...but the cancel request wakes the task and is checked first
+    let mut handle = handle;
+    let out = rt.block_on(&mut handle);
+    assert!(out.unwrap_err().is_cancelled());
+    assert!(poll_once(&mut handle).is_pending(), "no second outcome");
+}
+
+#[test]
+fn completion_before_cancel_stands() {
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    let gate = Arc::new(AtomicBool::new(true));
+    d.register(GatedExec(gate));
+    let mut handle = d.dispatch(Gated);
+    rt.run_until_stalled();
+    handle.cancel();
+    assert_eq!(rt.block_on(&mut handle).unwrap().value, "done");
+}
+
+/// A timer for the pool runtime: the virtual clock, driven by hand.
+#[test]
+fn pool_runtime_is_driven_by_one_future_without_any_spawner() {
+    let clock = VirtualRuntime::new();
+    let rt = PoolRuntime::new(clock.clone());
+    let d = Dispatcher::new(rt.clone());
+    d.register(PingExec);
+    let handles: Vec<_> = (0..10).map(|i| d.dispatch(Ping(i))).collect();
+    assert_eq!(rt.pool().len(), 10, "queued, not run");
+    let mut driver = pin!(rt.run());
+    let cx = &mut Context::from_waker(Waker::noop());
+    assert!(
+        driver.as_mut().poll(cx).is_pending(),
+        "the driver never completes"
+    );
+    assert!(rt.pool().is_empty());
+    for (i, mut h) in (0..).zip(handles) {
+        assert!(matches!(poll_once(&mut h), Poll::Ready(Ok(s)) if s.value == i));
+    }
+}
+
+#[test]
+fn pool_wakes_its_driver_when_a_task_is_spawned_from_another_thread() {
+    let rt = PoolRuntime::new(VirtualRuntime::new());
+    let woken = Arc::new(AtomicUsize::new(0));
+    struct Count(Arc<AtomicUsize>);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let waker = Waker::from(Arc::new(Count(woken.clone())));
+    let mut driver = pin!(rt.run());
+    assert!(
+        driver
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    let ran = Arc::new(Mutex::new(false));
+    let (rt2, ran2) = (rt.clone(), ran.clone());
+    std::thread::spawn(move || {
+        rt2.spawn(Box::pin(async move { *ran2.lock().unwrap() = true }))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(woken.load(Ordering::SeqCst), 1, "spawning woke the driver");
+    assert!(
+        driver
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending()
+    );
+    assert!(*ran.lock().unwrap());
+}
+
+#[test]
+fn zero_timeout_rejects_before_the_executor_and_without_sleeping() {
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    d.register(ForeverExec);
+    let err = rt
+        .block_on(d.dispatch_with(Forever, JobOptions::new().with_timeout(Duration::ZERO)))
+        .unwrap_err();
+    assert!(matches!(err, JobError::TimedOut { budget } if budget.is_zero()));
+    assert_eq!(rt.now(), Instant::ZERO);
+}
