@@ -283,11 +283,21 @@ impl Future for RunPool {
 /// A [`Runtime`](super::Runtime) made of a [`TaskPool`] and a host-supplied [`Timer`].
 ///
 /// Dispatching on it queues jobs in the pool; the host polls [`PoolRuntime::run`] (or calls
-/// [`TaskPool::run_until_stalled`]) to make progress. Cheap to clone if `T` is.
-#[derive(Debug, Clone)]
+/// [`TaskPool::run_until_stalled`]) to make progress. Cheap to clone: clones share the pool
+/// and the timer.
+#[derive(Debug)]
 pub struct PoolRuntime<T> {
     pool: TaskPool,
-    timer: T,
+    timer: Arc<T>,
+}
+
+impl<T> Clone for PoolRuntime<T> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            timer: self.timer.clone(),
+        }
+    }
 }
 
 impl<T: Timer> PoolRuntime<T> {
@@ -295,7 +305,7 @@ impl<T: Timer> PoolRuntime<T> {
     pub fn new(timer: T) -> Self {
         Self {
             pool: TaskPool::new(),
-            timer,
+            timer: Arc::new(timer),
         }
     }
 

@@ -1,0 +1,98 @@
+//! The quickstart: jobs, executors, a dispatcher and handles on tokio.
+//!
+//! Run it with `cargo run --example quickstart`. To run the same program on smol, replace
+//! `TokioRuntime::default()` with `orchestrator_smol::SmolRuntime::default()` and
+//! `#[tokio::main]` with `smol::block_on`: nothing else changes.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use orchestrator_core::{
+    CancellationToken, Dispatcher, Executor, Job, JobContext, JobError, JobOptions, Progress,
+    RetryPolicy,
+};
+use orchestrator_tokio::TokioRuntime;
+
+/// What to do: fetch a user's profile.
+struct FetchProfile {
+    user_id: u64,
+}
+
+impl Job for FetchProfile {
+    type Output = String;
+}
+
+#[derive(Debug)]
+struct Unavailable;
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("profile service unavailable")
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// How to do it: a flaky service that fails on its first attempt.
+struct ProfileService;
+
+impl Executor<FetchProfile> for ProfileService {
+    type Error = Unavailable;
+
+    async fn execute(&self, job: &FetchProfile, cx: JobContext) -> Result<String, Unavailable> {
+        for step in 1..=4 {
+            cx.sleep(Duration::from_millis(20)).await; // runtime-agnostic sleep
+            cx.report(Progress::new(f64::from(step) / 4.0).with_step(step, 4));
+        }
+        if cx.attempt() == 1 {
+            return Err(Unavailable); // retried by the policy below
+        }
+        Ok(format!("user #{} (attempt {})", job.user_id, cx.attempt()))
+    }
+}
+
+/// A job nobody registered an executor for.
+struct Orphan;
+
+impl Job for Orphan {
+    type Output = ();
+}
+
+#[tokio::main]
+async fn main() {
+    let dispatcher = Dispatcher::new(TokioRuntime::default()); // the one runtime-specific line
+    dispatcher.register(ProfileService);
+
+    // 1. Dispatch with a total timeout and a retry policy; watch progress; await the value.
+    let options = JobOptions::new()
+        .with_timeout(Duration::from_secs(5))
+        .with_retry(RetryPolicy::exponential(3, Duration::from_millis(50)));
+    let handle = dispatcher.dispatch_with(FetchProfile { user_id: 7 }, options);
+    let mut progress = handle.progress();
+    let watcher = tokio::spawn(async move {
+        while let Some(p) = progress.next().await {
+            println!("  progress {:>3.0}% {:?}", p.value() * 100.0, p.step());
+        }
+    });
+    let profile = handle.await.expect("the second attempt succeeds");
+    watcher
+        .await
+        .expect("the progress stream ends with the job");
+    println!("fetched {} ({:?})", profile.value, profile.source);
+
+    // 2. Cancel a running job with a shared token: its work is dropped at once.
+    let token = CancellationToken::new();
+    let handle = dispatcher.dispatch_with(
+        FetchProfile { user_id: 8 },
+        JobOptions::new().with_cancellation(token.clone()),
+    );
+    token.cancel_with("user navigated away");
+    match handle.await {
+        Err(JobError::Cancelled { reason }) => println!("cancelled: {reason:?}"),
+        other => println!("unexpected: {other:?}"),
+    }
+
+    // 3. Bad input is an error value, never a panic.
+    let err = dispatcher.dispatch(Orphan).await.unwrap_err();
+    println!("rejected: {err}");
+}
