@@ -126,7 +126,9 @@ impl RetryPolicy {
             return delay;
         }
         let r = unit_random(seed ^ u64::from(retry).rotate_left(32));
-        delay.mul_f64(1.0 - self.jitter * r)
+        let secs = delay.as_secs_f64() * (1.0 - self.jitter * r);
+        // Near `Duration::MAX` the f64 round trip may overflow: keep the unjittered wait.
+        Duration::try_from_secs_f64(secs).map_or(delay, |d| d.min(delay))
     }
 
     /// Returns whether another attempt should follow failed attempt `attempt` (1-based).
@@ -383,6 +385,15 @@ mod tests {
             }
         }
         assert!(distinct > 90);
+    }
+
+    #[test]
+    fn jitter_near_the_largest_duration_never_panics() {
+        let p = RetryPolicy::builder().jitter(1.0).build().unwrap();
+        for seed in 0..1000 {
+            assert!(p.jittered_delay(u32::MAX, seed) <= Duration::MAX);
+            assert!(p.jittered_delay(200, seed) <= p.delay(200));
+        }
     }
 
     #[test]

@@ -592,3 +592,36 @@ pub async fn context_sleep_and_clock_use_the_runtime(rt: Arc<dyn Runtime>) {
         "the clock is monotonic and sleep waits at least its duration"
     );
 }
+
+/// Item 4: cancels racing completions still give every job exactly one outcome.
+pub async fn cancel_racing_completion_gives_one_outcome_each(rt: Arc<dyn Runtime>) {
+    const N: u64 = 2_000;
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ValueExec {
+        add: 0,
+        probe: probe.clone(),
+    });
+    let handles: Vec<_> = (0..N).map(|i| d.dispatch(Value(i))).collect();
+    for h in handles.iter().step_by(2) {
+        h.cancel();
+    }
+    let (mut succeeded, mut cancelled) = (0u64, 0u64);
+    for (i, mut h) in (0..N).zip(handles) {
+        match (&mut h).await {
+            Ok(done) => {
+                assert_eq!(done.value, i);
+                succeeded += 1;
+            }
+            Err(e) => {
+                assert!(e.is_cancelled() && i % 2 == 0, "job {i}: {e:?}");
+                cancelled += 1;
+            }
+        }
+        assert!(h.is_terminated());
+    }
+    assert_eq!(succeeded + cancelled, N);
+    assert!(succeeded >= N / 2, "every job that was not cancelled succeeded");
+    let calls = u64::from(probe.calls());
+    assert!(calls >= succeeded && calls <= N, "{calls} executor calls");
+}

@@ -93,6 +93,7 @@ macro_rules! conformance_suite {
             many_concurrent_jobs_all_resolve_once,
             shutdown_rejects_new_dispatches_and_running_jobs_finish,
             context_sleep_and_clock_use_the_runtime,
+            cancel_racing_completion_gives_one_outcome_each,
         }
     };
 }
