@@ -621,7 +621,10 @@ pub async fn cancel_racing_completion_gives_one_outcome_each(rt: Arc<dyn Runtime
         assert!(h.is_terminated());
     }
     assert_eq!(succeeded + cancelled, N);
-    assert!(succeeded >= N / 2, "every job that was not cancelled succeeded");
+    assert!(
+        succeeded >= N / 2,
+        "every job that was not cancelled succeeded"
+    );
     let calls = u64::from(probe.calls());
     assert!(calls >= succeeded && calls <= N, "{calls} executor calls");
 }
