@@ -22,7 +22,6 @@ trait Start<J: Job>: Send + Sync {
         job: J,
         shared: Arc<JobShared<J::Output>>,
         options: JobOptions,
-        runtime: Arc<dyn Runtime>,
     ) -> Task;
 }
 
@@ -32,9 +31,8 @@ impl<J: Job, E: Executor<J>> Start<J> for E {
         job: J,
         shared: Arc<JobShared<J::Output>>,
         options: JobOptions,
-        runtime: Arc<dyn Runtime>,
     ) -> Task {
-        job_task(self, job, shared, options, runtime)
+        job_task(self, job, shared, options)
     }
 }
 
@@ -142,7 +140,11 @@ impl Dispatcher {
     /// [`JobError::Rejected`]: no executor for `J` ([`Rejection::NoExecutor`], naming the
     /// type), a dispatcher that was shut down, or a runtime that refused the task.
     pub fn dispatch_with<J: Job>(&self, job: J, options: JobOptions) -> JobHandle<J::Output> {
-        let shared = Arc::new(JobShared::new(JobId::next()));
+        let shared = Arc::new(JobShared::new(
+            JobId::next(),
+            self.inner.runtime.clone(),
+            options.cancellation().cloned(),
+        ));
         let handle = JobHandle::new(shared.clone());
         if let Err(rejection) = self.start(job, shared.clone(), options) {
             shared.complete(Err(JobError::Rejected(rejection)));
@@ -171,7 +173,7 @@ impl Dispatcher {
                     .cloned()
             })
             .ok_or_else(no_executor)?;
-        let task = start.start(job, shared.clone(), options, self.inner.runtime.clone());
+        let task = start.start(job, shared.clone(), options);
         self.inner.runtime.spawn(task).map_err(|refused| {
             // Record the rejection before the refused task (and its drop guard) goes away.
             shared.complete(Err(JobError::Rejected(Rejection::Spawn(refused.kind()))));

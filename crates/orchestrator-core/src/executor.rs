@@ -9,7 +9,7 @@ use crate::handle::JobControl;
 use crate::id::JobId;
 use crate::job::Job;
 use crate::progress::Progress;
-use crate::runtime::{Instant, Runtime, Sleep};
+use crate::runtime::{Instant, Sleep};
 use crate::sync::Arc;
 
 /// Runs jobs of type `J`.
@@ -66,24 +66,12 @@ pub trait Executor<J: Job>: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct JobContext {
     control: Arc<dyn JobControl>,
-    token: Option<CancellationToken>,
-    runtime: Arc<dyn Runtime>,
     attempt: u32,
 }
 
 impl JobContext {
-    pub(crate) fn new(
-        control: Arc<dyn JobControl>,
-        token: Option<CancellationToken>,
-        runtime: Arc<dyn Runtime>,
-        attempt: u32,
-    ) -> Self {
-        Self {
-            control,
-            token,
-            runtime,
-            attempt,
-        }
+    pub(crate) fn new(control: Arc<dyn JobControl>, attempt: u32) -> Self {
+        Self { control, attempt }
     }
 
     /// Returns the id of the dispatch this attempt belongs to.
@@ -113,22 +101,22 @@ impl JobContext {
     /// Checking is optional: a cancelled job's work future is dropped anyway. It is useful for
     /// synchronous loops inside an attempt.
     pub fn is_cancelled(&self) -> bool {
-        self.control.is_cancel_requested() || self.token.as_ref().is_some_and(|t| t.is_cancelled())
+        self.control.is_cancel_requested()
     }
 
     /// Returns the cancellation token the job was dispatched with, if any.
     pub fn cancellation(&self) -> Option<&CancellationToken> {
-        self.token.as_ref()
+        self.control.token()
     }
 
     /// Sleeps on the dispatcher's runtime, whatever it is.
     pub fn sleep(&self, duration: Duration) -> Sleep {
-        self.runtime.sleep(duration)
+        self.control.runtime().sleep(duration)
     }
 
     /// Reads the dispatcher runtime's clock.
     pub fn now(&self) -> Instant {
-        self.runtime.now()
+        self.control.runtime().now()
     }
 }
 

@@ -17,6 +17,8 @@
 //!    outcome after dropping the work.
 //! 3. Progress is accepted only while `Pending`; every accepted report bumps `version`.
 //! 4. Completion wakes the handle and every progress subscriber, after the lock is released.
+//! 5. `progress_event` is notified only once a stream has registered a listener (`watched`,
+//!    set under the lock after the listener exists), so unwatched jobs never touch it.
 
 use alloc::borrow::Cow;
 use core::fmt;
@@ -27,10 +29,12 @@ use core::task::{Context, Poll, Waker};
 use event_listener::{Event, EventListener};
 use futures_core::{FusedFuture, Stream};
 
+use crate::cancel::CancellationToken;
 use crate::id::JobId;
 use crate::outcome::{JobError, Success};
 use crate::progress::Progress;
-use crate::sync::{Arc, Mutex};
+use crate::runtime::Runtime;
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 
 /// The outcome slot's three states.
 enum Slot<T> {
@@ -46,11 +50,18 @@ struct State<T> {
     cancel_request: Option<Option<Cow<'static, str>>>,
     progress: Option<Progress>,
     version: u64,
+    /// Set once a progress stream waits on `progress_event`; until then nobody is notified
+    /// (the event allocates its listener list on first use).
+    watched: bool,
 }
 
 /// The engine shared by a job's handle, task and contexts.
 pub(crate) struct JobShared<T> {
     id: JobId,
+    runtime: Arc<dyn Runtime>,
+    token: Option<CancellationToken>,
+    /// Mirrors `cancel_request.is_some()`, so the pipeline can skip the lock when it is unset.
+    cancel_flag: AtomicBool,
     state: Mutex<State<T>>,
     progress_event: Event,
 }
@@ -58,6 +69,8 @@ pub(crate) struct JobShared<T> {
 /// The type-erased part of [`JobShared`] that contexts and progress streams use.
 pub(crate) trait JobControl: Send + Sync + 'static {
     fn id(&self) -> JobId;
+    fn runtime(&self) -> &dyn Runtime;
+    fn token(&self) -> Option<&CancellationToken>;
     fn report(&self, progress: Progress) -> bool;
     fn is_cancel_requested(&self) -> bool;
     fn current_progress(&self) -> Option<Progress>;
@@ -71,9 +84,16 @@ pub(crate) trait JobControl: Send + Sync + 'static {
 }
 
 impl<T> JobShared<T> {
-    pub(crate) fn new(id: JobId) -> Self {
+    pub(crate) fn new(
+        id: JobId,
+        runtime: Arc<dyn Runtime>,
+        token: Option<CancellationToken>,
+    ) -> Self {
         Self {
             id,
+            runtime,
+            token,
+            cancel_flag: AtomicBool::new(false),
             state: Mutex::new(State {
                 slot: Slot::Pending,
                 handle_waker: None,
@@ -81,6 +101,7 @@ impl<T> JobShared<T> {
                 cancel_request: None,
                 progress: None,
                 version: 0,
+                watched: false,
             }),
             progress_event: Event::new(),
         }
@@ -88,24 +109,24 @@ impl<T> JobShared<T> {
 
     /// Records the outcome; returns `false` (and drops `outcome`) if one was already recorded.
     pub(crate) fn complete(&self, outcome: Result<Success<T>, JobError>) -> bool {
-        let waker = self.state.with(|s| {
+        let woken = self.state.with(|s| {
             if !matches!(s.slot, Slot::Pending) {
                 return Err(());
             }
             s.slot = Slot::Ready(outcome);
             s.task_waker = None;
-            Ok(s.handle_waker.take())
+            Ok((s.handle_waker.take(), s.watched))
         });
-        match waker {
-            Err(()) => false,
-            Ok(waker) => {
-                if let Some(w) = waker {
-                    w.wake();
-                }
-                self.progress_event.notify(usize::MAX);
-                true
-            }
+        let Ok((waker, watched)) = woken else {
+            return false;
+        };
+        if let Some(w) = waker {
+            w.wake();
         }
+        if watched {
+            self.progress_event.notify(usize::MAX);
+        }
+        true
     }
 
     /// Asks the pipeline to cancel; ignored once the job has ended or was already cancelled.
@@ -115,11 +136,27 @@ impl<T> JobShared<T> {
                 return None;
             }
             s.cancel_request = Some(reason);
+            self.cancel_flag.store(true, Ordering::Release);
             s.task_waker.take()
         });
         if let Some(w) = waker {
             w.wake();
         }
+    }
+
+    /// Returns `true` if a cancel request may be pending (cheap; no lock).
+    pub(crate) fn cancel_flagged(&self) -> bool {
+        self.cancel_flag.load(Ordering::Acquire)
+    }
+
+    /// Returns the job's id.
+    pub(crate) fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// Returns the runtime the job runs on.
+    pub(crate) fn runtime_arc(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
     }
 
     /// Returns the cancel reason once cancel was requested, or registers the task's waker.
@@ -137,11 +174,6 @@ impl<T> JobShared<T> {
                 Poll::Pending
             }
         })
-    }
-
-    /// Returns `Some(reason)` once cancel was requested.
-    pub(crate) fn cancel_reason(&self) -> Option<Option<Cow<'static, str>>> {
-        self.state.with(|s| s.cancel_request.clone())
     }
 
     fn is_finished(&self) -> bool {
@@ -170,23 +202,35 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
         self.id
     }
 
+    fn runtime(&self) -> &dyn Runtime {
+        &*self.runtime
+    }
+
+    fn token(&self) -> Option<&CancellationToken> {
+        self.token.as_ref()
+    }
+
     fn report(&self, progress: Progress) -> bool {
         let accepted = self.state.with(|s| {
             if !matches!(s.slot, Slot::Pending) {
-                return false;
+                return None;
             }
             s.progress = Some(progress);
             s.version += 1;
-            true
+            Some(s.watched)
         });
-        if accepted {
+        if accepted == Some(true) {
             self.progress_event.notify(usize::MAX);
         }
-        accepted
+        accepted.is_some()
     }
 
     fn is_cancel_requested(&self) -> bool {
-        self.state.with(|s| s.cancel_request.is_some())
+        self.cancel_flagged()
+            || self
+                .token
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
     }
 
     fn current_progress(&self) -> Option<Progress> {
@@ -207,6 +251,8 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
                 } else if !matches!(s.slot, Slot::Pending) {
                     Some(None)
                 } else {
+                    // A listener exists (created before this check): from now on, notify.
+                    s.watched |= listener.is_some();
                     None
                 }
             });

@@ -94,6 +94,14 @@ impl JobOptions {
         self
     }
 
+    /// Returns `true` if no option is set (the dispatch takes the fast path).
+    pub(crate) fn is_plain(&self) -> bool {
+        self.timeout.is_none()
+            && self.attempt_timeout.is_none()
+            && self.retry.is_none()
+            && self.token.is_none()
+    }
+
     /// Returns the total time budget, if any.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout

@@ -18,8 +18,10 @@
 //! 1. The attempts and backoff sleeps run inside one `work` future, raced against the cancel
 //!    request, the token and the budget's deadline ([`Race`]). Whichever wins, `work` is
 //!    dropped *before* the outcome is recorded, so no attempt runs after the handle resolved.
-//! 2. On a tie within one poll, cancellation wins over completion, and completion over the
-//!    deadline.
+//! 2. On a tie within one poll, cancellation (token, then handle) wins over completion, and
+//!    completion over the deadline.
+//! 5. A dispatch without options runs a smaller task ([`Cancellable`] around one attempt);
+//!    its behaviour is the full pipeline's with every option off.
 //! 3. The outcome is recorded exactly once, by [`Completer`]; if the task is dropped before
 //!    it finished, even before its first poll (the runtime shut down), the completer records
 //!    `Cancelled` instead. A runtime that refuses the task returns it in its `SpawnError`,
@@ -38,30 +40,46 @@ use pin_project_lite::pin_project;
 
 use crate::cancel::{CancellationToken, WaitForCancellation};
 use crate::executor::{Executor, JobContext};
-use crate::handle::{JobControl, JobShared};
+use crate::handle::JobShared;
 use crate::job::{Job, JobOptions};
 use crate::outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Success};
-use crate::runtime::{Runtime, Sleep, Task};
+use crate::runtime::{Sleep, Task};
 use crate::sync::Arc;
 
 type Outcome<T> = Result<Success<T>, JobError>;
 
 /// Builds the task for one dispatch of `job` on `executor`.
+///
+/// A dispatch without options (the common case) gets a smaller task: one attempt raced
+/// against the handle's cancel request only.
 pub(crate) fn job_task<J: Job, E: Executor<J>>(
     executor: Arc<E>,
     job: J,
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
-    runtime: Arc<dyn Runtime>,
 ) -> Task {
     // Armed before the first poll: a task dropped unpolled still resolves its handle.
     let completer = Completer(Some(shared));
+    if options.is_plain() {
+        return Box::pin(async move {
+            let completer = completer;
+            let Some(shared) = completer.0.as_ref() else {
+                return;
+            };
+            let work = async {
+                let result = one_attempt(&*executor, &job, shared, 1, None).await;
+                result.map_err(|e| e.into_job_error(1))
+            };
+            let outcome = Cancellable { shared, work }.await;
+            completer.complete(outcome);
+        });
+    }
     Box::pin(async move {
         let completer = completer;
         let Some(shared) = completer.0.as_ref() else {
             return;
         };
-        let outcome = run(&*executor, &job, shared, &options, &runtime).await;
+        let outcome = run(&*executor, &job, shared, &options).await;
         completer.complete(outcome);
     })
 }
@@ -87,19 +105,16 @@ impl<T> Drop for Completer<T> {
     }
 }
 
+/// The full pipeline: pre-checks, then attempts raced against token and budget.
 async fn run<J: Job, E: Executor<J>>(
     executor: &E,
     job: &J,
     shared: &Arc<JobShared<J::Output>>,
     options: &JobOptions,
-    runtime: &Arc<dyn Runtime>,
 ) -> Outcome<J::Output> {
     let token = options.cancellation();
     if let Some(token) = token.filter(|t| t.is_cancelled()) {
         return Err(JobError::cancelled(token.reason()));
-    }
-    if let Some(reason) = shared.cancel_reason() {
-        return Err(JobError::cancelled(reason));
     }
     let budget = options.timeout();
     if budget == Some(Duration::ZERO) {
@@ -108,20 +123,15 @@ async fn run<J: Job, E: Executor<J>>(
         });
     }
     Race {
-        shared,
         token,
         token_wait: token.map(CancellationToken::cancelled),
-        work: attempts(executor, job, shared, options, runtime),
-        deadline: budget.map(|b| (runtime.sleep(b), b)),
+        inner: Cancellable {
+            shared,
+            work: attempts(executor, job, shared, options),
+        },
+        deadline: budget.map(|b| (shared.runtime_arc().sleep(b), b)),
     }
     .await
-}
-
-fn cancel_outcome<T>(shared: &JobShared<T>, token: Option<&CancellationToken>) -> JobError {
-    match token.filter(|t| t.is_cancelled()) {
-        Some(token) => JobError::cancelled(token.reason()),
-        None => JobError::cancelled(shared.cancel_reason().flatten()),
-    }
 }
 
 /// Runs attempts and backoff sleeps until success, a final failure, or a panic.
@@ -130,101 +140,135 @@ async fn attempts<J: Job, E: Executor<J>>(
     job: &J,
     shared: &Arc<JobShared<J::Output>>,
     options: &JobOptions,
-    runtime: &Arc<dyn Runtime>,
 ) -> Outcome<J::Output> {
-    let control: Arc<dyn JobControl> = shared.clone();
     let mut attempt = 1u32;
     loop {
-        let cx = JobContext::new(
-            control.clone(),
-            options.cancellation().cloned(),
-            runtime.clone(),
-            attempt,
-        );
-        let error: Arc<dyn Error + Send + Sync> = match catch_panic(|| executor.execute(job, cx)) {
-            Err(panicked) => return Err(failed(panicked, attempt)),
-            Ok(work) => {
-                let work = CatchUnwind { inner: work };
-                let result = match options.attempt_timeout() {
-                    None => work.await,
-                    Some(limit) => match (Timeout {
-                        inner: work,
-                        sleep: runtime.sleep(limit),
-                    })
-                    .await
-                    {
-                        Some(result) => result,
-                        None => Ok(Err(AttemptError::TimedOut(AttemptTimedOut { limit }))),
-                    },
-                };
-                match result {
-                    Ok(Ok(value)) => {
-                        return Ok(Success {
-                            value,
-                            source: DataSource::Fresh,
-                        });
-                    }
-                    Ok(Err(AttemptError::Executor(e))) => Arc::new(e),
-                    Ok(Err(AttemptError::TimedOut(e))) => Arc::new(e),
-                    Err(panicked) => return Err(failed(panicked, attempt)),
-                }
-            }
+        let failure =
+            match one_attempt(executor, job, shared, attempt, options.attempt_timeout()).await {
+                Ok(success) => return Ok(success),
+                Err(failure) => failure,
+            };
+        let retry = match &failure {
+            AttemptFailure::Error(error) => options
+                .retry()
+                .filter(|policy| policy.should_retry(&**error as &(dyn Error + 'static), attempt)),
+            AttemptFailure::Panicked(_) => None,
         };
-        let retry = options
-            .retry()
-            .filter(|policy| policy.should_retry(&*error as &(dyn Error + 'static), attempt));
         let Some(policy) = retry else {
-            return Err(JobError::Failed(Failure::new(error, attempt)));
+            return Err(failure.into_job_error(attempt));
         };
-        let delay = policy.jittered_delay(attempt - 1, shared_seed(shared));
+        let delay = policy.jittered_delay(attempt - 1, shared.id().as_u64());
         if !delay.is_zero() {
-            runtime.sleep(delay).await;
+            shared.runtime_arc().sleep(delay).await;
         }
         attempt += 1;
     }
 }
 
-fn shared_seed<T: Send + 'static>(shared: &Arc<JobShared<T>>) -> u64 {
-    JobControl::id(&**shared).as_u64()
+/// Why one attempt did not succeed.
+enum AttemptFailure {
+    /// The executor's error, or an [`AttemptTimedOut`].
+    Error(Arc<dyn Error + Send + Sync>),
+    /// The executor panicked (never retried).
+    Panicked(Panicked),
 }
 
-fn failed(panicked: Panicked, attempt: u32) -> JobError {
-    JobError::Failed(Failure::new(Arc::new(panicked), attempt))
-}
-
-/// The error of one attempt.
-enum AttemptError<E> {
-    Executor(E),
-    TimedOut(AttemptTimedOut),
-}
-
-pin_project! {
-    /// Races the work against the cancel request, the token and the deadline.
-    struct Race<'a, T, W> {
-        shared: &'a JobShared<T>,
-        token: Option<&'a CancellationToken>,
-        #[pin]
-        token_wait: Option<WaitForCancellation<'a>>,
-        #[pin]
-        work: W,
-        deadline: Option<(Sleep, Duration)>,
+impl AttemptFailure {
+    fn into_job_error(self, attempts: u32) -> JobError {
+        let error: Arc<dyn Error + Send + Sync> = match self {
+            AttemptFailure::Error(error) => error,
+            AttemptFailure::Panicked(panicked) => Arc::new(panicked),
+        };
+        JobError::Failed(Failure::new(error, attempts))
     }
 }
 
-impl<T: Send + 'static, W: Future<Output = Outcome<T>>> Future for Race<'_, T, W> {
+/// Runs attempt number `attempt`, under `limit` if given, catching panics (with `std`).
+async fn one_attempt<J: Job, E: Executor<J>>(
+    executor: &E,
+    job: &J,
+    shared: &Arc<JobShared<J::Output>>,
+    attempt: u32,
+    limit: Option<Duration>,
+) -> Result<Success<J::Output>, AttemptFailure> {
+    let cx = JobContext::new(shared.clone(), attempt);
+    let work = CatchUnwind {
+        inner: catch_panic(|| executor.execute(job, cx)).map_err(AttemptFailure::Panicked)?,
+    };
+    let result = match limit {
+        None => work.await,
+        Some(limit) => {
+            let sleep = shared.runtime_arc().sleep(limit);
+            match (Timeout { inner: work, sleep }).await {
+                Some(result) => result,
+                None => return Err(AttemptFailure::Error(Arc::new(AttemptTimedOut { limit }))),
+            }
+        }
+    };
+    match result {
+        Ok(Ok(value)) => Ok(Success {
+            value,
+            source: DataSource::Fresh,
+        }),
+        Ok(Err(error)) => Err(AttemptFailure::Error(Arc::new(error))),
+        Err(panicked) => Err(AttemptFailure::Panicked(panicked)),
+    }
+}
+
+pin_project! {
+    /// Races `work` against the handle's cancel request.
+    struct Cancellable<'a, T, W> {
+        shared: &'a JobShared<T>,
+        #[pin]
+        work: W,
+    }
+}
+
+impl<T: Send + 'static, W: Future<Output = Outcome<T>>> Future for Cancellable<'_, T, W> {
     type Output = Outcome<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
         let this = self.project();
-        if let Poll::Ready(reason) = this.shared.poll_cancel_request(cx) {
-            return Poll::Ready(Err(JobError::cancelled(reason)));
-        }
-        if let Some(wait) = this.token_wait.as_pin_mut() {
-            if wait.poll(cx).is_ready() {
-                return Poll::Ready(Err(cancel_outcome(this.shared, *this.token)));
+        // A request made before this poll wins; the flag spares the lock when there is none.
+        if this.shared.cancel_flagged() {
+            if let Poll::Ready(reason) = this.shared.poll_cancel_request(cx) {
+                return Poll::Ready(Err(JobError::cancelled(reason)));
             }
         }
         if let Poll::Ready(outcome) = this.work.poll(cx) {
+            return Poll::Ready(outcome);
+        }
+        // Still running: register for a later cancel request, catching one made meanwhile.
+        match this.shared.poll_cancel_request(cx) {
+            Poll::Ready(reason) => Poll::Ready(Err(JobError::cancelled(reason))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+pin_project! {
+    /// Races the cancellable work against the token and the deadline.
+    struct Race<'a, I> {
+        token: Option<&'a CancellationToken>,
+        #[pin]
+        token_wait: Option<WaitForCancellation<'a>>,
+        #[pin]
+        inner: I,
+        deadline: Option<(Sleep, Duration)>,
+    }
+}
+
+impl<T, I: Future<Output = Outcome<T>>> Future for Race<'_, I> {
+    type Output = Outcome<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+        let this = self.project();
+        if let (Some(wait), Some(token)) = (this.token_wait.as_pin_mut(), this.token) {
+            if wait.poll(cx).is_ready() {
+                return Poll::Ready(Err(JobError::cancelled(token.reason())));
+            }
+        }
+        if let Poll::Ready(outcome) = this.inner.poll(cx) {
             return Poll::Ready(outcome);
         }
         if let Some((sleep, budget)) = this.deadline {
@@ -269,13 +313,13 @@ pin_project! {
 }
 
 impl<T, E, F: Future<Output = Result<T, E>>> Future for CatchUnwind<F> {
-    type Output = Result<Result<T, AttemptError<E>>, Panicked>;
+    type Output = Result<Result<T, E>, Panicked>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.project().inner;
         match catch_panic(move || inner.poll(cx)) {
             Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r.map_err(AttemptError::Executor))),
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
             Err(p) => Poll::Ready(Err(p)),
         }
     }

@@ -1,0 +1,587 @@
+//! Dispatch overhead: `Dispatcher::dispatch` + `.await` of a no-op job, against a hand-rolled
+//! baseline (spawn a task that sends `()` over a oneshot channel, await the receiver) on the
+//! same runtime, in the same run.
+//!
+//! Plain harness (no criterion): `cargo bench --bench dispatch` prints a Markdown table of
+//! ns per job (median of several samples) and the ratio ours / baseline, then the heap
+//! allocations per dispatch counted by a counting global allocator.
+//!
+//! Quick (smoke) mode, with tiny counts and the same output: set `BENCH_QUICK` (to anything
+//! but `0` or the empty string) or pass `--quick`. Other arguments (`--bench` from cargo) are
+//! ignored. A build without optimizations (`cargo test --benches`) always runs quick mode.
+//! Nothing here asserts on timings.
+//!
+//! See `docs/benchmarks.md` for the results and how to read them.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
+use orchestrator_smol::SmolRuntime;
+use orchestrator_tokio::TokioRuntime;
+
+// ---------------------------------------------------------------------------------------------
+// Counting allocator
+// ---------------------------------------------------------------------------------------------
+
+/// `System`, plus counters of allocation calls and bytes while [`COUNTING`] is on.
+///
+/// The flag keeps the timing runs free of shared-counter traffic: when it is off, each call
+/// costs one relaxed load of a read-mostly flag.
+#[derive(Debug)]
+struct CountingAlloc;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOC_CALLS: AtomicU64 = AtomicU64::new(0);
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+static FREED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+fn record_alloc(size: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOC_CALLS.fetch_add(1, Ordering::Relaxed);
+        ALLOC_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    }
+}
+
+fn record_free(size: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        FREED_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
+// `System`'s guarantees (and the caller's obligations) carry over as they are; the counting
+// around the calls touches only atomics and never allocates. This is the only `unsafe` in the
+// benchmark: `GlobalAlloc` is an unsafe trait and cannot be implemented otherwise.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record_alloc(layout.size());
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record_alloc(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        record_free(layout.size());
+        // SAFETY: `ptr` was returned by `System` (every allocation goes through this type)
+        // with this `layout`, as the caller guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Counted as one allocation call of `new_size` bytes that frees the old block.
+        record_alloc(new_size);
+        record_free(layout.size());
+        // SAFETY: as for `dealloc`; `new_size` is the caller's, forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Allocation counters, or their change over a window.
+#[derive(Debug, Clone, Copy)]
+struct AllocStats {
+    calls: u64,
+    bytes: u64,
+    freed: u64,
+}
+
+impl AllocStats {
+    /// Reads the counters.
+    fn now() -> Self {
+        AllocStats {
+            calls: ALLOC_CALLS.load(Ordering::SeqCst),
+            bytes: ALLOC_BYTES.load(Ordering::SeqCst),
+            freed: FREED_BYTES.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Returns the change from `before` to `self`.
+    fn since(self, before: AllocStats) -> AllocStats {
+        AllocStats {
+            calls: self.calls - before.calls,
+            bytes: self.bytes - before.bytes,
+            freed: self.freed - before.freed,
+        }
+    }
+}
+
+/// Turns counting on; returns the counters at that point.
+fn start_counting() -> AllocStats {
+    let before = AllocStats::now();
+    COUNTING.store(true, Ordering::SeqCst);
+    before
+}
+
+/// Turns counting off; returns what was counted since `before`.
+fn stop_counting(before: AllocStats) -> AllocStats {
+    COUNTING.store(false, Ordering::SeqCst);
+    AllocStats::now().since(before)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The job
+// ---------------------------------------------------------------------------------------------
+
+/// A job that does nothing.
+#[derive(Debug)]
+struct Noop;
+
+impl Job for Noop {
+    type Output = ();
+}
+
+/// Completes every [`Noop`] at once.
+#[derive(Debug)]
+struct NoopExecutor;
+
+impl Executor<Noop> for NoopExecutor {
+    type Error = Infallible;
+
+    async fn execute(&self, _job: &Noop, _cx: JobContext) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+fn dispatcher(runtime: impl orchestrator_core::runtime::Runtime) -> Dispatcher {
+    let dispatcher = Dispatcher::new(runtime);
+    dispatcher.register(NoopExecutor);
+    dispatcher
+}
+
+// ---------------------------------------------------------------------------------------------
+// One measurement
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `rounds` rounds; a round starts `in_flight` jobs with `start`, then awaits them all in
+/// order. Returns the elapsed wall time. `start` does the spawn/dispatch synchronously and
+/// returns the future that awaits the outcome (no heap allocation of its own).
+async fn run_rounds<R, S>(start: S, rounds: u64, in_flight: usize) -> Duration
+where
+    R: Future<Output = ()>,
+    S: Fn() -> R,
+{
+    let mut pending: Vec<R> = Vec::with_capacity(in_flight);
+    let began = Instant::now();
+    for _ in 0..rounds {
+        if in_flight == 1 {
+            start().await;
+        } else {
+            pending.extend((0..in_flight).map(|_| start()));
+            for done in pending.drain(..) {
+                done.await;
+            }
+        }
+    }
+    began.elapsed()
+}
+
+/// Ours: dispatch a no-op job and await its handle.
+fn ours(dispatcher: &Dispatcher) -> impl Future<Output = ()> + Send + 'static {
+    let handle = dispatcher.dispatch(Noop);
+    async move {
+        handle.await.expect("a no-op job succeeds");
+    }
+}
+
+/// Baseline on tokio: `tokio::spawn` a task that sends `()` over a tokio oneshot.
+fn tokio_baseline() -> impl Future<Output = ()> + Send + 'static {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    drop(tokio::spawn(async move {
+        let _ = tx.send(());
+    }));
+    async move {
+        rx.await.expect("the baseline task sends");
+    }
+}
+
+/// Baseline on smol: `smol::spawn` (detached) a task that sends `()` over a futures oneshot.
+fn smol_baseline() -> impl Future<Output = ()> + Send + 'static {
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    smol::spawn(async move {
+        let _ = tx.send(());
+    })
+    .detach();
+    async move {
+        rx.await.expect("the baseline task sends");
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Imp {
+    Ours,
+    Baseline,
+}
+
+/// The runtimes under test, each able to run one timed batch of rounds.
+#[derive(Debug)]
+enum Bench {
+    /// A tokio runtime (multi-thread or current-thread); the timed loop runs inside a spawned
+    /// task, as a request handler would.
+    Tokio {
+        runtime: tokio::runtime::Runtime,
+        dispatcher: Dispatcher,
+    },
+    /// smol's global executor (`smol::spawn`); the timed loop runs inside a task spawned on
+    /// it, as a request handler would (driving it from `block_on` on the main thread would
+    /// measure a cross-thread round trip per job instead).
+    Smol { dispatcher: Dispatcher },
+}
+
+impl Bench {
+    fn tokio(runtime: tokio::runtime::Runtime) -> Self {
+        Bench::Tokio {
+            runtime,
+            dispatcher: dispatcher(TokioRuntime::default()),
+        }
+    }
+
+    fn smol() -> Self {
+        Bench::Smol {
+            dispatcher: dispatcher(SmolRuntime::default()),
+        }
+    }
+
+    /// Times `rounds` rounds of `in_flight` jobs of `imp`.
+    fn time(&self, imp: Imp, rounds: u64, in_flight: usize) -> Duration {
+        match self {
+            Bench::Tokio {
+                runtime,
+                dispatcher,
+            } => {
+                let d = dispatcher.clone();
+                let timed = async move {
+                    match imp {
+                        Imp::Ours => run_rounds(|| ours(&d), rounds, in_flight).await,
+                        Imp::Baseline => run_rounds(tokio_baseline, rounds, in_flight).await,
+                    }
+                };
+                runtime
+                    .block_on(runtime.spawn(timed))
+                    .expect("the timed task does not panic")
+            }
+            Bench::Smol { dispatcher } => {
+                let d = dispatcher.clone();
+                smol::block_on(smol::spawn(async move {
+                    match imp {
+                        Imp::Ours => run_rounds(|| ours(&d), rounds, in_flight).await,
+                        Imp::Baseline => run_rounds(smol_baseline, rounds, in_flight).await,
+                    }
+                }))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    quick: bool,
+    samples: usize,
+    /// Quick mode: rounds per sample.
+    quick_rounds: u64,
+    /// Full mode: wall time aimed at for one sample of the slower implementation.
+    sample_target: Duration,
+    /// Full mode: minimum wall time of the warm-up / calibration of each implementation.
+    warmup_target: Duration,
+}
+
+impl Config {
+    fn from_env() -> Self {
+        let env_quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
+        let arg_quick = std::env::args().skip(1).any(|a| a == "--quick");
+        Config {
+            quick: env_quick || arg_quick || cfg!(debug_assertions),
+            samples: 5,
+            quick_rounds: 50,
+            sample_target: Duration::from_millis(250),
+            warmup_target: Duration::from_millis(60),
+        }
+    }
+}
+
+/// Warms both implementations up and returns the rounds per sample.
+fn calibrate(bench: &Bench, in_flight: usize, config: &Config) -> u64 {
+    if config.quick {
+        for imp in [Imp::Ours, Imp::Baseline] {
+            bench.time(imp, 5, in_flight);
+        }
+        return config.quick_rounds;
+    }
+    let mut slowest_ns_per_round = 1;
+    for imp in [Imp::Ours, Imp::Baseline] {
+        let mut rounds = 16;
+        loop {
+            let elapsed = bench.time(imp, rounds, in_flight);
+            if elapsed >= config.warmup_target {
+                slowest_ns_per_round =
+                    slowest_ns_per_round.max(elapsed.as_nanos() / u128::from(rounds));
+                break;
+            }
+            rounds *= 2;
+        }
+    }
+    let rounds = (config.sample_target.as_nanos() / slowest_ns_per_round).clamp(16, 50_000_000);
+    u64::try_from(rounds).unwrap_or(50_000_000)
+}
+
+/// One row of the table.
+#[derive(Debug)]
+struct Row {
+    runtime: &'static str,
+    in_flight: usize,
+    /// Median, min and max ns per job over the samples.
+    ours_ns: Spread,
+    baseline_ns: Spread,
+    jobs_per_sample: u64,
+}
+
+/// The median and range of a cell's samples.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(values: &mut [f64]) -> Spread {
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        let median = if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        };
+        Spread {
+            median,
+            min: values[0],
+            max: values[values.len() - 1],
+        }
+    }
+}
+
+fn measure(bench: &Bench, runtime: &'static str, in_flight: usize, config: &Config) -> Row {
+    let rounds = calibrate(bench, in_flight, config);
+    let jobs = rounds * in_flight as u64;
+    let mut ours_ns = Vec::with_capacity(config.samples);
+    let mut baseline_ns = Vec::with_capacity(config.samples);
+    for sample in 0..config.samples {
+        // Alternate the order so that neither side always runs on a "warmer" runtime.
+        let order = if sample % 2 == 0 {
+            [Imp::Ours, Imp::Baseline]
+        } else {
+            [Imp::Baseline, Imp::Ours]
+        };
+        for imp in order {
+            let ns = bench.time(imp, rounds, in_flight).as_nanos() as f64 / jobs as f64;
+            match imp {
+                Imp::Ours => ours_ns.push(ns),
+                Imp::Baseline => baseline_ns.push(ns),
+            }
+        }
+    }
+    Row {
+        runtime,
+        in_flight,
+        ours_ns: Spread::of(&mut ours_ns),
+        baseline_ns: Spread::of(&mut baseline_ns),
+        jobs_per_sample: jobs,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocations
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct AllocRow {
+    /// Allocation calls per dispatch + await.
+    calls_per_job: f64,
+    /// Bytes allocated per dispatch + await.
+    bytes_per_job: f64,
+    /// Heap bytes still held per job while `IN_FLIGHT_PROBE` jobs are dispatched and none has
+    /// run yet.
+    live_bytes_per_pending_job: f64,
+}
+
+/// Pending jobs in the live-bytes probe.
+const IN_FLIGHT_PROBE: usize = 256;
+
+/// Counts allocations on a tokio current-thread runtime (everything runs on this thread, and
+/// no other runtime exists yet, so the process-wide counters see only these jobs).
+fn measure_allocs(imp: Imp, jobs: u64, warmup: u64) -> AllocRow {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio current-thread runtime");
+    let dispatcher = dispatcher(TokioRuntime::default());
+    let one = || async {
+        match imp {
+            Imp::Ours => ours(&dispatcher).await,
+            Imp::Baseline => tokio_baseline().await,
+        }
+    };
+    runtime.block_on(async {
+        // Sequential dispatch + await, after a warm-up.
+        for _ in 0..warmup {
+            one().await;
+        }
+        let before = start_counting();
+        for _ in 0..jobs {
+            one().await;
+        }
+        let sequential = stop_counting(before);
+
+        let live = match imp {
+            Imp::Ours => live_bytes_probe(|| ours(&dispatcher)).await,
+            Imp::Baseline => live_bytes_probe(tokio_baseline).await,
+        };
+        AllocRow {
+            calls_per_job: sequential.calls as f64 / jobs as f64,
+            bytes_per_job: sequential.bytes as f64 / jobs as f64,
+            live_bytes_per_pending_job: live as f64 / IN_FLIGHT_PROBE as f64,
+        }
+    })
+}
+
+/// Returns the heap bytes held by IN_FLIGHT_PROBE jobs started with `start` without yielding
+/// (on a current-thread runtime none of them runs before we await), then awaits them all. The
+/// first pass is a warm-up that grows the run queue to its final capacity.
+async fn live_bytes_probe<R, S>(start: S) -> u64
+where
+    R: Future<Output = ()>,
+    S: Fn() -> R,
+{
+    let mut live = 0;
+    for pass in 0..2 {
+        let mut pending = Vec::with_capacity(IN_FLIGHT_PROBE);
+        let before = start_counting();
+        pending.extend((0..IN_FLIGHT_PROBE).map(|_| start()));
+        let stats = stop_counting(before);
+        if pass == 1 {
+            live = stats.bytes.saturating_sub(stats.freed);
+        }
+        for done in pending {
+            done.await;
+        }
+    }
+    live
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    let config = Config::from_env();
+    let started = Instant::now();
+    let mode = if config.quick {
+        if cfg!(debug_assertions) {
+            "quick (unoptimized build: numbers are meaningless)"
+        } else {
+            "quick (smoke test: numbers are noisy)"
+        }
+    } else {
+        "full"
+    };
+    println!(
+        "# dispatch benchmark: {mode}, {} samples per cell, median\n",
+        config.samples
+    );
+
+    // Allocations first, while no other runtime's threads exist.
+    let (alloc_jobs, alloc_warmup) = if config.quick {
+        (50, 50)
+    } else {
+        (100_000, 10_000)
+    };
+    let alloc_ours = measure_allocs(Imp::Ours, alloc_jobs, alloc_warmup);
+    let alloc_base = measure_allocs(Imp::Baseline, alloc_jobs, alloc_warmup);
+
+    let mut rows = Vec::new();
+    {
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio multi-thread runtime");
+        let bench = Bench::tokio(multi);
+        for in_flight in [1, 64] {
+            rows.push(measure(
+                &bench,
+                "tokio multi-thread (2 workers)",
+                in_flight,
+                &config,
+            ));
+        }
+    }
+    {
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio current-thread runtime");
+        let bench = Bench::tokio(current);
+        for in_flight in [1, 64] {
+            rows.push(measure(&bench, "tokio current-thread", in_flight, &config));
+        }
+    }
+    {
+        let bench = Bench::smol();
+        for in_flight in [1, 64] {
+            rows.push(measure(
+                &bench,
+                "smol (global executor)",
+                in_flight,
+                &config,
+            ));
+        }
+    }
+
+    println!("| runtime | in flight | ours ns/job | baseline ns/job | ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    for row in &rows {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.2}x |",
+            row.runtime,
+            row.in_flight,
+            row.ours_ns.median,
+            row.baseline_ns.median,
+            row.ours_ns.median / row.baseline_ns.median
+        );
+    }
+    println!("\nsample ranges (min-max ns/job) and jobs per sample:");
+    for row in &rows {
+        println!(
+            "- {}, {} in flight: ours {:.0}-{:.0}, baseline {:.0}-{:.0}, {} jobs",
+            row.runtime,
+            row.in_flight,
+            row.ours_ns.min,
+            row.ours_ns.max,
+            row.baseline_ns.min,
+            row.baseline_ns.max,
+            row.jobs_per_sample
+        );
+    }
+
+    println!(
+        "\nallocations (tokio current-thread, {alloc_jobs} sequential dispatch+await after warm-up):"
+    );
+    for (name, a) in [("ours", &alloc_ours), ("baseline", &alloc_base)] {
+        println!(
+            "- {name}: {:.2} allocations per dispatch, {:.0} bytes allocated per dispatch, {:.0} live heap bytes per pending job ({IN_FLIGHT_PROBE} pending)",
+            a.calls_per_job, a.bytes_per_job, a.live_bytes_per_pending_job
+        );
+    }
+    println!("\ntotal time: {:.1} s", started.elapsed().as_secs_f64());
+}
