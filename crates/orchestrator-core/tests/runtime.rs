@@ -239,3 +239,32 @@ fn zero_timeout_rejects_before_the_executor_and_without_sleeping() {
     assert!(matches!(err, JobError::TimedOut { budget } if budget.is_zero()));
     assert_eq!(rt.now(), Instant::ZERO);
 }
+
+/// Counts its calls.
+struct Counted;
+impl Job for Counted {
+    type Output = ();
+}
+struct CountedExec(Arc<AtomicUsize>);
+impl Executor<Counted> for CountedExec {
+    type Error = std::convert::Infallible;
+    async fn execute(&self, _: &Counted, _cx: JobContext) -> Result<(), Self::Error> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn handle_cancel_before_the_first_poll_never_runs_the_executor() {
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    let calls = Arc::new(AtomicUsize::new(0));
+    d.register(CountedExec(calls.clone()));
+    for options in [JobOptions::new(), JobOptions::new().with_timeout(Duration::from_secs(1))] {
+        let handle = d.dispatch_with(Counted, options);
+        handle.cancel_with("early");
+        let err = rt.block_on(handle).unwrap_err();
+        assert!(matches!(err, JobError::Cancelled { reason: Some(r) } if r == "early"));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
