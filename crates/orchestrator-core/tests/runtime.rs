@@ -260,7 +260,10 @@ fn handle_cancel_before_the_first_poll_never_runs_the_executor() {
     let d = Dispatcher::new(rt.clone());
     let calls = Arc::new(AtomicUsize::new(0));
     d.register(CountedExec(calls.clone()));
-    for options in [JobOptions::new(), JobOptions::new().with_timeout(Duration::from_secs(1))] {
+    for options in [
+        JobOptions::new(),
+        JobOptions::new().with_timeout(Duration::from_secs(1)),
+    ] {
         let handle = d.dispatch_with(Counted, options);
         handle.cancel_with("early");
         let err = rt.block_on(handle).unwrap_err();

@@ -240,8 +240,14 @@ pub async fn panic_becomes_failure_and_dispatcher_keeps_working(rt: Arc<dyn Runt
     assert!(failure.is_panic());
     assert_eq!(failure.panic_message(), Some("boom"));
     assert_eq!(failure.attempts(), 1, "panics are not retried");
-    let plain = d.dispatch(Boom).await.expect_err("panicked without options too");
-    assert_eq!(plain.failure().and_then(|f| f.panic_message()), Some("boom"));
+    let plain = d
+        .dispatch(Boom)
+        .await
+        .expect_err("panicked without options too");
+    assert_eq!(
+        plain.failure().and_then(|f| f.panic_message()),
+        Some("boom")
+    );
     assert_eq!(d.dispatch(Value(7)).await.expect("still works").value, 7);
 }
 
