@@ -15,18 +15,19 @@
 //!
 //! Invariants:
 //!
-//! 1. The attempts and backoff sleeps run inside one `work` future, raced against the cancel
-//!    request, the token and the budget's deadline ([`Race`]). Whichever wins, `work` is
-//!    dropped *before* the outcome is recorded, so no attempt runs after the handle resolved.
+//! 1. The attempts and backoff sleeps run inside one `work` future, raced against the handle's
+//!    cancel request ([`Cancellable`]) and the token and the budget's deadline ([`Race`]).
+//!    Whichever wins, `work` is dropped *before* the outcome is recorded, so no attempt runs
+//!    after the handle resolved.
 //! 2. On a tie within one poll, cancellation (token, then handle) wins over completion, and
 //!    completion over the deadline.
-//! 5. A dispatch without options runs a smaller task ([`Cancellable`] around one attempt);
-//!    its behaviour is the full pipeline's with every option off.
 //! 3. The outcome is recorded exactly once, by [`Completer`]; if the task is dropped before
 //!    it finished, even before its first poll (the runtime shut down), the completer records
 //!    `Cancelled` instead. A runtime that refuses the task returns it in its `SpawnError`,
 //!    so the dispatcher records the rejection first.
 //! 4. Panics are caught per attempt (with `std`) and never retried.
+//! 5. A dispatch without options runs a smaller task ([`Cancellable`] around one attempt);
+//!    its behaviour is the full pipeline's with every option off.
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
