@@ -6,7 +6,7 @@
 extern crate alloc;
 extern crate orchestrator_core;
 
-use alloc::boxed::Box;
+
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::future::Future;
@@ -78,7 +78,7 @@ unsafe impl critical_section::Impl for SingleCore {
 struct Frozen;
 impl Timer for Frozen {
     fn sleep(&self, _: Duration) -> Sleep {
-        Box::pin(core::future::pending())
+        Sleep::new(core::future::pending())
     }
     fn now(&self) -> Instant {
         Instant::ZERO

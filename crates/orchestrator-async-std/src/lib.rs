@@ -52,7 +52,7 @@ impl Spawn for AsyncStdRuntime {
 
 impl Timer for AsyncStdRuntime {
     fn sleep(&self, duration: Duration) -> Sleep {
-        Box::pin(async_std::task::sleep(duration))
+        Sleep::new(async_std::task::sleep(duration))
     }
 
     fn now(&self) -> Instant {

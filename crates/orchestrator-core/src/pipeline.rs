@@ -30,7 +30,6 @@
 //!    its behaviour is the full pipeline's with every option off.
 
 use alloc::borrow::Cow;
-use alloc::boxed::Box;
 use core::error::Error;
 use core::future::Future;
 use core::pin::Pin;
@@ -62,7 +61,7 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
     // Armed before the first poll: a task dropped unpolled still resolves its handle.
     let completer = Completer(Some(shared));
     if options.is_plain() {
-        return Box::pin(async move {
+        return Task::new(async move {
             let completer = completer;
             let Some(shared) = completer.0.as_ref() else {
                 return;
@@ -75,7 +74,7 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
             completer.complete(outcome);
         });
     }
-    Box::pin(async move {
+    Task::new(async move {
         let completer = completer;
         let Some(shared) = completer.0.as_ref() else {
             return;
@@ -273,7 +272,7 @@ impl<T, I: Future<Output = Outcome<T>>> Future for Race<'_, I> {
             return Poll::Ready(outcome);
         }
         if let Some((sleep, budget)) = this.deadline {
-            if sleep.as_mut().poll(cx).is_ready() {
+            if Pin::new(sleep).poll(cx).is_ready() {
                 return Poll::Ready(Err(JobError::TimedOut { budget: *budget }));
             }
         }
@@ -298,7 +297,7 @@ impl<F: Future> Future for Timeout<F> {
         if let Poll::Ready(out) = this.inner.poll(cx) {
             return Poll::Ready(Some(out));
         }
-        match this.sleep.as_mut().poll(cx) {
+        match Pin::new(this.sleep).poll(cx) {
             Poll::Ready(()) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

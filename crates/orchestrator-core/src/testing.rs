@@ -16,7 +16,6 @@
 //! assert_eq!(rt.now().saturating_duration_since(start), Duration::from_secs(3600));
 //! ```
 
-use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use core::fmt;
 use core::future::Future;
@@ -177,7 +176,7 @@ impl Spawn for VirtualRuntime {
 impl Timer for VirtualRuntime {
     fn sleep(&self, duration: Duration) -> Sleep {
         let deadline = self.clock.with(|c| c.now.saturating_add(duration));
-        Box::pin(VirtualSleep {
+        Sleep::new(VirtualSleep {
             clock: self.clock.clone(),
             deadline,
             key: None,

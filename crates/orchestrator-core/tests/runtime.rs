@@ -213,7 +213,7 @@ fn pool_wakes_its_driver_when_a_task_is_spawned_from_another_thread() {
     let ran = Arc::new(Mutex::new(false));
     let (rt2, ran2) = (rt.clone(), ran.clone());
     std::thread::spawn(move || {
-        rt2.spawn(Box::pin(async move { *ran2.lock().unwrap() = true }))
+        rt2.spawn(Task::new(async move { *ran2.lock().unwrap() = true }))
             .unwrap();
     })
     .join()

@@ -49,7 +49,7 @@ impl Spawn for SmolRuntime {
 impl Timer for SmolRuntime {
     fn sleep(&self, duration: Duration) -> Sleep {
         let timer = smol::Timer::after(duration);
-        Box::pin(async move {
+        Sleep::new(async move {
             timer.await;
         })
     }

@@ -78,7 +78,7 @@ impl Timer for TokioRuntime {
     fn sleep(&self, duration: Duration) -> Sleep {
         // A pinned handle's timer works from any thread: create the sleep inside its context.
         let _context = self.handle.as_ref().map(Handle::enter);
-        Box::pin(tokio::time::sleep(duration))
+        Sleep::new(tokio::time::sleep(duration))
     }
 
     fn now(&self) -> Instant {

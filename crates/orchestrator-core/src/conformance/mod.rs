@@ -20,7 +20,7 @@ pub mod cases;
 mod support;
 
 use core::future::Future;
-use core::pin::pin;
+use core::pin::{Pin, pin};
 use core::task::Poll;
 use core::time::Duration;
 
@@ -48,7 +48,7 @@ where
         if case.as_mut().poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        if watchdog.as_mut().poll(cx).is_ready() {
+        if Pin::new(&mut watchdog).poll(cx).is_ready() {
             panic!("conformance case did not finish within {WATCHDOG:?}");
         }
         Poll::Pending

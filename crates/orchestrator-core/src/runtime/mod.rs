@@ -22,15 +22,83 @@ use alloc::boxed::Box;
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
+use core::task::{Context, Poll};
 use core::time::Duration;
 
 pub use pool::{PoolRuntime, RunPool, TaskPool};
 
-/// A type-erased, `'static` unit of work handed to a [`Spawn`] implementation.
-pub type Task = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+/// A unit of work handed to a [`Spawn`] implementation: a `'static`, `Send` future of `()`.
+///
+/// It is opaque so that its layout can change without touching the adapters; an adapter
+/// spawns it as any other future (`tokio::spawn(task)`).
+///
+/// ```
+/// use orchestrator_core::runtime::Task;
+/// let task = Task::new(async {});
+/// futures::executor::block_on(task);
+/// ```
+#[must_use = "futures do nothing unless you .await or poll them"]
+pub struct Task {
+    inner: Pin<Box<dyn Future<Output = ()> + Send + 'static>>,
+}
 
-/// A type-erased sleep future returned by [`Timer::sleep`].
-pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+impl Task {
+    /// Wraps `future` (one allocation).
+    pub fn new(future: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(future),
+        }
+    }
+}
+
+impl Future for Task {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task").finish_non_exhaustive()
+    }
+}
+
+/// The future returned by [`Timer::sleep`]; it completes once the duration has elapsed.
+///
+/// ```
+/// use orchestrator_core::runtime::Sleep;
+/// let ready = Sleep::new(async {}); // a timer that is already due
+/// futures::executor::block_on(ready);
+/// ```
+#[must_use = "futures do nothing unless you .await or poll them"]
+pub struct Sleep {
+    inner: Pin<Box<dyn Future<Output = ()> + Send + 'static>>,
+}
+
+impl Sleep {
+    /// Wraps a runtime's sleep future (one allocation).
+    pub fn new(future: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self {
+            inner: Box::pin(future),
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep").finish_non_exhaustive()
+    }
+}
 
 /// Starts tasks.
 ///
@@ -129,7 +197,7 @@ impl fmt::Debug for Instant {
 ///
 /// ```
 /// use orchestrator_core::runtime::{SpawnError, SpawnErrorKind, Task};
-/// let task: Task = Box::pin(async {});
+/// let task = Task::new(async {});
 /// let err = SpawnError::new(SpawnErrorKind::Full, task);
 /// assert!(err.kind().is_full());
 /// assert_eq!(err.to_string(), "the runtime has no room for another task");

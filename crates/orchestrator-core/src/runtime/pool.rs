@@ -24,14 +24,14 @@ const RUN_BUDGET: usize = 128;
 /// `pool.run()` forever. The pool is cheap to clone; clones share the same tasks.
 ///
 /// ```
-/// use orchestrator_core::runtime::{Spawn, TaskPool};
+/// use orchestrator_core::runtime::{Spawn, Task, TaskPool};
 /// use std::sync::atomic::{AtomicBool, Ordering};
 /// use std::sync::Arc;
 ///
 /// let pool = TaskPool::new();
 /// let ran = Arc::new(AtomicBool::new(false));
 /// let flag = ran.clone();
-/// pool.spawn(Box::pin(async move { flag.store(true, Ordering::SeqCst) })).unwrap();
+/// pool.spawn(Task::new(async move { flag.store(true, Ordering::SeqCst) })).unwrap();
 /// assert!(!ran.load(Ordering::SeqCst)); // queued, not run
 /// pool.run_until_stalled();
 /// assert!(ran.load(Ordering::SeqCst));
@@ -178,8 +178,7 @@ impl TaskPool {
             return false;
         };
         let waker = Waker::from(waker);
-        let done = task
-            .as_mut()
+        let done = Pin::new(&mut task)
             .poll(&mut Context::from_waker(&waker))
             .is_ready();
         let finished = self.inner.state.with(|s| {
