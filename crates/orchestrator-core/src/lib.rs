@@ -63,8 +63,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod bus;
 pub mod cancel;
 mod dispatcher;
+mod event;
 mod executor;
 mod handle;
 mod id;
@@ -82,8 +84,10 @@ pub mod testing;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use bus::{PublishError, SignalBus, Subscription, TypedEvent, TypedSubscription};
 pub use cancel::CancellationToken;
 pub use dispatcher::Dispatcher;
+pub use event::{Event, JobType};
 pub use executor::{Executor, JobContext};
 pub use handle::{JobHandle, ProgressStream};
 pub use id::JobId;

@@ -1,0 +1,265 @@
+//! Subscriptions: the receiving ends of a bus.
+
+use alloc::collections::VecDeque;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::Deref;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use event_listener::EventListener;
+use futures_core::{FusedStream, Stream};
+
+use super::BusInner;
+use crate::event::Event;
+use crate::sync::Arc;
+
+/// How many queued events a subscription takes per lock.
+const BATCH: usize = 32;
+
+/// A stream of every event published on a bus while it exists; see
+/// [`SignalBus::subscribe`](super::SignalBus::subscribe).
+///
+/// It ends (`None`) after the bus is closed and every event published before the close was
+/// yielded. Dropping it unsubscribes and releases the events it had not taken yet.
+///
+/// # Cancel safety
+///
+/// `next()` on it is cancel-safe: an event is taken out of the bus only when it is yielded
+/// (or buffered inside the subscription, which keeps it for the next call).
+#[must_use = "streams do nothing unless polled"]
+pub struct Subscription {
+    bus: Arc<BusInner>,
+    /// The position of the next event to take from the bus.
+    position: u64,
+    /// Events taken from the bus but not yielded yet.
+    buffer: VecDeque<Event>,
+    listener: Option<EventListener>,
+    /// Counted in the bus's `subscribers` (false once it has ended, or if the bus was closed).
+    registered: bool,
+}
+
+enum Fetch {
+    Got,
+    Empty,
+    Closed,
+}
+
+impl Subscription {
+    pub(super) fn new(bus: Arc<BusInner>, position: u64, closed: bool) -> Self {
+        Self {
+            bus,
+            position,
+            buffer: VecDeque::new(),
+            listener: None,
+            registered: !closed,
+        }
+    }
+
+    /// Returns an event that is ready now, without waiting.
+    pub fn try_next(&mut self) -> Option<Event> {
+        if self.buffer.is_empty() {
+            self.fetch();
+        }
+        self.buffer.pop_front()
+    }
+
+    /// Moves up to `BATCH` queued events into the buffer.
+    fn fetch(&mut self) -> Fetch {
+        if !self.registered {
+            return Fetch::Closed;
+        }
+        let (position, buffer) = (&mut self.position, &mut self.buffer);
+        let fetched = self.bus.state.with(|s| {
+            let available = s.tail() - *position;
+            if available == 0 {
+                if s.closed {
+                    s.subscribers -= 1;
+                    return Fetch::Closed;
+                }
+                return Fetch::Empty;
+            }
+            let count = available.min(BATCH as u64) as usize;
+            let start = (*position - s.head) as usize;
+            buffer.extend(
+                s.queue
+                    .range(start..start + count)
+                    .map(|slot| slot.event.clone()),
+            );
+            s.release(*position, count);
+            *position += count as u64;
+            Fetch::Got
+        });
+        if matches!(fetched, Fetch::Closed) {
+            self.registered = false;
+        }
+        fetched
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let this = &mut *self;
+        loop {
+            if let Some(event) = this.buffer.pop_front() {
+                this.listener = None;
+                return Poll::Ready(Some(event));
+            }
+            match this.fetch() {
+                Fetch::Got => continue,
+                Fetch::Closed => {
+                    this.listener = None;
+                    return Poll::Ready(None);
+                }
+                Fetch::Empty => {}
+            }
+            match this.listener.as_mut() {
+                // Listen, then look again (the loop): a publish in between is not lost.
+                None => this.listener = Some(this.bus.notify.listen()),
+                Some(listener) => {
+                    if Pin::new(listener).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    this.listener = None;
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.buffer.len(), None)
+    }
+}
+
+impl FusedStream for Subscription {
+    fn is_terminated(&self) -> bool {
+        !self.registered && self.buffer.is_empty()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if !self.registered {
+            return;
+        }
+        let position = self.position;
+        self.bus.state.with(|s| {
+            let left = (s.tail() - position) as usize;
+            s.release(position, left);
+            s.subscribers -= 1;
+        });
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("position", &self.position)
+            .field("buffered", &self.buffer.len())
+            .field("ended", &!self.registered)
+            .finish()
+    }
+}
+
+/// A stream of the events whose payload is a `P`; see
+/// [`SignalBus::subscribe_to`](super::SignalBus::subscribe_to).
+///
+/// It filters on the receiving side: the bus queues every event for it, and it skips the ones
+/// of other types as it reads.
+#[must_use = "streams do nothing unless polled"]
+pub struct TypedSubscription<P> {
+    inner: Subscription,
+    _payload: PhantomData<fn() -> P>,
+}
+
+impl<P: Send + Sync + 'static> TypedSubscription<P> {
+    pub(crate) fn new(inner: Subscription) -> Self {
+        Self {
+            inner,
+            _payload: PhantomData,
+        }
+    }
+}
+
+impl<P: Send + Sync + 'static> Stream for TypedSubscription<P> {
+    type Item = TypedEvent<P>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<TypedEvent<P>>> {
+        loop {
+            match core::task::ready!(Pin::new(&mut self.inner).poll_next(cx)) {
+                None => return Poll::Ready(None),
+                Some(event) if event.is::<P>() => {
+                    return Poll::Ready(Some(TypedEvent {
+                        event,
+                        _payload: PhantomData,
+                    }));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+impl<P: Send + Sync + 'static> FusedStream for TypedSubscription<P> {
+    fn is_terminated(&self) -> bool {
+        self.inner.is_terminated()
+    }
+}
+
+impl<P> fmt::Debug for TypedSubscription<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedSubscription")
+            .field("payload", &core::any::type_name::<P>())
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// An event whose payload is known to be a `P`; it dereferences to the payload.
+pub struct TypedEvent<P> {
+    event: Event,
+    _payload: PhantomData<fn() -> P>,
+}
+
+impl<P: 'static> TypedEvent<P> {
+    /// Returns the envelope (correlation id, timestamp, job type, source).
+    pub fn event(&self) -> &Event {
+        &self.event
+    }
+
+    /// Returns the envelope, dropping the typed view.
+    pub fn into_event(self) -> Event {
+        self.event
+    }
+}
+
+impl<P: 'static> Deref for TypedEvent<P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        // Invariant: a `TypedEvent<P>` is only built for events whose payload is a `P`.
+        self.event
+            .downcast_ref::<P>()
+            .expect("a TypedEvent<P> always holds a P")
+    }
+}
+
+impl<P> Clone for TypedEvent<P> {
+    fn clone(&self) -> Self {
+        Self {
+            event: self.event.clone(),
+            _payload: PhantomData,
+        }
+    }
+}
+
+impl<P: fmt::Debug + 'static> fmt::Debug for TypedEvent<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedEvent")
+            .field("payload", &**self)
+            .field("event", &self.event)
+            .finish()
+    }
+}

@@ -1,0 +1,173 @@
+//! Events: user-defined payloads in an envelope that says where they came from.
+//!
+//! Any `Send + Sync + 'static` type is an event payload. An [`Event`] wraps it with the
+//! correlation id of the job that emitted it (if any), a timestamp, the emitting job's type and,
+//! for job outputs, the [`DataSource`] they came from. Cloning an `Event` is one reference
+//! count: every subscriber of a bus receives the same allocation.
+
+use core::any::{Any, TypeId};
+use core::fmt;
+
+use crate::id::JobId;
+use crate::job::Job;
+use crate::outcome::DataSource;
+use crate::runtime::Instant;
+use crate::sync::Arc;
+
+/// The type of the job that emitted an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobType {
+    id: TypeId,
+    name: &'static str,
+}
+
+impl JobType {
+    /// The job type `J`.
+    pub fn of<J: Job>() -> Self {
+        Self {
+            id: TypeId::of::<J>(),
+            name: core::any::type_name::<J>(),
+        }
+    }
+
+    /// Returns `true` if this is `J`.
+    pub fn is<J: Job>(&self) -> bool {
+        self.id == TypeId::of::<J>()
+    }
+
+    /// Returns the type's name, from `core::any::type_name`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    correlation_id: Option<JobId>,
+    timestamp: Instant,
+    job_type: Option<JobType>,
+    source: Option<DataSource>,
+    type_name: &'static str,
+}
+
+struct Envelope<P: ?Sized> {
+    meta: Meta,
+    payload: P,
+}
+
+/// An event on a [`SignalBus`](crate::SignalBus): a payload and its envelope.
+///
+/// ```
+/// use orchestrator_core::Event;
+///
+/// #[derive(Debug, PartialEq)]
+/// struct CartUpdated {
+///     items: u32,
+/// }
+///
+/// let event = Event::new(CartUpdated { items: 3 });
+/// assert!(event.is::<CartUpdated>());
+/// assert_eq!(event.downcast_ref::<CartUpdated>(), Some(&CartUpdated { items: 3 }));
+/// assert!(event.downcast_ref::<String>().is_none());
+/// assert_eq!(event.correlation_id(), None); // not emitted by a job
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    inner: Arc<Envelope<dyn Any + Send + Sync>>,
+}
+
+impl Event {
+    /// Wraps `payload` with no correlation id, no job type and timestamp [`Instant::ZERO`].
+    pub fn new<P: Send + Sync + 'static>(payload: P) -> Self {
+        Self::build(payload, None, Instant::ZERO, None, None)
+    }
+
+    /// Wraps `payload` with a timestamp read from a runtime clock.
+    pub fn at<P: Send + Sync + 'static>(payload: P, timestamp: Instant) -> Self {
+        Self::build(payload, None, timestamp, None, None)
+    }
+
+    pub(crate) fn build<P: Send + Sync + 'static>(
+        payload: P,
+        correlation_id: Option<JobId>,
+        timestamp: Instant,
+        job_type: Option<JobType>,
+        source: Option<DataSource>,
+    ) -> Self {
+        let envelope = Arc::new(Envelope {
+            meta: Meta {
+                correlation_id,
+                timestamp,
+                job_type,
+                source,
+                type_name: core::any::type_name::<P>(),
+            },
+            payload,
+        });
+        Self { inner: envelope }
+    }
+
+    /// Returns `true` if the payload is a `P`.
+    pub fn is<P: 'static>(&self) -> bool {
+        self.inner.payload.is::<P>()
+    }
+
+    /// Returns the payload if it is a `P`.
+    pub fn downcast_ref<P: 'static>(&self) -> Option<&P> {
+        self.inner.payload.downcast_ref::<P>()
+    }
+
+    /// Returns the `TypeId` of the payload.
+    pub fn payload_type_id(&self) -> TypeId {
+        Any::type_id(&self.inner.payload)
+    }
+
+    /// Returns the payload type's name.
+    pub fn payload_type_name(&self) -> &'static str {
+        self.inner.meta.type_name
+    }
+
+    /// Returns the id of the job that emitted the event, if a job did.
+    pub fn correlation_id(&self) -> Option<JobId> {
+        self.inner.meta.correlation_id
+    }
+
+    /// Returns when the event was created, on the emitting runtime's clock
+    /// ([`Instant::ZERO`] for events built without a clock).
+    pub fn timestamp(&self) -> Instant {
+        self.inner.meta.timestamp
+    }
+
+    /// Returns the type of the job that emitted the event, if a job did.
+    pub fn job_type(&self) -> Option<JobType> {
+        self.inner.meta.job_type
+    }
+
+    /// Returns `true` if a job of type `J` emitted the event.
+    pub fn is_from_job<J: Job>(&self) -> bool {
+        self.inner.meta.job_type.is_some_and(|t| t.is::<J>())
+    }
+
+    /// Returns where the data in the event came from, for events made from a job's output.
+    pub fn source(&self) -> Option<DataSource> {
+        self.inner.meta.source
+    }
+
+    /// Returns `true` if both are the same event (the same allocation).
+    pub fn ptr_eq(&self, other: &Event) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let meta = &self.inner.meta;
+        f.debug_struct("Event")
+            .field("payload", &meta.type_name)
+            .field("correlation_id", &meta.correlation_id)
+            .field("timestamp", &meta.timestamp)
+            .field("job_type", &meta.job_type.map(|t| t.name))
+            .field("source", &meta.source)
+            .finish()
+    }
+}
