@@ -1,42 +1,76 @@
 //! The dispatcher: routes each job, by type, to its executor.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::any::{Any, TypeId};
 use core::fmt;
 
 use hashbrown::HashMap;
 
+use crate::bus::SignalBus;
+use crate::event::JobType;
 use crate::executor::Executor;
-use crate::handle::{JobHandle, JobShared};
+use crate::handle::{JobEnv, JobHandle, JobShared};
 use crate::id::JobId;
-use crate::job::{Job, JobOptions};
+use crate::job::{EventJob, Job, JobOptions};
+use crate::observer::{Observer, Observers};
 use crate::outcome::{JobError, Rejection};
 use crate::pipeline::job_task;
+use crate::pipeline::publish_output_event;
 use crate::runtime::{Runtime, Task};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 
-/// Starts a dispatch of `J` on a concrete executor (the erased registry entry).
-trait Start<J: Job>: Send + Sync {
-    fn start(
-        self: Arc<Self>,
-        job: J,
-        shared: Arc<JobShared<J::Output>>,
-        options: JobOptions,
-    ) -> Task;
+/// Builds the task of one dispatch from a type-erased executor (an `Arc<E>`).
+type StartFn<J> =
+    fn(Arc<dyn Any + Send + Sync>, J, Arc<JobShared<<J as Job>::Output>>, JobOptions) -> Task;
+
+/// What the registry holds for job type `J`: the executor and how to start it.
+struct Registered<J: Job> {
+    executor: Arc<dyn Any + Send + Sync>,
+    start: StartFn<J>,
 }
 
-impl<J: Job, E: Executor<J>> Start<J> for E {
-    fn start(
-        self: Arc<Self>,
-        job: J,
-        shared: Arc<JobShared<J::Output>>,
-        options: JobOptions,
-    ) -> Task {
-        job_task(self, job, shared, options)
+fn start_plain<J: Job, E: Executor<J>>(
+    executor: Arc<dyn Any + Send + Sync>,
+    job: J,
+    shared: Arc<JobShared<J::Output>>,
+    options: JobOptions,
+) -> Task {
+    match executor.downcast::<E>() {
+        Ok(executor) => job_task(executor, job, shared, options, None),
+        Err(_) => mismatched::<J>(shared),
     }
 }
 
-/// A registry entry: an `Arc<dyn Start<J>>` for the `J` whose `TypeId` is its key.
+fn start_event_job<J: EventJob, E: Executor<J>>(
+    executor: Arc<dyn Any + Send + Sync>,
+    job: J,
+    shared: Arc<JobShared<J::Output>>,
+    options: JobOptions,
+) -> Task {
+    match executor.downcast::<E>() {
+        Ok(executor) => job_task(
+            executor,
+            job,
+            shared,
+            options,
+            Some(publish_output_event::<J>),
+        ),
+        Err(_) => mismatched::<J>(shared),
+    }
+}
+
+/// Unreachable by construction (an entry's `start` is instantiated with its executor's
+/// type); resolves the job as rejected rather than panicking.
+fn mismatched<J: Job>(shared: Arc<JobShared<J::Output>>) -> Task {
+    Task::new(async move {
+        shared.complete(Err(JobError::Rejected(Rejection::NoExecutor {
+            job_type: core::any::type_name::<J>(),
+        })));
+    })
+}
+
+/// A registry entry: a `Registered<J>` for the `J` whose `TypeId` is its key.
 type Entry = Box<dyn Any + Send + Sync>;
 
 /// Routes jobs to executors by job type and runs them on a runtime.
@@ -82,37 +116,57 @@ pub struct Dispatcher {
 }
 
 struct Inner {
-    runtime: Arc<dyn Runtime>,
+    env: Arc<JobEnv>,
     executors: Mutex<HashMap<TypeId, Entry>>,
     shut_down: AtomicBool,
 }
 
 impl Dispatcher {
-    /// Creates a dispatcher with no executors that runs jobs on `runtime`.
+    /// Creates a dispatcher with no executors that runs jobs on `runtime` and publishes their
+    /// events on a new, isolated [`SignalBus`] (see [`bus`](Self::bus)).
     pub fn new(runtime: impl Runtime) -> Self {
-        Self::with_runtime(Arc::new(runtime))
+        Self::builder(runtime).build()
     }
 
-    /// Creates a dispatcher on an already shared runtime.
+    /// Creates a dispatcher on an already shared runtime (otherwise like [`new`](Self::new)).
     pub fn with_runtime(runtime: Arc<dyn Runtime>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                runtime,
-                executors: Mutex::new(HashMap::new()),
-                shut_down: AtomicBool::new(false),
-            }),
-        }
+        DispatcherBuilder::from_arc(runtime).build()
+    }
+
+    /// Starts a dispatcher with options: its bus, observers, lifecycle events.
+    pub fn builder(runtime: impl Runtime) -> DispatcherBuilder {
+        DispatcherBuilder::from_arc(Arc::new(runtime))
     }
 
     /// Registers `executor` for job type `J`, replacing any previous one; returns `self` for
     /// chaining.
     pub fn register<J: Job, E: Executor<J>>(&self, executor: E) -> &Self {
-        let start: Arc<dyn Start<J>> = Arc::new(executor);
-        let entry: Entry = Box::new(start);
+        self.insert(Registered::<J> {
+            executor: Arc::new(executor),
+            start: start_plain::<J, E>,
+        })
+    }
+
+    /// Registers `executor` for the [`EventJob`] type `J`: on success, the job's output event
+    /// is published on the job's bus with its [`DataSource`](crate::DataSource).
+    pub fn register_event_job<J: EventJob, E: Executor<J>>(&self, executor: E) -> &Self {
+        self.insert(Registered::<J> {
+            executor: Arc::new(executor),
+            start: start_event_job::<J, E>,
+        })
+    }
+
+    fn insert<J: Job>(&self, registered: Registered<J>) -> &Self {
+        let entry: Entry = Box::new(registered);
         self.inner
             .executors
             .with(|map| map.insert(TypeId::of::<J>(), entry));
         self
+    }
+
+    /// Returns the bus on which jobs publish their events, unless a dispatch overrides it.
+    pub fn bus(&self) -> &SignalBus {
+        &self.inner.env.bus
     }
 
     /// Removes the executor for `J`; returns `true` if there was one.
@@ -140,10 +194,21 @@ impl Dispatcher {
     /// [`JobError::Rejected`]: no executor for `J` ([`Rejection::NoExecutor`], naming the
     /// type), a dispatcher that was shut down, or a runtime that refused the task.
     pub fn dispatch_with<J: Job>(&self, job: J, options: JobOptions) -> JobHandle<J::Output> {
+        self.dispatch_as(JobId::next(), job, options)
+    }
+
+    /// Dispatches with a pre-allocated id (orchestrators track the id before dispatching).
+    pub(crate) fn dispatch_as<J: Job>(
+        &self,
+        id: JobId,
+        job: J,
+        options: JobOptions,
+    ) -> JobHandle<J::Output> {
         let shared = Arc::new(JobShared::new(
-            JobId::next(),
-            self.inner.runtime.clone(),
-            options.cancellation().cloned(),
+            id,
+            JobType::of::<J>(),
+            self.inner.env.clone(),
+            &options,
         ));
         let handle = JobHandle::new(shared.clone());
         if let Err(rejection) = self.start(job, shared.clone(), options) {
@@ -164,17 +229,18 @@ impl Dispatcher {
         let no_executor = || Rejection::NoExecutor {
             job_type: core::any::type_name::<J>(),
         };
-        let start = self
+        let (executor, start) = self
             .inner
             .executors
             .with(|map| {
-                map.get(&TypeId::of::<J>())?
-                    .downcast_ref::<Arc<dyn Start<J>>>()
-                    .cloned()
+                let registered = map
+                    .get(&TypeId::of::<J>())?
+                    .downcast_ref::<Registered<J>>()?;
+                Some((registered.executor.clone(), registered.start))
             })
             .ok_or_else(no_executor)?;
-        let task = start.start(job, shared.clone(), options);
-        self.inner.runtime.spawn(task).map_err(|refused| {
+        let task = start(executor, job, shared.clone(), options);
+        self.inner.env.runtime.spawn(task).map_err(|refused| {
             // Record the rejection before the refused task (and its drop guard) goes away.
             shared.complete(Err(JobError::Rejected(Rejection::Spawn(refused.kind()))));
             Rejection::Spawn(refused.kind())
@@ -193,7 +259,7 @@ impl Dispatcher {
 
     /// Returns the runtime jobs run on.
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
-        &self.inner.runtime
+        &self.inner.env.runtime
     }
 }
 
@@ -204,5 +270,71 @@ impl fmt::Debug for Dispatcher {
             .field("executors", &executors)
             .field("shut_down", &self.is_shut_down())
             .finish()
+    }
+}
+
+/// Builds a [`Dispatcher`]; see [`Dispatcher::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct DispatcherBuilder {
+    runtime: Arc<dyn Runtime>,
+    bus: Option<SignalBus>,
+    observers: Vec<Arc<dyn Observer>>,
+    lifecycle: bool,
+}
+
+impl DispatcherBuilder {
+    fn from_arc(runtime: Arc<dyn Runtime>) -> Self {
+        Self {
+            runtime,
+            bus: None,
+            observers: Vec::new(),
+            lifecycle: false,
+        }
+    }
+
+    /// Publishes job events on `bus` (for example [`SignalBus::global`]) instead of a new,
+    /// isolated bus.
+    pub fn bus(mut self, bus: SignalBus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Adds an observer; several are called in the order they were added.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
+    /// Publishes [`JobLifecycle`](crate::JobLifecycle) events for every job by default
+    /// (a dispatch can still override it).
+    pub fn lifecycle_events(mut self, on: bool) -> Self {
+        self.lifecycle = on;
+        self
+    }
+
+    /// Builds the dispatcher.
+    pub fn build(self) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                env: Arc::new(JobEnv {
+                    runtime: self.runtime,
+                    bus: self.bus.unwrap_or_default(),
+                    observers: Observers::new(self.observers),
+                    lifecycle: self.lifecycle,
+                }),
+                executors: Mutex::new(HashMap::new()),
+                shut_down: AtomicBool::new(false),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for DispatcherBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DispatcherBuilder")
+            .field("bus", &self.bus)
+            .field("observers", &self.observers.len())
+            .field("lifecycle", &self.lifecycle)
+            .finish_non_exhaustive()
     }
 }

@@ -5,6 +5,7 @@ use core::future::Future;
 use core::time::Duration;
 
 use crate::cancel::CancellationToken;
+use crate::event::Event;
 use crate::handle::JobControl;
 use crate::id::JobId;
 use crate::job::Job;
@@ -96,6 +97,28 @@ impl JobContext {
         progress.is_valid() && self.control.report(progress)
     }
 
+    /// Publishes `payload` as an event of this job on the job's bus; returns how many
+    /// subscriptions it was queued for.
+    ///
+    /// The envelope carries the job's id as correlation id, the job's type, and a timestamp
+    /// from the runtime's clock. Events are published in call order, and never after the job's
+    /// terminal outcome.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`EmitError`] with the event if the job has already ended (a context kept past
+    /// its job) or its bus is closed.
+    pub fn emit<P: Send + Sync + 'static>(&self, payload: P) -> Result<usize, EmitError> {
+        let event = Event::build(
+            payload,
+            Some(self.control.id()),
+            self.control.runtime().now(),
+            Some(self.control.job_type()),
+            None,
+        );
+        self.control.publish(event)
+    }
+
     /// Returns `true` once the job has been cancelled (through its handle or its token).
     ///
     /// Checking is optional: a cancelled job's work future is dropped anyway. It is useful for
@@ -128,3 +151,53 @@ impl fmt::Debug for JobContext {
             .finish_non_exhaustive()
     }
 }
+
+/// The error returned by [`JobContext::emit`]; it gives the event back.
+#[derive(Debug, Clone)]
+pub struct EmitError {
+    event: Event,
+    job_ended: bool,
+}
+
+impl EmitError {
+    pub(crate) fn job_ended(event: Event) -> Self {
+        Self {
+            event,
+            job_ended: true,
+        }
+    }
+
+    pub(crate) fn closed(event: Event) -> Self {
+        Self {
+            event,
+            job_ended: false,
+        }
+    }
+
+    /// Returns `true` if the job had already reached its outcome.
+    pub fn is_job_ended(&self) -> bool {
+        self.job_ended
+    }
+
+    /// Returns `true` if the job's bus is closed.
+    pub fn is_closed(&self) -> bool {
+        !self.job_ended
+    }
+
+    /// Returns the event that was not published.
+    pub fn into_inner(self) -> Event {
+        self.event
+    }
+}
+
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.job_ended {
+            "the job has already ended"
+        } else {
+            "the job's signal bus is closed"
+        })
+    }
+}
+
+impl core::error::Error for EmitError {}

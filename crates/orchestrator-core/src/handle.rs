@@ -26,12 +26,18 @@ use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
-use event_listener::{Event, EventListener};
+use event_listener::{Event as Notify, EventListener};
 use futures_core::{FusedFuture, Stream};
 
+use crate::bus::{BusRef, SignalBus};
 use crate::cancel::CancellationToken;
+use crate::event::{Event, JobType};
+use crate::executor::EmitError;
 use crate::id::JobId;
-use crate::outcome::{JobError, Success};
+use crate::job::JobOptions;
+use crate::lifecycle::JobLifecycle;
+use crate::observer::{JobInfo, Observers};
+use crate::outcome::{DataSource, JobError, Success};
 use crate::progress::Progress;
 use crate::runtime::Runtime;
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
@@ -55,22 +61,37 @@ struct State<T> {
     watched: bool,
 }
 
+/// What a dispatcher gives every job it starts: shared, one reference count per job.
+pub(crate) struct JobEnv {
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) bus: SignalBus,
+    pub(crate) observers: Observers,
+    pub(crate) lifecycle: bool,
+}
+
 /// The engine shared by a job's handle, task and contexts.
 pub(crate) struct JobShared<T> {
     id: JobId,
-    runtime: Arc<dyn Runtime>,
+    job_type: JobType,
+    env: Arc<JobEnv>,
+    /// The bus of this dispatch, when it is not the dispatcher's.
+    bus: Option<BusRef>,
+    lifecycle: bool,
     token: Option<CancellationToken>,
     /// Mirrors `cancel_request.is_some()`, so the pipeline can skip the lock when it is unset.
     cancel_flag: AtomicBool,
     state: Mutex<State<T>>,
-    progress_event: Event,
+    progress_event: Notify,
 }
 
 /// The type-erased part of [`JobShared`] that contexts and progress streams use.
 pub(crate) trait JobControl: Send + Sync + 'static {
     fn id(&self) -> JobId;
+    fn job_type(&self) -> JobType;
     fn runtime(&self) -> &dyn Runtime;
     fn token(&self) -> Option<&CancellationToken>;
+    /// Publishes an event of this job on its bus, unless the job has ended.
+    fn publish(&self, event: Event) -> Result<usize, EmitError>;
     fn report(&self, progress: Progress) -> bool;
     fn is_cancel_requested(&self) -> bool;
     fn current_progress(&self) -> Option<Progress>;
@@ -86,13 +107,17 @@ pub(crate) trait JobControl: Send + Sync + 'static {
 impl<T> JobShared<T> {
     pub(crate) fn new(
         id: JobId,
-        runtime: Arc<dyn Runtime>,
-        token: Option<CancellationToken>,
+        job_type: JobType,
+        env: Arc<JobEnv>,
+        options: &JobOptions,
     ) -> Self {
         Self {
             id,
-            runtime,
-            token,
+            job_type,
+            lifecycle: options.lifecycle_events().unwrap_or(env.lifecycle),
+            bus: options.bus().map(SignalBus::publisher),
+            env,
+            token: options.cancellation().cloned(),
             cancel_flag: AtomicBool::new(false),
             state: Mutex::new(State {
                 slot: Slot::Pending,
@@ -103,21 +128,89 @@ impl<T> JobShared<T> {
                 version: 0,
                 watched: false,
             }),
-            progress_event: Event::new(),
+            progress_event: Notify::new(),
         }
     }
 
+    /// Returns what the job's dispatcher gives it (runtime, observers).
+    pub(crate) fn env(&self) -> &JobEnv {
+        &self.env
+    }
+
+    /// Returns the hook target for observers.
+    pub(crate) fn info(&self) -> JobInfo {
+        JobInfo {
+            id: self.id,
+            job_type: self.job_type,
+        }
+    }
+
+    /// Builds an event of this job, stamped with the runtime's clock.
+    pub(crate) fn event<P: Send + Sync + 'static>(
+        &self,
+        payload: P,
+        source: Option<DataSource>,
+    ) -> Event {
+        Event::build(
+            payload,
+            Some(self.id),
+            self.env.runtime.now(),
+            Some(self.job_type),
+            source,
+        )
+    }
+
+    /// Publishes a lifecycle event if they are on for this job (and it has not ended).
+    pub(crate) fn lifecycle(&self, event: impl FnOnce() -> JobLifecycle) {
+        if self.lifecycle {
+            let _ = self.publish_event(self.event(event(), None));
+        }
+    }
+
+    fn bus_publish(&self, event: Event) -> Result<usize, crate::bus::PublishError> {
+        match &self.bus {
+            Some(bus) => bus.publish(event),
+            None => self.env.bus.publish(event),
+        }
+    }
+
+    /// Publishes `event` under the job's lock (so never after its terminal event).
+    pub(crate) fn publish_event(&self, event: Event) -> Result<usize, EmitError> {
+        let published = self.state.with(|s| {
+            if !matches!(s.slot, Slot::Pending) {
+                return Err(EmitError::job_ended(event.clone()));
+            }
+            self.bus_publish(event.clone())
+                .map_err(|e| EmitError::closed(e.into_inner()))
+        })?;
+        if self.env.observers.any() {
+            self.env.observers.each(|o| o.on_event_published(&event));
+        }
+        Ok(published)
+    }
+
     /// Records the outcome; returns `false` (and drops `outcome`) if one was already recorded.
+    ///
+    /// The terminal lifecycle event (if on) is published in the same critical section, so it
+    /// is the job's last event and precedes the handle's wake-up. Observers run afterwards.
     pub(crate) fn complete(&self, outcome: Result<Success<T>, JobError>) -> bool {
+        let terminal = self
+            .lifecycle
+            .then(|| self.event(JobLifecycle::terminal(&outcome), None));
+        let observed = self.env.observers.any().then(|| match &outcome {
+            Ok(success) => Ok(success.source),
+            Err(e) => Err(e.clone()),
+        });
         let woken = self.state.with(|s| {
             if !matches!(s.slot, Slot::Pending) {
                 return Err(());
             }
+            let published = terminal.filter(|t| self.bus_publish(t.clone()).is_ok());
             s.slot = Slot::Ready(outcome);
             s.task_waker = None;
-            Ok((s.handle_waker.take(), s.watched))
+            Ok((s.handle_waker.take(), s.watched, published))
         });
-        let Ok((waker, watched)) = woken else {
+        let Ok((waker, watched, published)) = woken else {
             return false;
         };
         if let Some(w) = waker {
@@ -125,6 +218,18 @@ impl<T> JobShared<T> {
         }
         if watched {
             self.progress_event.notify(usize::MAX);
+        }
+        if let Some(observed) = observed {
+            let info = self.info();
+            self.env.observers.each(|o| {
+                if let Some(event) = &published {
+                    o.on_event_published(event);
+                }
+                match &observed {
+                    Ok(source) => o.on_job_success(&info, *source),
+                    Err(error) => o.on_job_error(&info, error),
+                }
+            });
         }
         true
     }
@@ -156,7 +261,7 @@ impl<T> JobShared<T> {
 
     /// Returns the runtime the job runs on.
     pub(crate) fn runtime_arc(&self) -> &Arc<dyn Runtime> {
-        &self.runtime
+        &self.env.runtime
     }
 
     /// Returns the cancel reason once cancel was requested, or registers the task's waker.
@@ -202,8 +307,16 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
         self.id
     }
 
+    fn job_type(&self) -> JobType {
+        self.job_type
+    }
+
     fn runtime(&self) -> &dyn Runtime {
-        &*self.runtime
+        &*self.env.runtime
+    }
+
+    fn publish(&self, event: Event) -> Result<usize, EmitError> {
+        self.publish_event(event)
     }
 
     fn token(&self) -> Option<&CancellationToken> {
@@ -211,13 +324,25 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     }
 
     fn report(&self, progress: Progress) -> bool {
+        let lifecycle = self
+            .lifecycle
+            .then(|| self.event(JobLifecycle::Progress(progress.clone()), None));
         let accepted = self.state.with(|s| {
             if !matches!(s.slot, Slot::Pending) {
                 return None;
             }
             s.progress = Some(progress);
             s.version += 1;
-            Some(s.watched)
+            Some((
+                s.watched,
+                lifecycle.filter(|e| self.bus_publish(e.clone()).is_ok()),
+            ))
+        });
+        let accepted = accepted.map(|(watched, published)| {
+            if let Some(event) = published {
+                self.env.observers.each(|o| o.on_event_published(&event));
+            }
+            watched
         });
         if accepted == Some(true) {
             self.progress_event.notify(usize::MAX);

@@ -2,6 +2,7 @@
 
 use core::time::Duration;
 
+use crate::bus::SignalBus;
 use crate::cancel::CancellationToken;
 use crate::retry::RetryPolicy;
 
@@ -31,6 +32,42 @@ pub trait Job: Send + Sync + 'static {
     type Output: Send + 'static;
 }
 
+/// A job whose output becomes a domain event, published on the job's bus on success.
+///
+/// Register its executor with
+/// [`Dispatcher::register_event_job`](crate::Dispatcher::register_event_job). When the job
+/// succeeds, the event made by [`event`](EventJob::event) is published before the handle
+/// resolves (and before the terminal lifecycle event), with the job's id as correlation id and
+/// the output's [`DataSource`](crate::DataSource) in its envelope.
+///
+/// ```
+/// use orchestrator_core::{EventJob, Job};
+///
+/// struct LoadCart;
+/// impl Job for LoadCart {
+///     type Output = Vec<String>;
+/// }
+///
+/// struct CartLoaded {
+///     items: Vec<String>,
+/// }
+///
+/// impl EventJob for LoadCart {
+///     type Event = CartLoaded;
+///     fn event(&self, items: &Vec<String>) -> CartLoaded {
+///         CartLoaded { items: items.clone() }
+///     }
+/// }
+/// # let _ = CartLoaded { items: vec![] }.items;
+/// ```
+pub trait EventJob: Job {
+    /// The domain event's payload type.
+    type Event: Send + Sync + 'static;
+
+    /// Makes the domain event from a successful output.
+    fn event(&self, output: &Self::Output) -> Self::Event;
+}
+
 /// How one dispatch runs: total timeout, per-attempt timeout, retries, cancellation.
 ///
 /// All options are off by default: one attempt, no time limit, cancellable only through the
@@ -57,6 +94,8 @@ pub struct JobOptions {
     attempt_timeout: Option<Duration>,
     retry: Option<RetryPolicy>,
     token: Option<CancellationToken>,
+    bus: Option<SignalBus>,
+    lifecycle: Option<bool>,
 }
 
 impl JobOptions {
@@ -94,7 +133,30 @@ impl JobOptions {
         self
     }
 
-    /// Returns `true` if no option is set (the dispatch takes the fast path).
+    /// Publishes the job's events on `bus` instead of the dispatcher's bus.
+    pub fn with_bus(mut self, bus: SignalBus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Turns lifecycle events on or off for this dispatch, overriding the dispatcher's default;
+    /// see [`JobLifecycle`](crate::JobLifecycle).
+    pub fn with_lifecycle_events(mut self, on: bool) -> Self {
+        self.lifecycle = Some(on);
+        self
+    }
+
+    /// Returns the bus override, if any.
+    pub fn bus(&self) -> Option<&SignalBus> {
+        self.bus.as_ref()
+    }
+
+    /// Returns the lifecycle-events override, if any.
+    pub fn lifecycle_events(&self) -> Option<bool> {
+        self.lifecycle
+    }
+
+    /// Returns `true` if no execution option is set (the dispatch takes the fast path).
     pub(crate) fn is_plain(&self) -> bool {
         self.timeout.is_none()
             && self.attempt_timeout.is_none()

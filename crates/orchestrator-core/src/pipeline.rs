@@ -42,6 +42,7 @@ use crate::cancel::{CancellationToken, WaitForCancellation};
 use crate::executor::{Executor, JobContext};
 use crate::handle::JobShared;
 use crate::job::{Job, JobOptions};
+use crate::lifecycle::JobLifecycle;
 use crate::outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Success};
 use crate::runtime::{Sleep, Task};
 use crate::sync::Arc;
@@ -57,6 +58,7 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
     job: J,
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
+    on_success: Option<OnSuccess<J>>,
 ) -> Task {
     // Armed before the first poll: a task dropped unpolled still resolves its handle.
     let completer = Completer(Some(shared));
@@ -66,12 +68,13 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
             let Some(shared) = completer.0.as_ref() else {
                 return;
             };
+            started(shared);
             let work = async {
                 let result = one_attempt(&*executor, &job, shared, 1, None).await;
                 result.map_err(|e| e.into_job_error(1))
             };
             let outcome = Cancellable { shared, work }.await;
-            completer.complete(outcome);
+            finish(completer, &job, outcome, on_success);
         });
     }
     Task::new(async move {
@@ -79,9 +82,45 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
         let Some(shared) = completer.0.as_ref() else {
             return;
         };
+        started(shared);
         let outcome = run(&*executor, &job, shared, &options).await;
-        completer.complete(outcome);
+        finish(completer, &job, outcome, on_success);
     })
+}
+
+/// Publishes the output event of an [`EventJob`](crate::EventJob) before the outcome.
+pub(crate) type OnSuccess<J> = fn(&J, &Success<<J as Job>::Output>, &JobShared<<J as Job>::Output>);
+
+/// The [`OnSuccess`] hook of an [`EventJob`](crate::EventJob).
+pub(crate) fn publish_output_event<J: crate::job::EventJob>(
+    job: &J,
+    success: &Success<J::Output>,
+    shared: &JobShared<J::Output>,
+) {
+    let event = shared.event(job.event(&success.value), Some(success.source));
+    let _ = shared.publish_event(event);
+}
+
+/// Reports the start of the job's task to observers and (if on) as a lifecycle event.
+fn started<T: Send + 'static>(shared: &JobShared<T>) {
+    if shared.env().observers.any() {
+        let info = shared.info();
+        shared.env().observers.each(|o| o.on_job_start(&info));
+    }
+    shared.lifecycle(|| JobLifecycle::Started);
+}
+
+/// Runs the success hook, then records the outcome.
+fn finish<J: Job>(
+    completer: Completer<J::Output>,
+    job: &J,
+    outcome: Outcome<J::Output>,
+    on_success: Option<OnSuccess<J>>,
+) {
+    if let (Some(hook), Ok(success), Some(shared)) = (on_success, &outcome, &completer.0) {
+        hook(job, success, shared);
+    }
+    completer.complete(outcome);
 }
 
 /// Records the outcome exactly once, even if the task is dropped half-way.
@@ -158,11 +197,36 @@ async fn attempts<J: Job, E: Executor<J>>(
             return Err(failure.into_job_error(attempt));
         };
         let delay = policy.jittered_delay(attempt - 1, shared.id().as_u64());
+        retrying(shared, attempt, delay, &failure);
         if !delay.is_zero() {
             shared.runtime_arc().sleep(delay).await;
         }
         attempt += 1;
     }
+}
+
+/// Reports a retry to observers and (if on) as a lifecycle event.
+fn retrying<T: Send + 'static>(
+    shared: &JobShared<T>,
+    attempt: u32,
+    delay: Duration,
+    failure: &AttemptFailure,
+) {
+    let AttemptFailure::Error(error) = failure else {
+        return;
+    };
+    if shared.env().observers.any() {
+        let info = shared.info();
+        shared
+            .env()
+            .observers
+            .each(|o| o.on_job_retry(&info, attempt, delay, &**error as &(dyn Error + 'static)));
+    }
+    shared.lifecycle(|| JobLifecycle::Retrying {
+        attempt,
+        delay,
+        error: error.clone(),
+    });
 }
 
 /// Why one attempt did not succeed.

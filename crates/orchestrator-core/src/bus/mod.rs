@@ -140,26 +140,12 @@ impl SignalBus {
     ///
     /// Returns [`PublishError`] with the event if the bus is closed.
     pub fn publish(&self, event: Event) -> Result<usize, PublishError> {
-        let queued = self.inner.state.with(|s| {
-            if s.closed {
-                return None;
-            }
-            if s.subscribers > 0 {
-                s.queue.push_back(Slot {
-                    event: event.clone(),
-                    pending: s.subscribers,
-                });
-            }
-            Some(s.subscribers)
-        });
-        match queued {
-            None => Err(PublishError(event)),
-            Some(0) => Ok(0),
-            Some(n) => {
-                self.inner.notify.notify(usize::MAX);
-                Ok(n)
-            }
-        }
+        self.inner.publish(event)
+    }
+
+    /// Returns an uncounted reference for publishing (it does not keep the bus open).
+    pub(crate) fn publisher(&self) -> BusRef {
+        BusRef(self.inner.clone())
     }
 
     /// Wraps `payload` in an [`Event`] (see [`Event::new`]) and publishes it.
@@ -214,6 +200,29 @@ impl SignalBus {
 }
 
 impl BusInner {
+    fn publish(&self, event: Event) -> Result<usize, PublishError> {
+        let queued = self.state.with(|s| {
+            if s.closed {
+                return None;
+            }
+            if s.subscribers > 0 {
+                s.queue.push_back(Slot {
+                    event: event.clone(),
+                    pending: s.subscribers,
+                });
+            }
+            Some(s.subscribers)
+        });
+        match queued {
+            None => Err(PublishError(event)),
+            Some(0) => Ok(0),
+            Some(n) => {
+                self.notify.notify(usize::MAX);
+                Ok(n)
+            }
+        }
+    }
+
     fn close(&self) {
         let was_open = self
             .state
@@ -258,6 +267,16 @@ impl fmt::Debug for SignalBus {
             .field("queued", &queued)
             .field("closed", &closed)
             .finish()
+    }
+}
+
+/// An uncounted reference to a bus, for publishing from jobs (it does not keep the bus open).
+#[derive(Clone)]
+pub(crate) struct BusRef(Arc<BusInner>);
+
+impl BusRef {
+    pub(crate) fn publish(&self, event: Event) -> Result<usize, PublishError> {
+        self.0.publish(event)
     }
 }
 

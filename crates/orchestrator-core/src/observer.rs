@@ -1,0 +1,110 @@
+//! Observers: hooks into every job and event, for logging, metrics and tracing.
+//!
+//! An [`Observer`] has one method per hook, each with an empty default, so an implementation
+//! overrides only what it needs. Observers are registered on a dispatcher
+//! ([`DispatcherBuilder::observer`](crate::DispatcherBuilder::observer)); several compose and
+//! are called in registration order. Hooks run outside every lock of the core. With `std`, a
+//! panicking observer is contained: the panic is swallowed, the job and the other observers go
+//! on. Without observers the hooks cost one emptiness check.
+
+use alloc::vec::Vec;
+use core::error::Error;
+use core::fmt;
+use core::time::Duration;
+
+use crate::event::{Event, JobType};
+use crate::id::JobId;
+use crate::outcome::{DataSource, JobError};
+use crate::sync::Arc;
+
+/// Which job a hook is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobInfo {
+    /// The dispatch's id.
+    pub id: JobId,
+    /// The job's type.
+    pub job_type: JobType,
+}
+
+/// Hooks into the life of jobs and events. Every method has an empty default.
+#[allow(unused_variables)]
+pub trait Observer: Send + Sync + 'static {
+    /// A job's task started (before its first attempt).
+    fn on_job_start(&self, job: &JobInfo) {}
+
+    /// A job succeeded.
+    fn on_job_success(&self, job: &JobInfo, source: DataSource) {}
+
+    /// A job ended without success (failed, cancelled, timed out or rejected).
+    fn on_job_error(&self, job: &JobInfo, error: &JobError) {}
+
+    /// Attempt `attempt` of a job failed with `error`; the next one starts after `delay`.
+    fn on_job_retry(
+        &self,
+        job: &JobInfo,
+        attempt: u32,
+        delay: Duration,
+        error: &(dyn Error + 'static),
+    ) {
+    }
+
+    /// An event of a job (emitted by its executor, its output event, or a lifecycle event)
+    /// was published on its bus.
+    fn on_event_published(&self, event: &Event) {}
+
+    /// An orchestrator's storm guard dropped `dropped` events of type `event_type` in the
+    /// current one-second window (reported once per window, at the first drop).
+    fn on_event_dropped(&self, orchestrator: &'static str, event_type: &'static str, dropped: u64) {
+    }
+
+    /// An orchestrator's event handler panicked (with `std`); the orchestrator goes on.
+    fn on_handler_panic(&self, orchestrator: &'static str, message: &str) {}
+}
+
+/// The observers of one dispatcher, in registration order.
+#[derive(Clone, Default)]
+pub(crate) struct Observers {
+    list: Option<Arc<[Arc<dyn Observer>]>>,
+}
+
+impl Observers {
+    pub(crate) fn new(list: Vec<Arc<dyn Observer>>) -> Self {
+        Self {
+            list: (!list.is_empty()).then(|| Arc::from(list)),
+        }
+    }
+
+    /// Returns `true` if there is at least one observer.
+    #[inline]
+    pub(crate) fn any(&self) -> bool {
+        self.list.is_some()
+    }
+
+    /// Calls `hook` on every observer, containing panics (with `std`).
+    pub(crate) fn each(&self, hook: impl Fn(&dyn Observer)) {
+        let Some(list) = &self.list else {
+            return;
+        };
+        for observer in list.iter() {
+            contain(|| hook(&**observer));
+        }
+    }
+}
+
+impl fmt::Debug for Observers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observers")
+            .field("count", &self.list.as_ref().map_or(0, |l| l.len()))
+            .finish()
+    }
+}
+
+#[cfg(feature = "std")]
+fn contain(f: impl FnOnce()) {
+    let _ = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f));
+}
+
+#[cfg(not(feature = "std"))]
+fn contain(f: impl FnOnce()) {
+    f();
+}
