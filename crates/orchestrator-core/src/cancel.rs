@@ -16,7 +16,7 @@ use core::task::{Context, Poll};
 
 use event_listener::{Event, EventListener};
 
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak, poll_notified};
 
 /// A cloneable handle to a shared cancellation flag.
 ///
@@ -110,6 +110,25 @@ impl CancellationToken {
         }
     }
 
+    /// Returns a `'static` future that completes once the token is cancelled.
+    pub fn cancelled_owned(&self) -> WaitForCancellationOwned {
+        WaitForCancellationOwned {
+            token: self.clone(),
+            listener: None,
+        }
+    }
+
+    /// Polls for cancellation, registering `listener` while not cancelled.
+    pub(crate) fn poll_cancelled(
+        &self,
+        listener: &mut Option<EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        poll_notified(&self.inner.event, listener, cx, || {
+            self.is_cancelled().then_some(())
+        })
+    }
+
     /// Returns `true` if both handles point to the same token.
     pub fn same_token(&self, other: &CancellationToken) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
@@ -155,21 +174,33 @@ impl Future for WaitForCancellation<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.token.is_cancelled() {
-                return Poll::Ready(());
-            }
-            match self.listener.as_mut() {
-                // Listen first, then check again (the loop): a cancel in between is not lost.
-                None => self.listener = Some(self.token.inner.event.listen()),
-                Some(listener) => {
-                    if Pin::new(listener).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    self.listener = None;
-                }
-            }
-        }
+        let this = &mut *self;
+        this.token.poll_cancelled(&mut this.listener, cx)
+    }
+}
+
+/// The future returned by [`CancellationToken::cancelled_owned`]: like
+/// [`WaitForCancellation`], but it owns a clone of the token (it is `'static`).
+#[must_use = "futures do nothing unless you .await or poll them"]
+pub struct WaitForCancellationOwned {
+    token: CancellationToken,
+    listener: Option<EventListener>,
+}
+
+impl Future for WaitForCancellationOwned {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        this.token.poll_cancelled(&mut this.listener, cx)
+    }
+}
+
+impl fmt::Debug for WaitForCancellationOwned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitForCancellationOwned")
+            .field("token", &self.token)
+            .finish()
     }
 }
 

@@ -40,7 +40,7 @@ use crate::observer::{JobInfo, Observers};
 use crate::outcome::{DataSource, JobError, Success};
 use crate::progress::Progress;
 use crate::runtime::Runtime;
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, poll_notified};
 
 /// The outcome slot's three states.
 enum Slot<T> {
@@ -368,34 +368,20 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
         listener: &mut Option<EventListener>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Progress>> {
-        loop {
-            let next = self.state.with(|s| {
+        poll_notified(&self.progress_event, listener, cx, || {
+            self.state.with(|s| {
                 if s.version > *seen {
                     *seen = s.version;
                     Some(s.progress.clone())
                 } else if !matches!(s.slot, Slot::Pending) {
                     Some(None)
                 } else {
-                    // A listener exists (created before this check): from now on, notify.
-                    s.watched |= listener.is_some();
+                    // A listener exists from the second check on: from now on, notify.
+                    s.watched = true;
                     None
                 }
-            });
-            if let Some(next) = next {
-                *listener = None;
-                return Poll::Ready(next);
-            }
-            match listener.as_mut() {
-                // Listen, then look again (the loop): a report in between is not lost.
-                None => *listener = Some(self.progress_event.listen()),
-                Some(l) => {
-                    if Pin::new(l).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *listener = None;
-                }
-            }
-        }
+            })
+        })
     }
 }
 

@@ -66,3 +66,32 @@ impl<T: Default> Default for Mutex<T> {
         Self::new(T::default())
     }
 }
+
+/// Polls `check` until it returns `Some`, waiting on `notify` in between.
+///
+/// The listener is registered *before* the second check, so a notification that arrives
+/// between a failed check and the registration is not lost. `listener` keeps the registration
+/// across polls; it is cleared once `check` succeeds.
+pub(crate) fn poll_notified<R>(
+    notify: &event_listener::Event,
+    listener: &mut Option<event_listener::EventListener>,
+    cx: &mut core::task::Context<'_>,
+    mut check: impl FnMut() -> Option<R>,
+) -> core::task::Poll<R> {
+    use core::future::Future;
+    loop {
+        if let Some(ready) = check() {
+            *listener = None;
+            return core::task::Poll::Ready(ready);
+        }
+        match listener.as_mut() {
+            None => *listener = Some(notify.listen()),
+            Some(l) => {
+                if core::pin::Pin::new(l).poll(cx).is_pending() {
+                    return core::task::Poll::Pending;
+                }
+                *listener = None;
+            }
+        }
+    }
+}

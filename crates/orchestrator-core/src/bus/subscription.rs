@@ -12,7 +12,7 @@ use futures_core::{FusedStream, Stream};
 
 use super::BusInner;
 use crate::event::Event;
-use crate::sync::Arc;
+use crate::sync::{Arc, poll_notified};
 
 /// How many queued events a subscription takes per lock.
 const BATCH: usize = 32;
@@ -59,73 +59,74 @@ impl Subscription {
     /// Returns an event that is ready now, without waiting.
     pub fn try_next(&mut self) -> Option<Event> {
         if self.buffer.is_empty() {
-            self.fetch();
+            fetch(
+                &self.bus,
+                &mut self.position,
+                &mut self.buffer,
+                &mut self.registered,
+            );
         }
         self.buffer.pop_front()
     }
+}
 
-    /// Moves up to `BATCH` queued events into the buffer.
-    fn fetch(&mut self) -> Fetch {
-        if !self.registered {
-            return Fetch::Closed;
-        }
-        let (position, buffer) = (&mut self.position, &mut self.buffer);
-        let fetched = self.bus.state.with(|s| {
-            let available = s.tail() - *position;
-            if available == 0 {
-                if s.closed {
-                    s.subscribers -= 1;
-                    return Fetch::Closed;
-                }
-                return Fetch::Empty;
-            }
-            let count = available.min(BATCH as u64) as usize;
-            let start = (*position - s.head) as usize;
-            buffer.extend(
-                s.queue
-                    .range(start..start + count)
-                    .map(|slot| slot.event.clone()),
-            );
-            s.release(*position, count);
-            *position += count as u64;
-            Fetch::Got
-        });
-        if matches!(fetched, Fetch::Closed) {
-            self.registered = false;
-        }
-        fetched
+/// Moves up to `BATCH` queued events from the bus into `buffer`.
+fn fetch(
+    bus: &BusInner,
+    position: &mut u64,
+    buffer: &mut VecDeque<Event>,
+    registered: &mut bool,
+) -> Fetch {
+    if !*registered {
+        return Fetch::Closed;
     }
+    let fetched = bus.state.with(|s| {
+        let available = s.tail() - *position;
+        if available == 0 {
+            if s.closed {
+                s.subscribers -= 1;
+                return Fetch::Closed;
+            }
+            return Fetch::Empty;
+        }
+        let count = available.min(BATCH as u64) as usize;
+        let start = (*position - s.head) as usize;
+        buffer.extend(
+            s.queue
+                .range(start..start + count)
+                .map(|slot| slot.event.clone()),
+        );
+        s.release(*position, count);
+        *position += count as u64;
+        Fetch::Got
+    });
+    if matches!(fetched, Fetch::Closed) {
+        *registered = false;
+    }
+    fetched
 }
 
 impl Stream for Subscription {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        let this = &mut *self;
-        loop {
-            if let Some(event) = this.buffer.pop_front() {
-                this.listener = None;
-                return Poll::Ready(Some(event));
-            }
-            match this.fetch() {
-                Fetch::Got => continue,
-                Fetch::Closed => {
-                    this.listener = None;
-                    return Poll::Ready(None);
-                }
-                Fetch::Empty => {}
-            }
-            match this.listener.as_mut() {
-                // Listen, then look again (the loop): a publish in between is not lost.
-                None => this.listener = Some(this.bus.notify.listen()),
-                Some(listener) => {
-                    if Pin::new(listener).poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    this.listener = None;
-                }
-            }
+        let Subscription {
+            bus,
+            position,
+            buffer,
+            listener,
+            registered,
+        } = &mut *self;
+        if let Some(event) = buffer.pop_front() {
+            return Poll::Ready(Some(event));
         }
+        poll_notified(&bus.notify, listener, cx, || {
+            match fetch(bus, position, buffer, registered) {
+                Fetch::Got => buffer.pop_front().map(Some),
+                Fetch::Closed => Some(None),
+                Fetch::Empty => None,
+            }
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
