@@ -257,6 +257,10 @@ impl Dispatcher {
         self.inner.shut_down.load(Ordering::Acquire)
     }
 
+    pub(crate) fn observers(&self) -> &Observers {
+        &self.inner.env.observers
+    }
+
     /// Returns the runtime jobs run on.
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.inner.env.runtime

@@ -73,12 +73,14 @@ mod id;
 mod job;
 mod lifecycle;
 pub mod observer;
+pub mod orchestrator;
 mod outcome;
 mod pipeline;
 pub mod progress;
 pub mod retry;
 pub mod runtime;
 mod sync;
+mod watch;
 
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -96,6 +98,11 @@ pub use id::JobId;
 pub use job::{EventJob, Job, JobOptions};
 pub use lifecycle::JobLifecycle;
 pub use observer::{JobInfo, Observer};
+pub use orchestrator::{
+    OnEvent, Orchestrator, OrchestratorBuilder, OrchestratorContext, OrchestratorError,
+    OrchestratorGroup, OrchestratorHandle, Origin, StormGuard,
+};
 pub use outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Rejection, Success};
 pub use progress::Progress;
 pub use retry::{InvalidRetryPolicy, RetryPolicy, RetryPolicyBuilder};
+pub use watch::StateStream;

@@ -52,10 +52,11 @@ pub trait Observer: Send + Sync + 'static {
     /// was published on its bus.
     fn on_event_published(&self, event: &Event) {}
 
-    /// An orchestrator's storm guard dropped `dropped` events of type `event_type` in the
-    /// current one-second window (reported once per window, at the first drop).
-    fn on_event_dropped(&self, orchestrator: &'static str, event_type: &'static str, dropped: u64) {
-    }
+    /// An orchestrator's storm guard started dropping events of type `event_type`: more than
+    /// `limit` arrived in the current one-second window. Reported once per window, at the
+    /// first drop; the orchestrator's handle counts every drop
+    /// ([`dropped_events`](crate::OrchestratorHandle::dropped_events)).
+    fn on_event_dropped(&self, orchestrator: &'static str, event_type: &'static str, limit: u32) {}
 
     /// An orchestrator's event handler panicked (with `std`); the orchestrator goes on.
     fn on_handler_panic(&self, orchestrator: &'static str, message: &str) {}
