@@ -391,7 +391,7 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
 /// handle does **not** cancel the job (fire-and-forget is the default); call
 /// [`cancel`](Self::cancel) for that. The handle is a [`FusedFuture`]: once it has yielded its
 /// outcome, `is_terminated` is `true` and further polls stay pending.
-#[must_use = "a job runs without its handle, but its outcome is lost; bind it to `_` to discard"]
+#[must_use = "a job runs without its handle, but its outcome is lost; `drop` the handle to let it run unobserved"]
 pub struct JobHandle<T> {
     shared: Arc<JobShared<T>>,
     taken: bool,

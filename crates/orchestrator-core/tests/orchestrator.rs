@@ -48,10 +48,11 @@ impl Executor<AddItem> for AddItemExec {
 }
 
 /// Records what it sees; keeps the cart total as state.
+type Sighting = (String, Origin, Option<JobId>);
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, Origin, Option<JobId>)>>>);
+struct Seen(Arc<Mutex<Vec<Sighting>>>);
 impl Seen {
-    fn take(&self) -> Vec<(String, Origin, Option<JobId>)> {
+    fn take(&self) -> Vec<Sighting> {
         std::mem::take(&mut self.0.lock().unwrap())
     }
 }
@@ -299,7 +300,7 @@ fn the_storm_guard_throttles_an_orchestrator_that_redispatches_on_its_own_events
         n: 1,
         delay: Duration::ZERO,
     };
-    looper.dispatch(now()).unwrap();
+    drop(looper.dispatch(now()).unwrap());
     // Zero-delay jobs: without the guard this would never stall.
     rt.run_until_stalled();
     assert_eq!(
@@ -326,7 +327,7 @@ fn the_storm_guard_throttles_an_orchestrator_that_redispatches_on_its_own_events
     );
     // The process is healthy: other work still runs, and a new window admits events again.
     rt.advance(Duration::from_secs(1));
-    looper.dispatch(now()).unwrap();
+    drop(looper.dispatch(now()).unwrap());
     rt.run_until_stalled();
     assert_eq!(looper.state(), 100);
     assert_eq!(

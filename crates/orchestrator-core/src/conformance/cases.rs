@@ -11,8 +11,8 @@ use core::time::Duration;
 use futures_core::{FusedFuture, Stream};
 
 use super::support::{
-    Boom, BoomExec, Flaky, FlakyExec, Hang, HangExec, Probe, Report, ReportExec, TestError, Value,
-    ValueExec,
+    Add, AddExec, Added, Boom, BoomExec, Flaky, FlakyExec, Hang, HangExec, Probe, Report,
+    ReportExec, Sightings, Tally, TestError, Value, ValueExec, Watcher,
 };
 use crate::runtime::Runtime;
 use crate::sync::Arc;
@@ -635,4 +635,264 @@ pub async fn cancel_racing_completion_gives_one_outcome_each(rt: Arc<dyn Runtime
     );
     let calls = u64::from(probe.calls());
     assert!(calls >= succeeded && calls <= N, "{calls} executor calls");
+}
+
+fn watcher(
+    d: &Dispatcher,
+    record_all: bool,
+) -> (
+    crate::OrchestratorHandle<Tally>,
+    Arc<crate::sync::Mutex<Sightings>>,
+) {
+    let sightings = Arc::new(crate::sync::Mutex::new(Sightings::default()));
+    let handle = crate::Orchestrator::builder(
+        Watcher {
+            sightings: sightings.clone(),
+            record_all,
+        },
+        Tally::default(),
+        d,
+    )
+    // These cases count every event; the guard has its own tests.
+    .guard(crate::StormGuard::disabled())
+    .start()
+    .expect("the orchestrator starts");
+    (handle, sightings)
+}
+
+/// Waits until the orchestrator's state satisfies `done`.
+async fn wait_for(
+    handle: &crate::OrchestratorHandle<Tally>,
+    done: impl Fn(&Tally) -> bool,
+) -> Tally {
+    let mut states = handle.states();
+    while let Some(state) = next(&mut states).await {
+        if done(&state) {
+            return state;
+        }
+    }
+    panic!("the orchestrator was disposed while waiting");
+}
+
+fn event_dispatcher(rt: &Arc<dyn Runtime>) -> Dispatcher {
+    let d = dispatcher(rt);
+    d.register_event_job(AddExec);
+    d
+}
+
+/// Item 11: every subscriber gets every event of a job, in order, on the real runtime.
+pub async fn bus_delivers_every_event_in_order_to_every_subscriber(rt: Arc<dyn Runtime>) {
+    let d = event_dispatcher(&rt);
+    let mut subs: Vec<_> = (0..3).map(|_| d.bus().subscribe_to::<Added>()).collect();
+    let handles: Vec<_> = (0..200)
+        .map(|n| d.dispatch(Add { n, gate: None }))
+        .collect();
+    for h in handles {
+        h.await.expect("success");
+    }
+    for sub in &mut subs {
+        let mut got = Vec::new();
+        while got.len() < 200 {
+            got.push(next(sub).await.expect("an event").0);
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..200).collect::<Vec<_>>(), "each event exactly once");
+    }
+}
+
+/// Items 13 and 14: output event with its source, lifecycle order, one terminal event.
+pub async fn event_job_and_lifecycle_events_arrive_in_order(rt: Arc<dyn Runtime>) {
+    let d = event_dispatcher(&rt);
+    let mut sub = d.bus().subscribe();
+    let handle = d.dispatch_with(
+        Add { n: 7, gate: None },
+        JobOptions::new().with_lifecycle_events(true),
+    );
+    let id = handle.id();
+    handle.await.expect("success");
+    let mut kinds = Vec::new();
+    loop {
+        let e = next(&mut sub).await.expect("an event");
+        assert_eq!(e.correlation_id(), Some(id));
+        if let Some(l) = e.downcast_ref::<crate::JobLifecycle>() {
+            if l.is_terminal() {
+                assert!(matches!(
+                    l,
+                    crate::JobLifecycle::Succeeded {
+                        source: DataSource::Fresh
+                    }
+                ));
+                kinds.push("terminal");
+                break;
+            }
+            kinds.push("started");
+        } else if e.is::<super::support::Note>() {
+            kinds.push("note");
+        } else {
+            assert_eq!(e.downcast_ref::<Added>(), Some(&Added(7)));
+            assert_eq!(e.source(), Some(DataSource::Fresh));
+            kinds.push("added");
+        }
+    }
+    assert_eq!(kinds, ["started", "note", "added", "terminal"]);
+    assert!(sub.try_next().is_none(), "nothing after the terminal event");
+}
+
+/// Item 15: two orchestrators on one bus: active for the dispatcher, passive for the other.
+pub async fn two_orchestrators_see_one_job_as_active_and_passive(rt: Arc<dyn Runtime>) {
+    let d = event_dispatcher(&rt);
+    let (a, seen_a) = watcher(&d, true);
+    let (b, seen_b) = watcher(&d, true);
+    let job = a.dispatch(Add { n: 5, gate: None }).expect("dispatched");
+    let id = job.id();
+    job.await.expect("success");
+    wait_for(&a, |t| t.terminals == 1).await;
+    wait_for(&b, |t| t.terminals == 1).await;
+    let a_events = seen_a.with(|s| core::mem::take(&mut s.events));
+    let b_events = seen_b.with(|s| core::mem::take(&mut s.events));
+    assert_eq!(a_events.len(), 4, "{a_events:?}");
+    assert!(
+        a_events
+            .iter()
+            .all(|&(i, _, o)| i == id && o == crate::Origin::Active)
+    );
+    assert_eq!(b_events.len(), 4);
+    assert!(
+        b_events
+            .iter()
+            .all(|&(i, _, o)| i == id && o == crate::Origin::Passive)
+    );
+    assert!(!a.is_job_running(id));
+    assert_eq!((a.state().sum, b.state().sum), (5, 5));
+    a.dispose();
+    b.dispose();
+}
+
+/// Item 15: three concurrent jobs are all active for the orchestrator that dispatched them.
+pub async fn three_concurrent_jobs_are_all_active(rt: Arc<dyn Runtime>) {
+    let d = event_dispatcher(&rt);
+    let (a, seen) = watcher(&d, true);
+    let gate = super::support::Gate::new();
+    let jobs: Vec<_> = (1..=3)
+        .map(|n| {
+            a.dispatch(Add {
+                n,
+                gate: Some(gate.clone()),
+            })
+            .expect("dispatched")
+        })
+        .collect();
+    assert_eq!(a.running_jobs(), 3);
+    gate.open();
+    for j in jobs {
+        j.await.expect("success");
+    }
+    let tally = wait_for(&a, |t| t.terminals == 3).await;
+    assert_eq!(tally.sum, 6);
+    let events = seen.with(|s| core::mem::take(&mut s.events));
+    assert_eq!(events.len(), 12);
+    assert!(events.iter().all(|&(_, _, o)| o == crate::Origin::Active));
+    assert_eq!(a.running_jobs(), 0);
+    a.dispose();
+}
+
+/// Item 12: a scoped orchestrator's job is seen on its scope only.
+pub async fn scoped_bus_isolation(rt: Arc<dyn Runtime>) {
+    let d = event_dispatcher(&rt);
+    let (scope1, scope2) = (crate::SignalBus::new(), crate::SignalBus::new());
+    let build = |bus: &crate::SignalBus| {
+        let sightings = Arc::new(crate::sync::Mutex::new(Sightings::default()));
+        let handle = crate::Orchestrator::builder(
+            Watcher {
+                sightings: sightings.clone(),
+                record_all: true,
+            },
+            Tally::default(),
+            &d,
+        )
+        .bus(bus.clone())
+        .guard(crate::StormGuard::disabled())
+        .start()
+        .expect("starts");
+        (handle, sightings)
+    };
+    let (o1, seen1) = build(&scope1);
+    let (o2, seen2) = build(&scope2);
+    let mut on_dispatcher_bus = d.bus().subscribe();
+    let mut on_global = crate::SignalBus::global().subscribe_to::<Added>();
+    o1.dispatch(Add { n: 1, gate: None })
+        .expect("dispatched")
+        .await
+        .expect("success");
+    wait_for(&o1, |t| t.terminals == 1).await;
+    super::support::settle(&rt).await;
+    assert_eq!(seen1.with(|s| s.events.len()), 4);
+    assert!(seen2.with(|s| s.events.is_empty()));
+    assert_eq!(o2.state(), Tally::default());
+    assert!(on_dispatcher_bus.try_next().is_none());
+    core::future::poll_fn(|cx| {
+        assert!(
+            Pin::new(&mut on_global).poll_next(cx).is_pending(),
+            "nothing reached the global bus"
+        );
+        core::task::Poll::Ready(())
+    })
+    .await;
+    o1.dispose();
+    o2.dispose();
+}
+
+/// Item 15: tracking starts before any event can be observed: of 10,000 jobs dispatched
+/// through an orchestrator, every first event arrives as active.
+pub async fn tracked_before_observed_every_first_event_is_active(rt: Arc<dyn Runtime>) {
+    const N: u64 = 10_000;
+    let d = event_dispatcher(&rt);
+    let (a, seen) = watcher(&d, false);
+    let handles: Vec<_> = (0..N)
+        .map(|n| a.dispatch(Add { n, gate: None }).expect("dispatched"))
+        .collect();
+    for h in handles {
+        h.await.expect("success");
+    }
+    let tally = wait_for(&a, |t| t.terminals == N).await;
+    assert_eq!(tally.sum, N * (N - 1) / 2);
+    let (count, passive) = seen.with(|s| {
+        (
+            s.first.len(),
+            s.first
+                .values()
+                .filter(|o| **o == crate::Origin::Passive)
+                .count(),
+        )
+    });
+    assert_eq!(count as u64, N);
+    assert_eq!(passive, 0, "every first event was active");
+    assert_eq!(a.running_jobs(), 0);
+    a.dispose();
+}
+
+/// Item 18: disposing while a job runs: the job finishes, the orchestrator handles nothing
+/// more, its state streams end.
+pub async fn dispose_while_a_job_runs(rt: Arc<dyn Runtime>) {
+    let d = event_dispatcher(&rt);
+    let (a, seen) = watcher(&d, true);
+    let (b, _) = watcher(&d, false);
+    let gate = super::support::Gate::new();
+    let job = a
+        .dispatch(Add {
+            n: 9,
+            gate: Some(gate.clone()),
+        })
+        .expect("dispatched");
+    let mut states = a.states();
+    assert_eq!(next(&mut states).await, Some(Tally::default()));
+    a.dispose();
+    gate.open();
+    assert_eq!(job.await.expect("the job runs on").value, 9);
+    wait_for(&b, |t| t.terminals == 1).await; // the other orchestrator saw it all
+    assert_eq!(next(&mut states).await, None, "no state after disposal");
+    assert_eq!(a.state().sum, 0);
+    assert!(seen.with(|s| s.events.iter().all(|&(_, kind, _)| kind == "lifecycle")));
+    assert!(a.dispatch(Add { n: 1, gate: None }).is_err());
+    b.dispose();
 }

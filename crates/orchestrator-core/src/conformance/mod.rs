@@ -94,6 +94,13 @@ macro_rules! conformance_suite {
             shutdown_rejects_new_dispatches_and_running_jobs_finish,
             context_sleep_and_clock_use_the_runtime,
             cancel_racing_completion_gives_one_outcome_each,
+            bus_delivers_every_event_in_order_to_every_subscriber,
+            event_job_and_lifecycle_events_arrive_in_order,
+            two_orchestrators_see_one_job_as_active_and_passive,
+            three_concurrent_jobs_are_all_active,
+            scoped_bus_isolation,
+            tracked_before_observed_every_first_event_is_active,
+            dispose_while_a_job_runs,
         }
     };
 }

@@ -220,3 +220,98 @@ impl Executor<Report> for ReportExec {
 pub(crate) async fn settle(rt: &Arc<dyn crate::runtime::Runtime>) {
     rt.sleep(core::time::Duration::from_millis(1)).await;
 }
+
+/// An EventJob: returns `n` (after waiting on `gate` if given); its event is `Added(n)`.
+pub(crate) struct Add {
+    pub(crate) n: u64,
+    pub(crate) gate: Option<Gate>,
+}
+impl Job for Add {
+    type Output = u64;
+}
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Added(pub(crate) u64);
+impl crate::job::EventJob for Add {
+    type Event = Added;
+    fn event(&self, n: &u64) -> Added {
+        Added(*n)
+    }
+}
+pub(crate) struct AddExec;
+impl Executor<Add> for AddExec {
+    type Error = TestError;
+    async fn execute(&self, job: &Add, cx: JobContext) -> Result<u64, TestError> {
+        if let Some(gate) = &job.gate {
+            gate.wait().await;
+        }
+        cx.emit(Note(job.n)).map_err(|_| TestError {
+            attempt: 0,
+            permanent: true,
+        })?;
+        Ok(job.n)
+    }
+}
+
+/// An event an executor emits on its own.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Note(pub(crate) u64);
+
+/// What a [`Watcher`] saw: for each job id, the origin of its first event, and its events.
+#[derive(Default)]
+pub(crate) struct Sightings {
+    pub(crate) first: hashbrown::HashMap<crate::JobId, crate::Origin>,
+    pub(crate) events: Vec<(crate::JobId, &'static str, crate::Origin)>,
+}
+
+/// An orchestrator that records every job event; its state counts terminal events handled
+/// and the sum of `Added` values.
+pub(crate) struct Watcher {
+    pub(crate) sightings: Arc<Mutex<Sightings>>,
+    pub(crate) record_all: bool,
+}
+
+/// The state of a [`Watcher`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Tally {
+    pub(crate) terminals: u64,
+    pub(crate) sum: u64,
+}
+
+impl crate::Orchestrator for Watcher {
+    type State = Tally;
+    fn on_event(
+        &mut self,
+        event: &crate::Event,
+        origin: crate::Origin,
+        cx: &mut crate::OrchestratorContext<'_, Tally>,
+    ) {
+        let Some(id) = event.correlation_id() else {
+            return;
+        };
+        let lifecycle = event.downcast_ref::<crate::JobLifecycle>();
+        let added = event.downcast_ref::<Added>();
+        let kind = match (lifecycle, added) {
+            (Some(l), _) if l.is_terminal() => "terminal",
+            (Some(_), _) => "lifecycle",
+            (None, Some(_)) => "added",
+            (None, None) => "other",
+        };
+        // Record first: tests wait on the state, which changes last.
+        self.sightings.with(|s| {
+            s.first.entry(id).or_insert(origin);
+            if self.record_all {
+                s.events.push((id, kind, origin));
+            }
+        });
+        if kind == "terminal" {
+            assert!(
+                !cx.is_job_running(id),
+                "untracked when its terminal event is handled"
+            );
+            cx.update(|t| t.terminals += 1);
+        }
+        if let Some(Added(n)) = added {
+            cx.update(|t| t.sum += n);
+        }
+    }
+}

@@ -11,9 +11,10 @@
 //!
 //! A job dispatched through an orchestrator is tracked *before* it is dispatched, so none of
 //! its events can be seen untracked, and it is published with lifecycle events so that its
-//! terminal event reaches the bus. It stays active until this orchestrator's loop has handled
-//! that terminal event: no timer is involved, so a late event of the job (a revalidated cache
-//! value, say) still arrives as active.
+//! terminal event reaches the bus. Every event of the job up to and including that terminal
+//! event arrives as active; tracking ends when this orchestrator's loop takes the terminal
+//! event (so in its handler, `is_job_running` is already `false`). No timer is involved: a late
+//! event of the job (a revalidated cache value, say) still arrives as active.
 //!
 //! # Disposal
 //!
@@ -499,6 +500,18 @@ fn handle_event<O: Orchestrator>(
         Some(id) if shared.is_tracked(id) => Origin::Active,
         _ => Origin::Passive,
     };
+    // A job's terminal event is its last: untrack it now (the handler still gets it as
+    // active, and sees the job as no longer running). This bookkeeping happens even if the
+    // guard keeps the event from the handler.
+    if origin.is_active()
+        && event
+            .downcast_ref::<JobLifecycle>()
+            .is_some_and(JobLifecycle::is_terminal)
+    {
+        if let Some(id) = event.correlation_id() {
+            shared.tracked.with(|t| t.remove(&id));
+        }
+    }
     let now = shared.dispatcher.runtime().now();
     match guard.check(event.payload_type_id(), now) {
         Verdict::Admit => {
@@ -519,16 +532,6 @@ fn handle_event<O: Orchestrator>(
                     .observers()
                     .each(|o| o.on_event_dropped(shared.name, event_type, limit));
             }
-        }
-    }
-    // Untrack only after the terminal event was handled (or dropped by the guard).
-    if origin.is_active()
-        && event
-            .downcast_ref::<JobLifecycle>()
-            .is_some_and(JobLifecycle::is_terminal)
-    {
-        if let Some(id) = event.correlation_id() {
-            shared.tracked.with(|t| t.remove(&id));
         }
     }
 }
