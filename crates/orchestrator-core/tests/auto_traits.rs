@@ -3,8 +3,10 @@
 use orchestrator_core::runtime::{Instant, PoolRuntime, RunPool, SpawnError, TaskPool};
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    CancellationToken, DataSource, Dispatcher, Failure, JobContext, JobError, JobHandle, JobId,
-    JobOptions, Progress, ProgressStream, RetryPolicy, Success,
+    CancellationToken, DataSource, Dispatcher, EmitError, Event, Failure, JobContext, JobError,
+    JobHandle, JobId, JobLifecycle, JobOptions, OnEvent, OrchestratorError, OrchestratorGroup,
+    OrchestratorHandle, Progress, ProgressStream, PublishError, RetryPolicy, SignalBus,
+    StateStream, StormGuard, Subscription, Success, TypedEvent, TypedSubscription,
 };
 
 fn send_sync<T: Send + Sync>() {}
@@ -32,6 +34,20 @@ fn public_types_are_send_and_sync() {
     send_sync::<PoolRuntime<VirtualRuntime>>();
     send_sync::<VirtualRuntime>();
     send::<SpawnError>();
+    send_sync::<Event>();
+    send_sync::<SignalBus>();
+    send_sync::<Subscription>();
+    send_sync::<TypedSubscription<u32>>();
+    send_sync::<TypedEvent<u32>>();
+    send_sync::<PublishError>();
+    send_sync::<EmitError>();
+    send_sync::<JobLifecycle>();
+    send_sync::<OrchestratorHandle<Vec<u8>>>();
+    send_sync::<StateStream<Vec<u8>>>();
+    send_sync::<OnEvent<u32>>();
+    send_sync::<OrchestratorError>();
+    send_sync::<OrchestratorGroup>();
+    send_sync::<StormGuard>();
 }
 
 #[test]
@@ -41,4 +57,7 @@ fn futures_are_send_and_handles_unpin() {
     is_send(&token.cancelled());
     unpin::<JobHandle<String>>();
     unpin::<ProgressStream>();
+    unpin::<Subscription>();
+    unpin::<StateStream<u8>>();
+    is_send(&token.cancelled_owned());
 }
