@@ -3,7 +3,10 @@
 //! Application code says **what** to do with a typed [`Job`]; an [`Executor`] registered for
 //! that job type does **how**; a [`Dispatcher`] routes jobs to executors and returns a
 //! [`JobHandle`] for each dispatch: an awaitable typed outcome, a progress stream, a job id and
-//! a way to cancel. Timeouts, retries with backoff, cancellation and progress are built in.
+//! a way to cancel. Executors publish [`Event`]s on a [`SignalBus`]; [`Orchestrator`]s hold
+//! state and react to events, telling the events of their own jobs (active) from everyone
+//! else's (passive). Timeouts, retries with backoff, cancellation, progress and loop
+//! protection are built in.
 //!
 //! The core names no runtime. An adapter crate (`orchestrator-tokio`, `orchestrator-smol`,
 //! `orchestrator-async-std`) supplies spawning, sleeping and a clock through the traits in
