@@ -1,0 +1,791 @@
+//! Bus delivery cost: publishing N events to K subscribers, every subscriber receiving all of
+//! them, for `SignalBus` against `async-broadcast` and `tokio::sync::broadcast` in the same run.
+//!
+//! - **Ours**: a `SignalBus` with K `Subscription`s; each publish builds the event with
+//!   `Event::new(i)` (one `Arc` allocation, part of "the event itself") and publishes it.
+//! - **async-broadcast**: `async_broadcast::broadcast::<Arc<u64>>(N)`, overflow off,
+//!   `await_active` off, K receivers; each publish sends `Arc::new(i)` with `try_broadcast`.
+//! - **tokio broadcast**: `tokio::sync::broadcast::channel::<Arc<u64>>(N)`, K receivers; each
+//!   publish sends `Arc::new(i)`.
+//!
+//! In all three a delivery hands the subscriber a reference-counted handle to the one shared
+//! event (a refcount increment), which the subscriber reads (checking the order) and drops.
+//!
+//! Two scenarios, each at K = 1, 8 and 64 subscribers:
+//!
+//! - **burst** (single thread, no runtime): publish N events, then each subscriber drains all
+//!   N without waiting (`try_next` / `try_recv`). Measures the raw queue cost.
+//! - **concurrent** (tokio multi-thread runtime, 2 workers): K subscriber tasks await the
+//!   stream (`StreamExt::next` for ours and async-broadcast, `recv().await` for tokio) while one
+//!   publisher task publishes N events, yielding (`tokio::task::yield_now`) every 64.
+//!
+//! Both scenarios check that every subscriber received exactly the N events, in order, and
+//! nothing more (a correctness check, it panics otherwise). The table gives ns per delivery
+//! (total time / (N × K), median of 5 samples) and the ratios ours / async-broadcast and ours /
+//! tokio broadcast. A counting global allocator then reports, for the burst scenario after a
+//! warm-up, the allocations per published event (publish phase) and per delivery (drain phase)
+//! separately, and for the concurrent scenario the allocations per round beyond the events.
+//!
+//! Plain harness (no criterion). Quick (smoke) mode, with tiny counts and the same output: set
+//! `BENCH_QUICK` (to anything but `0` or the empty string) or pass `--quick`. Other arguments
+//! (`--bench` from cargo) are ignored. A build without optimizations (`cargo test --benches`)
+//! always runs quick mode. Nothing here asserts on timings.
+//!
+//! See `docs/benchmarks.md` for the results and how to read them.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use orchestrator_core::{Event, SignalBus, Subscription};
+
+// ---------------------------------------------------------------------------------------------
+// Counting allocator
+// ---------------------------------------------------------------------------------------------
+
+/// `System`, plus counters of allocation calls and bytes while [`COUNTING`] is on.
+///
+/// The flag keeps the timing runs free of shared-counter traffic: when it is off, each call
+/// costs one relaxed load of a read-mostly flag.
+#[derive(Debug)]
+struct CountingAlloc;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOC_CALLS: AtomicU64 = AtomicU64::new(0);
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+
+fn record_alloc(size: usize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        ALLOC_CALLS.fetch_add(1, Ordering::Relaxed);
+        ALLOC_BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so
+// `System`'s guarantees (and the caller's obligations) carry over as they are; the counting
+// around the calls touches only atomics and never allocates. This is the only `unsafe` in the
+// benchmark: `GlobalAlloc` is an unsafe trait and cannot be implemented otherwise.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        record_alloc(layout.size());
+        // SAFETY: forwarded unchanged; the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        record_alloc(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was returned by `System` (every allocation goes through this type)
+        // with this `layout`, as the caller guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Counted as one allocation call of `new_size` bytes.
+        record_alloc(new_size);
+        // SAFETY: as for `dealloc`; `new_size` is the caller's, forwarded unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Allocation counters, or their change over a window.
+#[derive(Debug, Clone, Copy, Default)]
+struct AllocStats {
+    calls: u64,
+    bytes: u64,
+}
+
+impl AllocStats {
+    fn now() -> Self {
+        AllocStats {
+            calls: ALLOC_CALLS.load(Ordering::SeqCst),
+            bytes: ALLOC_BYTES.load(Ordering::SeqCst),
+        }
+    }
+
+    fn since(self, before: AllocStats) -> AllocStats {
+        AllocStats {
+            calls: self.calls - before.calls,
+            bytes: self.bytes - before.bytes,
+        }
+    }
+
+    fn add(&mut self, other: AllocStats) {
+        self.calls += other.calls;
+        self.bytes += other.bytes;
+    }
+}
+
+/// Turns counting on; returns the counters at that point.
+fn start_counting() -> AllocStats {
+    let before = AllocStats::now();
+    COUNTING.store(true, Ordering::SeqCst);
+    before
+}
+
+/// Turns counting off; returns what was counted since `before`.
+fn stop_counting(before: AllocStats) -> AllocStats {
+    COUNTING.store(false, Ordering::SeqCst);
+    AllocStats::now().since(before)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The three channels
+// ---------------------------------------------------------------------------------------------
+
+/// One broadcast implementation: a sending side and its receivers, reduced to what the two
+/// scenarios need. Every received event is read back as the `u64` it carries.
+trait Channel: Send + Sync + Sized + 'static {
+    type Rx: Send + 'static;
+
+    /// Makes the channel (able to hold `capacity` events) with `subscribers` receivers.
+    fn open(subscribers: usize, capacity: usize) -> (Self, Vec<Self::Rx>);
+
+    /// Publishes the event `seq` (allocating it); it must be queued for every receiver.
+    fn publish(&self, seq: u64);
+
+    /// Takes the next event if one is ready, without waiting.
+    fn try_take(rx: &mut Self::Rx) -> Option<u64>;
+
+    /// Waits for the next event.
+    fn take(rx: &mut Self::Rx) -> impl Future<Output = Option<u64>> + Send + '_;
+}
+
+/// Ours: `SignalBus` and `Subscription`s of `Event`s.
+#[derive(Debug)]
+struct Ours {
+    bus: SignalBus,
+    subscribers: usize,
+}
+
+fn payload(event: &Event) -> u64 {
+    *event
+        .downcast_ref::<u64>()
+        .expect("every event carries a u64")
+}
+
+impl Channel for Ours {
+    type Rx = Subscription;
+
+    fn open(subscribers: usize, _capacity: usize) -> (Self, Vec<Subscription>) {
+        let bus = SignalBus::new();
+        let subs = (0..subscribers).map(|_| bus.subscribe()).collect();
+        (Ours { bus, subscribers }, subs)
+    }
+
+    fn publish(&self, seq: u64) {
+        let queued = self.bus.publish(Event::new(seq)).expect("the bus is open");
+        assert_eq!(queued, self.subscribers, "queued for every subscription");
+    }
+
+    fn try_take(rx: &mut Subscription) -> Option<u64> {
+        rx.try_next().as_ref().map(payload)
+    }
+
+    async fn take(rx: &mut Subscription) -> Option<u64> {
+        rx.next().await.as_ref().map(payload)
+    }
+}
+
+/// `async_broadcast` with `Arc<u64>` messages.
+#[derive(Debug)]
+struct AsyncBroadcast {
+    tx: async_broadcast::Sender<Arc<u64>>,
+}
+
+impl Channel for AsyncBroadcast {
+    type Rx = async_broadcast::Receiver<Arc<u64>>;
+
+    fn open(subscribers: usize, capacity: usize) -> (Self, Vec<Self::Rx>) {
+        let (mut tx, rx) = async_broadcast::broadcast::<Arc<u64>>(capacity);
+        tx.set_overflow(false);
+        tx.set_await_active(false);
+        let mut rxs = Vec::with_capacity(subscribers);
+        for _ in 1..subscribers {
+            rxs.push(rx.new_receiver());
+        }
+        rxs.push(rx);
+        (AsyncBroadcast { tx }, rxs)
+    }
+
+    fn publish(&self, seq: u64) {
+        let displaced = self
+            .tx
+            .try_broadcast(Arc::new(seq))
+            .expect("the channel is open and has room");
+        assert!(displaced.is_none(), "nothing is overwritten");
+    }
+
+    fn try_take(rx: &mut Self::Rx) -> Option<u64> {
+        rx.try_recv().ok().map(|v| *v)
+    }
+
+    async fn take(rx: &mut Self::Rx) -> Option<u64> {
+        rx.next().await.map(|v| *v)
+    }
+}
+
+/// `tokio::sync::broadcast` with `Arc<u64>` messages.
+#[derive(Debug)]
+struct TokioBroadcast {
+    tx: tokio::sync::broadcast::Sender<Arc<u64>>,
+    subscribers: usize,
+}
+
+impl Channel for TokioBroadcast {
+    type Rx = tokio::sync::broadcast::Receiver<Arc<u64>>;
+
+    fn open(subscribers: usize, capacity: usize) -> (Self, Vec<Self::Rx>) {
+        let (tx, rx) = tokio::sync::broadcast::channel::<Arc<u64>>(capacity);
+        let mut rxs = Vec::with_capacity(subscribers);
+        for _ in 1..subscribers {
+            rxs.push(tx.subscribe());
+        }
+        rxs.push(rx);
+        (TokioBroadcast { tx, subscribers }, rxs)
+    }
+
+    fn publish(&self, seq: u64) {
+        let receivers = self.tx.send(Arc::new(seq)).expect("the channel is open");
+        assert_eq!(receivers, self.subscribers, "sent to every receiver");
+    }
+
+    fn try_take(rx: &mut Self::Rx) -> Option<u64> {
+        // A `Lagged` error (an overwritten event) comes out as `None` and fails the check.
+        rx.try_recv().ok().map(|v| *v)
+    }
+
+    async fn take(rx: &mut Self::Rx) -> Option<u64> {
+        rx.recv().await.ok().map(|v| *v)
+    }
+}
+
+/// A channel, its receivers, and the sequence number of the next event.
+#[derive(Debug)]
+struct Lane<C: Channel> {
+    channel: C,
+    rxs: Vec<C::Rx>,
+    next: u64,
+}
+
+impl<C: Channel> Lane<C> {
+    fn open(subscribers: usize, capacity: usize) -> Self {
+        let (channel, rxs) = C::open(subscribers, capacity);
+        Lane {
+            channel,
+            rxs,
+            next: 0,
+        }
+    }
+
+    // --- burst -------------------------------------------------------------------------------
+
+    fn burst_publish(&mut self, n: u64) {
+        for seq in self.next..self.next + n {
+            self.channel.publish(seq);
+        }
+    }
+
+    /// Every receiver drains the `n` events just published, checking count and order.
+    fn burst_drain(&mut self, n: u64) {
+        let base = self.next;
+        for rx in &mut self.rxs {
+            for expected in base..base + n {
+                assert_eq!(
+                    C::try_take(rx),
+                    Some(expected),
+                    "burst: lost or out of order"
+                );
+            }
+            assert_eq!(C::try_take(rx), None, "burst: more events than published");
+        }
+        self.next += n;
+    }
+
+    fn burst(&mut self, rounds: u64, n: u64) -> Duration {
+        let began = Instant::now();
+        for _ in 0..rounds {
+            self.burst_publish(n);
+            self.burst_drain(n);
+        }
+        began.elapsed()
+    }
+
+    // --- concurrent --------------------------------------------------------------------------
+
+    /// One round: K subscriber tasks each await `n` events (checking order) while this task
+    /// publishes them, yielding every `YIELD_EVERY`; then every subscriber is checked to have
+    /// nothing more.
+    async fn concurrent_round(&mut self, n: u64) {
+        let base = self.next;
+        let subscribers: Vec<_> = self
+            .rxs
+            .drain(..)
+            .map(|mut rx| {
+                tokio::spawn(async move {
+                    for expected in base..base + n {
+                        let got = C::take(&mut rx).await;
+                        assert_eq!(got, Some(expected), "concurrent: lost or out of order");
+                    }
+                    rx
+                })
+            })
+            .collect();
+        for (i, seq) in (base..base + n).enumerate() {
+            self.channel.publish(seq);
+            if (i + 1) % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for subscriber in subscribers {
+            self.rxs
+                .push(subscriber.await.expect("a subscriber task does not panic"));
+        }
+        for rx in &mut self.rxs {
+            assert_eq!(
+                C::try_take(rx),
+                None,
+                "concurrent: more events than published"
+            );
+        }
+        self.next += n;
+    }
+
+    async fn concurrent(mut self, rounds: u64, n: u64) -> (Self, Duration) {
+        let began = Instant::now();
+        for _ in 0..rounds {
+            self.concurrent_round(n).await;
+        }
+        let elapsed = began.elapsed();
+        (self, elapsed)
+    }
+}
+
+/// The publisher yields after every this many events in the concurrent scenario.
+const YIELD_EVERY: usize = 64;
+
+// ---------------------------------------------------------------------------------------------
+// Cells
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Imp {
+    Ours,
+    AsyncBroadcast,
+    Tokio,
+}
+
+const IMPS: [Imp; 3] = [Imp::Ours, Imp::AsyncBroadcast, Imp::Tokio];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Burst,
+    Concurrent,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Burst => "burst",
+            Scenario::Concurrent => "concurrent",
+        }
+    }
+}
+
+/// The three lanes of one cell (one K). A lane is `None` only while a timed task owns it.
+#[derive(Debug)]
+struct Lanes {
+    ours: Option<Lane<Ours>>,
+    async_broadcast: Option<Lane<AsyncBroadcast>>,
+    tokio: Option<Lane<TokioBroadcast>>,
+}
+
+impl Lanes {
+    fn open(subscribers: usize, capacity: usize) -> Self {
+        Lanes {
+            ours: Some(Lane::open(subscribers, capacity)),
+            async_broadcast: Some(Lane::open(subscribers, capacity)),
+            tokio: Some(Lane::open(subscribers, capacity)),
+        }
+    }
+
+    /// Times `rounds` rounds of `n` events of `imp` in `scenario`.
+    fn time(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        imp: Imp,
+        scenario: Scenario,
+        rounds: u64,
+        n: u64,
+    ) -> Duration {
+        match imp {
+            Imp::Ours => time_lane(&mut self.ours, runtime, scenario, rounds, n),
+            Imp::AsyncBroadcast => {
+                time_lane(&mut self.async_broadcast, runtime, scenario, rounds, n)
+            }
+            Imp::Tokio => time_lane(&mut self.tokio, runtime, scenario, rounds, n),
+        }
+    }
+}
+
+fn time_lane<C: Channel>(
+    slot: &mut Option<Lane<C>>,
+    runtime: &tokio::runtime::Runtime,
+    scenario: Scenario,
+    rounds: u64,
+    n: u64,
+) -> Duration {
+    match scenario {
+        Scenario::Burst => slot.as_mut().expect("the lane is here").burst(rounds, n),
+        Scenario::Concurrent => {
+            // The publisher is a spawned task, as a job or a request handler would be.
+            let lane = slot.take().expect("the lane is here");
+            let (lane, elapsed) = runtime
+                .block_on(runtime.spawn(lane.concurrent(rounds, n)))
+                .expect("the timed task does not panic");
+            *slot = Some(lane);
+            elapsed
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    quick: bool,
+    samples: usize,
+    /// Events published per round.
+    events: u64,
+    /// Quick mode: rounds per sample.
+    quick_rounds: u64,
+    /// Full mode: wall time aimed at for one sample of the slowest implementation.
+    sample_target: Duration,
+    /// Full mode: minimum wall time of the warm-up / calibration of each implementation.
+    warmup_target: Duration,
+}
+
+impl Config {
+    fn from_env() -> Self {
+        let env_quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
+        let arg_quick = std::env::args().skip(1).any(|a| a == "--quick");
+        let quick = env_quick || arg_quick || cfg!(debug_assertions);
+        Config {
+            quick,
+            samples: 5,
+            events: if quick { 128 } else { 1024 },
+            quick_rounds: 4,
+            sample_target: Duration::from_millis(200),
+            warmup_target: Duration::from_millis(50),
+        }
+    }
+
+    /// Capacity of the bounded channels: one round's events, so that nothing is overwritten.
+    fn capacity(&self) -> usize {
+        self.events as usize
+    }
+}
+
+/// Warms the three implementations up and returns the rounds per sample.
+fn calibrate(
+    lanes: &mut Lanes,
+    runtime: &tokio::runtime::Runtime,
+    scenario: Scenario,
+    config: &Config,
+) -> u64 {
+    if config.quick {
+        for imp in IMPS {
+            lanes.time(runtime, imp, scenario, 1, config.events);
+        }
+        return config.quick_rounds;
+    }
+    let mut slowest_ns_per_round = 1;
+    for imp in IMPS {
+        let mut rounds = 1;
+        loop {
+            let elapsed = lanes.time(runtime, imp, scenario, rounds, config.events);
+            if elapsed >= config.warmup_target {
+                slowest_ns_per_round =
+                    slowest_ns_per_round.max(elapsed.as_nanos() / u128::from(rounds));
+                break;
+            }
+            rounds *= 2;
+        }
+    }
+    let rounds = (config.sample_target.as_nanos() / slowest_ns_per_round).clamp(2, 1_000_000);
+    u64::try_from(rounds).unwrap_or(1_000_000)
+}
+
+/// The median and range of a cell's samples.
+#[derive(Debug, Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    fn of(values: &mut [f64]) -> Spread {
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        let median = if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        };
+        Spread {
+            median,
+            min: values[0],
+            max: values[values.len() - 1],
+        }
+    }
+}
+
+/// One row of the table: ns per delivery for each implementation.
+#[derive(Debug)]
+struct Row {
+    scenario: Scenario,
+    subscribers: usize,
+    /// In `IMPS` order.
+    ns: [Spread; 3],
+    deliveries_per_sample: u64,
+}
+
+fn measure(
+    runtime: &tokio::runtime::Runtime,
+    scenario: Scenario,
+    subscribers: usize,
+    config: &Config,
+) -> Row {
+    let mut lanes = Lanes::open(subscribers, config.capacity());
+    let rounds = calibrate(&mut lanes, runtime, scenario, config);
+    let deliveries = rounds * config.events * subscribers as u64;
+    let mut ns: [Vec<f64>; 3] = Default::default();
+    for sample in 0..config.samples {
+        // Rotate the order so that no implementation always runs first (or last).
+        for k in 0..IMPS.len() {
+            let which = (sample + k) % IMPS.len();
+            let elapsed = lanes.time(runtime, IMPS[which], scenario, rounds, config.events);
+            ns[which].push(elapsed.as_nanos() as f64 / deliveries as f64);
+        }
+    }
+    let [a, b, c] = &mut ns;
+    Row {
+        scenario,
+        subscribers,
+        ns: [Spread::of(a), Spread::of(b), Spread::of(c)],
+        deliveries_per_sample: deliveries,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocations
+// ---------------------------------------------------------------------------------------------
+
+/// Allocations of the burst scenario, publish and drain phases counted apart.
+#[derive(Debug)]
+struct BurstAllocs {
+    subscribers: usize,
+    /// Per published event, in the publish phase (the event's own allocation included).
+    calls_per_event: f64,
+    bytes_per_event: f64,
+    /// Per delivery, in the drain phase.
+    calls_per_delivery: f64,
+    bytes_per_delivery: f64,
+}
+
+/// Counts the burst scenario's allocations on this thread (no runtime thread is busy).
+fn burst_allocs<C: Channel>(subscribers: usize, config: &Config) -> BurstAllocs {
+    let n = config.events;
+    let (warmup, rounds) = if config.quick { (2, 4) } else { (4, 50) };
+    let mut lane = Lane::<C>::open(subscribers, config.capacity());
+    // The warm-up grows the queue and the subscriptions' buffers to their final capacity.
+    lane.burst(warmup, n);
+    let (mut publish, mut drain) = (AllocStats::default(), AllocStats::default());
+    for _ in 0..rounds {
+        let before = start_counting();
+        lane.burst_publish(n);
+        publish.add(stop_counting(before));
+        let before = start_counting();
+        lane.burst_drain(n);
+        drain.add(stop_counting(before));
+    }
+    let events = (rounds * n) as f64;
+    let deliveries = events * subscribers as f64;
+    BurstAllocs {
+        subscribers,
+        calls_per_event: publish.calls as f64 / events,
+        bytes_per_event: publish.bytes as f64 / events,
+        calls_per_delivery: drain.calls as f64 / deliveries,
+        bytes_per_delivery: drain.bytes as f64 / deliveries,
+    }
+}
+
+/// Allocations of the concurrent scenario: whole rounds, runtime included.
+#[derive(Debug)]
+struct ConcurrentAllocs {
+    subscribers: usize,
+    /// Per round, minus the N event allocations.
+    calls_per_round_beyond_events: f64,
+}
+
+fn concurrent_allocs<C: Channel>(
+    runtime: &tokio::runtime::Runtime,
+    subscribers: usize,
+    config: &Config,
+) -> ConcurrentAllocs {
+    let n = config.events;
+    let (warmup, rounds) = if config.quick { (2, 4) } else { (4, 50) };
+    let mut slot = Some(Lane::<C>::open(subscribers, config.capacity()));
+    time_lane(&mut slot, runtime, Scenario::Concurrent, warmup, n);
+    let before = start_counting();
+    time_lane(&mut slot, runtime, Scenario::Concurrent, rounds, n);
+    let counted = stop_counting(before);
+    ConcurrentAllocs {
+        subscribers,
+        calls_per_round_beyond_events: counted.calls.saturating_sub(rounds * n) as f64
+            / rounds as f64,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+const SUBSCRIBERS: [usize; 3] = [1, 8, 64];
+
+const NAMES: [&str; 3] = ["ours", "async-broadcast", "tokio broadcast"];
+
+fn main() {
+    let config = Config::from_env();
+    let started = Instant::now();
+    let mode = if config.quick {
+        if cfg!(debug_assertions) {
+            "quick (unoptimized build: numbers are meaningless)"
+        } else {
+            "quick (smoke test: numbers are noisy)"
+        }
+    } else {
+        "full"
+    };
+    println!(
+        "# bus benchmark: {mode}, {} events per round, {} samples per cell, median\n",
+        config.events, config.samples
+    );
+
+    // Burst allocations first, on this thread, while no runtime thread exists.
+    let burst_allocs: Vec<[BurstAllocs; 3]> = SUBSCRIBERS
+        .iter()
+        .map(|&k| {
+            [
+                burst_allocs::<Ours>(k, &config),
+                burst_allocs::<AsyncBroadcast>(k, &config),
+                burst_allocs::<TokioBroadcast>(k, &config),
+            ]
+        })
+        .collect();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio multi-thread runtime");
+
+    let mut rows = Vec::new();
+    for scenario in [Scenario::Burst, Scenario::Concurrent] {
+        for k in SUBSCRIBERS {
+            rows.push(measure(&runtime, scenario, k, &config));
+        }
+    }
+
+    let concurrent_allocs: Vec<[ConcurrentAllocs; 3]> = SUBSCRIBERS
+        .iter()
+        .map(|&k| {
+            [
+                concurrent_allocs::<Ours>(&runtime, k, &config),
+                concurrent_allocs::<AsyncBroadcast>(&runtime, k, &config),
+                concurrent_allocs::<TokioBroadcast>(&runtime, k, &config),
+            ]
+        })
+        .collect();
+
+    println!(
+        "| scenario | K | ours ns/delivery | async-broadcast ns/delivery | tokio broadcast ns/delivery | ours / async-broadcast | ours / tokio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let [ours, ab, tokio] = row.ns.map(|s| s.median);
+        println!(
+            "| {} | {} | {ours:.1} | {ab:.1} | {tokio:.1} | {:.2}x | {:.2}x |",
+            row.scenario.name(),
+            row.subscribers,
+            ours / ab,
+            ours / tokio,
+        );
+    }
+    println!("\nsample ranges (min-max ns/delivery) and deliveries per sample:");
+    for row in &rows {
+        let ranges: Vec<String> = NAMES
+            .iter()
+            .zip(&row.ns)
+            .map(|(name, s)| format!("{name} {:.1}-{:.1}", s.min, s.max))
+            .collect();
+        println!(
+            "- {}, K = {}: {}, {} deliveries",
+            row.scenario.name(),
+            row.subscribers,
+            ranges.join(", "),
+            row.deliveries_per_sample
+        );
+    }
+
+    println!(
+        "\nallocations, burst (after warm-up; publish phase per published event, the event's own allocation included; drain phase per delivery):\n"
+    );
+    println!(
+        "| K | implementation | allocs / event | bytes / event | allocs / delivery | bytes / delivery |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|");
+    for cell in &burst_allocs {
+        for (name, a) in NAMES.iter().zip(cell) {
+            println!(
+                "| {} | {name} | {:.2} | {:.0} | {:.4} | {:.2} |",
+                a.subscribers,
+                a.calls_per_event,
+                a.bytes_per_event,
+                a.calls_per_delivery,
+                a.bytes_per_delivery
+            );
+        }
+    }
+
+    println!(
+        "\nallocations, concurrent (after warm-up; per round of {n} events, beyond the {n} event allocations; a round also spawns K subscriber tasks and collects their handles in a Vec, K + 1 allocations, and subscribers that park may register listeners):\n",
+        n = config.events
+    );
+    println!(
+        "| K | ours / round | async-broadcast / round | tokio broadcast / round | ours, beyond the K + 1, / delivery |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    for cell in &concurrent_allocs {
+        let k = cell[0].subscribers;
+        println!(
+            "| {k} | {:.1} | {:.1} | {:.1} | {:.3} |",
+            cell[0].calls_per_round_beyond_events,
+            cell[1].calls_per_round_beyond_events,
+            cell[2].calls_per_round_beyond_events,
+            (cell[0].calls_per_round_beyond_events - (k + 1) as f64).max(0.0)
+                / (config.events as f64 * k as f64)
+        );
+    }
+    println!("\ntotal time: {:.1} s", started.elapsed().as_secs_f64());
+}
