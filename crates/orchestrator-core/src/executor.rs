@@ -4,6 +4,7 @@ use core::fmt;
 use core::future::Future;
 use core::time::Duration;
 
+use crate::bus::SignalBus;
 use crate::cancel::CancellationToken;
 use crate::event::Event;
 use crate::handle::JobControl;
@@ -58,6 +59,20 @@ pub trait Executor<J: Job>: Send + Sync + 'static {
         job: &J,
         cx: JobContext,
     ) -> impl Future<Output = Result<J::Output, Self::Error>> + Send;
+}
+
+/// An executor shared behind an `Arc` is an executor: one value can serve several job types
+/// (`dispatcher.register::<A, _>(shared.clone())`).
+impl<J: Job, E: Executor<J>> Executor<J> for Arc<E> {
+    type Error = E::Error;
+
+    fn execute(
+        &self,
+        job: &J,
+        cx: JobContext,
+    ) -> impl Future<Output = Result<J::Output, Self::Error>> + Send {
+        (**self).execute(job, cx)
+    }
 }
 
 /// What an executor can see and do while it runs one attempt.
@@ -117,6 +132,28 @@ impl JobContext {
             None,
         );
         self.control.publish(event)
+    }
+
+    /// Publishes `payload` as an event of this job on `bus` on purpose (for example
+    /// [`SignalBus::global`](crate::SignalBus::global) from a job on a scoped bus), with the
+    /// same envelope and rules as [`emit`](Self::emit).
+    ///
+    /// # Errors
+    ///
+    /// As [`emit`](Self::emit).
+    pub fn emit_to<P: Send + Sync + 'static>(
+        &self,
+        bus: &SignalBus,
+        payload: P,
+    ) -> Result<usize, EmitError> {
+        let event = Event::build(
+            payload,
+            Some(self.control.id()),
+            self.control.runtime().now(),
+            Some(self.control.job_type()),
+            None,
+        );
+        self.control.publish_to(bus, event)
     }
 
     /// Returns `true` once the job has been cancelled (through its handle or its token).

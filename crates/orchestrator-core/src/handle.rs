@@ -92,6 +92,8 @@ pub(crate) trait JobControl: Send + Sync + 'static {
     fn token(&self) -> Option<&CancellationToken>;
     /// Publishes an event of this job on its bus, unless the job has ended.
     fn publish(&self, event: Event) -> Result<usize, EmitError>;
+    /// Publishes an event of this job on `bus`, unless the job has ended.
+    fn publish_to(&self, bus: &SignalBus, event: Event) -> Result<usize, EmitError>;
     fn report(&self, progress: Progress) -> bool;
     fn is_cancel_requested(&self) -> bool;
     fn current_progress(&self) -> Option<Progress>;
@@ -176,12 +178,20 @@ impl<T> JobShared<T> {
 
     /// Publishes `event` under the job's lock (so never after its terminal event).
     pub(crate) fn publish_event(&self, event: Event) -> Result<usize, EmitError> {
+        self.publish_event_to(None, event)
+    }
+
+    /// Publishes `event` on `bus` (the job's bus if `None`) under the job's lock.
+    fn publish_event_to(&self, bus: Option<&SignalBus>, event: Event) -> Result<usize, EmitError> {
         let published = self.state.with(|s| {
             if !matches!(s.slot, Slot::Pending) {
                 return Err(EmitError::job_ended(event.clone()));
             }
-            self.bus_publish(event.clone())
-                .map_err(|e| EmitError::closed(e.into_inner()))
+            let result = match bus {
+                Some(bus) => bus.publish(event.clone()),
+                None => self.bus_publish(event.clone()),
+            };
+            result.map_err(|e| EmitError::closed(e.into_inner()))
         })?;
         if self.env.observers.any() {
             self.env.observers.each(|o| o.on_event_published(&event));
@@ -317,6 +327,10 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
 
     fn publish(&self, event: Event) -> Result<usize, EmitError> {
         self.publish_event(event)
+    }
+
+    fn publish_to(&self, bus: &SignalBus, event: Event) -> Result<usize, EmitError> {
+        self.publish_event_to(Some(bus), event)
     }
 
     fn token(&self) -> Option<&CancellationToken> {

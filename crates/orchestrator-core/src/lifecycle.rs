@@ -66,6 +66,20 @@ impl JobLifecycle {
         )
     }
 
+    /// A small number per variant (the storm guard counts variants apart).
+    pub(crate) fn kind(&self) -> u8 {
+        match self {
+            JobLifecycle::Started => 1,
+            JobLifecycle::Progress(_) => 2,
+            JobLifecycle::Retrying { .. } => 3,
+            JobLifecycle::Succeeded { .. } => 4,
+            JobLifecycle::Failed(_) => 5,
+            JobLifecycle::Cancelled { .. } => 6,
+            JobLifecycle::TimedOut { .. } => 7,
+            JobLifecycle::Rejected(_) => 8,
+        }
+    }
+
     pub(crate) fn terminal<T>(outcome: &Result<Success<T>, JobError>) -> Self {
         match outcome {
             Ok(success) => JobLifecycle::Succeeded {
@@ -99,7 +113,11 @@ impl fmt::Debug for JobLifecycle {
             JobLifecycle::Succeeded { source } => {
                 f.debug_struct("Succeeded").field("source", source).finish()
             }
-            JobLifecycle::Failed(failure) => f.debug_tuple("Failed").field(failure).finish(),
+            JobLifecycle::Failed(failure) => f
+                .debug_struct("Failed")
+                .field("attempts", &failure.attempts())
+                .field("error", &format_args!("{}", failure.error()))
+                .finish(),
             JobLifecycle::Cancelled { reason } => {
                 f.debug_struct("Cancelled").field("reason", reason).finish()
             }

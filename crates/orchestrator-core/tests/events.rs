@@ -411,3 +411,65 @@ fn observers_compose_and_a_panicking_one_breaks_nothing() {
     assert_eq!(errors.len(), 2);
     assert!(errors[0].starts_with("a error job rejected"));
 }
+
+#[test]
+fn emit_to_publishes_a_correlated_event_on_another_bus_on_purpose() {
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    let public = SignalBus::new();
+    let mut on_public = public.subscribe();
+    let mut on_job_bus = d.bus().subscribe();
+    struct Announce(SignalBus);
+    impl Job for Announce {
+        type Output = ();
+    }
+    struct AnnounceExec;
+    impl Executor<Announce> for AnnounceExec {
+        type Error = Boom;
+        async fn execute(&self, job: &Announce, cx: JobContext) -> Result<(), Boom> {
+            cx.emit_to(&job.0, "logged in").map_err(|_| Boom)?;
+            Ok(())
+        }
+    }
+    d.register(AnnounceExec);
+    let h = d.dispatch(Announce(public.clone()));
+    let id = h.id();
+    rt.block_on(h).unwrap();
+    let got = drain(&mut on_public);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].correlation_id(), Some(id));
+    assert!(got[0].is_from_job::<Announce>());
+    assert!(drain(&mut on_job_bus).is_empty(), "only where it was sent");
+}
+
+#[test]
+fn one_executor_behind_an_arc_serves_two_job_types() {
+    struct Service;
+    struct Ping;
+    struct Pong;
+    impl Job for Ping {
+        type Output = &'static str;
+    }
+    impl Job for Pong {
+        type Output = &'static str;
+    }
+    impl Executor<Ping> for Service {
+        type Error = Boom;
+        async fn execute(&self, _: &Ping, _: JobContext) -> Result<&'static str, Boom> {
+            Ok("ping")
+        }
+    }
+    impl Executor<Pong> for Service {
+        type Error = Boom;
+        async fn execute(&self, _: &Pong, _: JobContext) -> Result<&'static str, Boom> {
+            Ok("pong")
+        }
+    }
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    let service = Arc::new(Service);
+    d.register::<Ping, _>(service.clone());
+    d.register::<Pong, _>(service);
+    assert_eq!(rt.block_on(d.dispatch(Ping)).unwrap().value, "ping");
+    assert_eq!(rt.block_on(d.dispatch(Pong)).unwrap().value, "pong");
+}

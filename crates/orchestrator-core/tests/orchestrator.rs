@@ -415,3 +415,55 @@ fn a_group_starts_and_disposes_together_and_a_failed_start_disposes_the_started(
     assert_eq!(group.start().unwrap_err(), OrchestratorError::Disposed);
     assert!(c.is_disposed(), "all or nothing");
 }
+
+/// Reports progress `reports` times, then fails.
+struct Chatty {
+    reports: u32,
+}
+impl Job for Chatty {
+    type Output = ();
+}
+struct ChattyExec;
+impl Executor<Chatty> for ChattyExec {
+    type Error = Never;
+    async fn execute(&self, job: &Chatty, cx: JobContext) -> Result<(), Never> {
+        for i in 0..job.reports {
+            cx.progress(f64::from(i) / f64::from(job.reports));
+        }
+        Err(Never)
+    }
+}
+
+struct TerminalCounter;
+impl Orchestrator for TerminalCounter {
+    type State = (u32, u32);
+    fn on_event(
+        &mut self,
+        event: &Event,
+        origin: Origin,
+        cx: &mut OrchestratorContext<'_, (u32, u32)>,
+    ) {
+        match event.downcast_ref::<JobLifecycle>() {
+            Some(JobLifecycle::Progress(_)) => cx.update(|s| s.0 += 1),
+            Some(JobLifecycle::Failed(_)) if origin.is_active() => cx.update(|s| s.1 += 1),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_chatty_job_cannot_use_up_the_guard_budget_of_its_own_terminal_event() {
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    d.register(ChattyExec);
+    let o = TerminalCounter.builder((0, 0), &d).start().unwrap();
+    rt.block_on(o.dispatch(Chatty { reports: 100 }).unwrap())
+        .unwrap_err();
+    rt.run_until_stalled();
+    assert_eq!(
+        o.state(),
+        (50, 1),
+        "progress throttled at 50, the terminal event handled"
+    );
+    assert_eq!(o.dropped_events(), 50);
+}

@@ -31,9 +31,9 @@
 mod subscription;
 
 use alloc::collections::VecDeque;
+use alloc::vec::Vec;
 use core::fmt;
-
-use event_listener::Event as Notify;
+use core::task::Waker;
 
 use crate::event::Event;
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
@@ -69,7 +69,6 @@ pub struct SignalBus {
 
 pub(crate) struct BusInner {
     state: Mutex<BusState>,
-    notify: Notify,
     /// `SignalBus` handles alive; the bus closes when it drops to zero.
     handles: AtomicUsize,
 }
@@ -80,6 +79,12 @@ struct BusState {
     /// The position (publish sequence number) of `queue[0]`.
     head: u64,
     subscribers: usize,
+    /// Wakers of waiting subscriptions, by subscription id.
+    wakers: Vec<Option<Waker>>,
+    /// The ids whose slot in `wakers` holds a waker.
+    waiting: Vec<usize>,
+    /// Unused ids.
+    free: Vec<usize>,
     closed: bool,
 }
 
@@ -89,7 +94,39 @@ struct Slot {
     pending: usize,
 }
 
+/// How many wakers `wake_waiting` takes per lock.
+const WAKE_BATCH: usize = 32;
+
 impl BusState {
+    fn register(&mut self, id: usize, waker: &Waker) {
+        match &mut self.wakers[id] {
+            Some(old) => {
+                if !old.will_wake(waker) {
+                    old.clone_from(waker);
+                }
+            }
+            slot @ None => {
+                *slot = Some(waker.clone());
+                self.waiting.push(id);
+            }
+        }
+    }
+
+    /// Frees `id` (the subscription ended or was dropped).
+    fn unregister(&mut self, id: usize) {
+        if self.wakers[id].take().is_some() {
+            self.waiting.retain(|&w| w != id);
+        }
+        self.free.push(id);
+    }
+
+    fn new_id(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
+            self.wakers.push(None);
+            self.wakers.len() - 1
+        })
+    }
+
     fn tail(&self) -> u64 {
         self.head + self.queue.len() as u64
     }
@@ -117,9 +154,11 @@ impl SignalBus {
                     queue: VecDeque::new(),
                     head: 0,
                     subscribers: 0,
+                    wakers: Vec::new(),
+                    waiting: Vec::new(),
+                    free: Vec::new(),
                     closed: false,
                 }),
-                notify: Notify::new(),
                 handles: AtomicUsize::new(1),
             }),
         }
@@ -159,13 +198,16 @@ impl SignalBus {
 
     /// Subscribes to every event published from now on.
     pub fn subscribe(&self) -> Subscription {
-        let position = self.inner.state.with(|s| {
-            if !s.closed {
+        let (tail, closed, id) = self.inner.state.with(|s| {
+            let id = if s.closed {
+                usize::MAX
+            } else {
                 s.subscribers += 1;
-            }
-            (s.tail(), s.closed)
+                s.new_id()
+            };
+            (s.tail(), s.closed, id)
         });
-        Subscription::new(self.inner.clone(), position.0, position.1)
+        Subscription::new(self.inner.clone(), tail, closed, id)
     }
 
     /// Subscribes to the events whose payload is a `P`, published from now on.
@@ -203,22 +245,43 @@ impl BusInner {
     fn publish(&self, event: Event) -> Result<usize, PublishError> {
         let queued = self.state.with(|s| {
             if s.closed {
-                return None;
+                return Err(event);
             }
-            if s.subscribers > 0 {
-                s.queue.push_back(Slot {
-                    event: event.clone(),
-                    pending: s.subscribers,
-                });
+            let n = s.subscribers;
+            if n > 0 {
+                s.queue.push_back(Slot { event, pending: n });
             }
-            Some(s.subscribers)
+            Ok((n, !s.waiting.is_empty()))
         });
         match queued {
-            None => Err(PublishError(event)),
-            Some(0) => Ok(0),
-            Some(n) => {
-                self.notify.notify(usize::MAX);
+            Err(event) => Err(PublishError(event)),
+            Ok((n, waiting)) => {
+                if waiting {
+                    self.wake_waiting();
+                }
                 Ok(n)
+            }
+        }
+    }
+
+    /// Wakes every waiting subscription, `WAKE_BATCH` per lock, outside the lock.
+    fn wake_waiting(&self) {
+        loop {
+            let mut batch: [Option<Waker>; WAKE_BATCH] = Default::default();
+            let more = self.state.with(|s| {
+                for slot in batch.iter_mut() {
+                    let Some(id) = s.waiting.pop() else {
+                        return false;
+                    };
+                    *slot = s.wakers[id].take();
+                }
+                !s.waiting.is_empty()
+            });
+            for waker in batch.iter_mut().filter_map(Option::take) {
+                waker.wake();
+            }
+            if !more {
+                return;
             }
         }
     }
@@ -228,7 +291,7 @@ impl BusInner {
             .state
             .with(|s| !core::mem::replace(&mut s.closed, true));
         if was_open {
-            self.notify.notify(usize::MAX);
+            self.wake_waiting();
         }
     }
 }

@@ -5,14 +5,13 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ops::Deref;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Poll, Waker};
 
-use event_listener::EventListener;
 use futures_core::{FusedStream, Stream};
 
 use super::BusInner;
 use crate::event::Event;
-use crate::sync::{Arc, poll_notified};
+use crate::sync::Arc;
 
 /// How many queued events a subscription takes per lock.
 const BATCH: usize = 32;
@@ -34,7 +33,8 @@ pub struct Subscription {
     position: u64,
     /// Events taken from the bus but not yielded yet.
     buffer: VecDeque<Event>,
-    listener: Option<EventListener>,
+    /// This subscription's slot in the bus's waker table.
+    id: usize,
     /// Counted in the bus's `subscribers` (false once it has ended, or if the bus was closed).
     registered: bool,
 }
@@ -46,12 +46,12 @@ enum Fetch {
 }
 
 impl Subscription {
-    pub(super) fn new(bus: Arc<BusInner>, position: u64, closed: bool) -> Self {
+    pub(super) fn new(bus: Arc<BusInner>, position: u64, closed: bool, id: usize) -> Self {
         Self {
             bus,
             position,
             buffer: VecDeque::new(),
-            listener: None,
+            id,
             registered: !closed,
         }
     }
@@ -64,6 +64,8 @@ impl Subscription {
                 &mut self.position,
                 &mut self.buffer,
                 &mut self.registered,
+                self.id,
+                None,
             );
         }
         self.buffer.pop_front()
@@ -76,6 +78,8 @@ fn fetch(
     position: &mut u64,
     buffer: &mut VecDeque<Event>,
     registered: &mut bool,
+    id: usize,
+    waker: Option<&Waker>,
 ) -> Fetch {
     if !*registered {
         return Fetch::Closed;
@@ -85,19 +89,32 @@ fn fetch(
         if available == 0 {
             if s.closed {
                 s.subscribers -= 1;
+                s.unregister(id);
                 return Fetch::Closed;
+            }
+            if let Some(waker) = waker {
+                // Registered under the same lock as the check: no publish can fall between.
+                s.register(id, waker);
             }
             return Fetch::Empty;
         }
         let count = available.min(BATCH as u64) as usize;
-        let start = (*position - s.head) as usize;
-        buffer.extend(
-            s.queue
-                .range(start..start + count)
-                .map(|slot| slot.event.clone()),
-        );
-        s.release(*position, count);
-        *position += count as u64;
+        for _ in 0..count {
+            let index = (*position - s.head) as usize;
+            let slot = &mut s.queue[index];
+            slot.pending -= 1;
+            // The last taker of the front slot moves the event out instead of cloning it.
+            // (Slots nobody needs any more always form a prefix of the queue, so a slot whose
+            // `pending` reaches zero is the front one.)
+            let event = if slot.pending == 0 && index == 0 {
+                s.head += 1;
+                s.queue.pop_front().map(|slot| slot.event)
+            } else {
+                Some(slot.event.clone())
+            };
+            buffer.extend(event);
+            *position += 1;
+        }
         Fetch::Got
     });
     if matches!(fetched, Fetch::Closed) {
@@ -110,23 +127,22 @@ impl Stream for Subscription {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        let Subscription {
-            bus,
-            position,
-            buffer,
-            listener,
-            registered,
-        } = &mut *self;
-        if let Some(event) = buffer.pop_front() {
+        let this = &mut *self;
+        if let Some(event) = this.buffer.pop_front() {
             return Poll::Ready(Some(event));
         }
-        poll_notified(&bus.notify, listener, cx, || {
-            match fetch(bus, position, buffer, registered) {
-                Fetch::Got => buffer.pop_front().map(Some),
-                Fetch::Closed => Some(None),
-                Fetch::Empty => None,
-            }
-        })
+        match fetch(
+            &this.bus,
+            &mut this.position,
+            &mut this.buffer,
+            &mut this.registered,
+            this.id,
+            Some(cx.waker()),
+        ) {
+            Fetch::Got => Poll::Ready(this.buffer.pop_front()),
+            Fetch::Closed => Poll::Ready(None),
+            Fetch::Empty => Poll::Pending,
+        }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -150,6 +166,7 @@ impl Drop for Subscription {
             let left = (s.tail() - position) as usize;
             s.release(position, left);
             s.subscribers -= 1;
+            s.unregister(self.id);
         });
     }
 }

@@ -8,8 +8,11 @@
 //! ([`Observer::on_event_dropped`](crate::Observer::on_event_dropped)). A window starts at the
 //! first event of its type after the previous window ended.
 //!
-//! Job bookkeeping is never dropped: a tracked job's terminal event still ends its tracking
-//! even when the guard keeps it from the handler.
+//! [`JobLifecycle`](crate::JobLifecycle) events are counted per variant (`Started`,
+//! `Progress`, `Retrying` and each terminal kind apart), so that a job reporting progress many
+//! times a second cannot use up the budget of its own terminal event; a per-type limit for
+//! `JobLifecycle` applies to each variant's window. Job bookkeeping is never dropped: a tracked
+//! job's terminal event still ends its tracking even when the guard keeps it from the handler.
 
 use core::any::TypeId;
 use core::num::NonZeroU32;
@@ -119,7 +122,7 @@ pub(crate) enum Verdict {
 #[derive(Debug)]
 pub(crate) struct GuardState {
     config: StormGuard,
-    windows: HashMap<TypeId, Window>,
+    windows: HashMap<(TypeId, u8), Window>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -137,12 +140,14 @@ impl GuardState {
         }
     }
 
-    pub(crate) fn check(&mut self, type_id: TypeId, now: Instant) -> Verdict {
+    /// Counts one event of payload type `type_id` (and sub-kind `kind`, for payload types
+    /// whose variants are counted apart) at `now`.
+    pub(crate) fn check(&mut self, type_id: TypeId, kind: u8, now: Instant) -> Verdict {
         if !self.config.enabled {
             return Verdict::Admit;
         }
         let limit = self.config.limit(type_id).get();
-        let window = self.windows.entry(type_id).or_insert(Window {
+        let window = self.windows.entry((type_id, kind)).or_insert(Window {
             start: now,
             count: 0,
             reported: false,
@@ -183,7 +188,7 @@ mod tests {
         );
         let a = TypeId::of::<A>();
         let b = TypeId::of::<B>();
-        let verdicts: alloc::vec::Vec<_> = (0..6).map(|i| g.check(a, at(i * 10))).collect();
+        let verdicts: alloc::vec::Vec<_> = (0..6).map(|i| g.check(a, 0, at(i * 10))).collect();
         assert_eq!(
             verdicts,
             [
@@ -205,41 +210,60 @@ mod tests {
             ]
         );
         assert_eq!(
-            g.check(b, at(60)),
+            g.check(b, 0, at(60)),
             Verdict::Admit,
             "types are counted apart"
         );
         assert_eq!(
-            g.check(b, at(70)),
+            g.check(b, 0, at(70)),
             Verdict::Drop {
                 report: true,
                 limit: 1
             }
         );
         assert_eq!(
-            g.check(a, at(999)),
+            g.check(a, 0, at(999)),
             Verdict::Drop {
                 report: false,
                 limit: 3
             }
         );
-        assert_eq!(g.check(a, at(1000)), Verdict::Admit, "a new window");
+        assert_eq!(g.check(a, 0, at(1000)), Verdict::Admit, "a new window");
         assert_eq!(
-            g.check(b, at(1059)),
+            g.check(b, 0, at(1059)),
             Verdict::Drop {
                 report: false,
                 limit: 1
             },
             "B's window started at 60"
         );
-        assert_eq!(g.check(b, at(1060)), Verdict::Admit);
+        assert_eq!(g.check(b, 0, at(1060)), Verdict::Admit);
+    }
+
+    #[test]
+    fn kinds_of_one_type_have_their_own_windows() {
+        let mut g = GuardState::new(StormGuard::new().with_default_limit(NonZeroU32::MIN));
+        let t = TypeId::of::<u8>();
+        assert_eq!(g.check(t, 1, at(0)), Verdict::Admit);
+        assert_eq!(
+            g.check(t, 1, at(1)),
+            Verdict::Drop {
+                report: true,
+                limit: 1
+            }
+        );
+        assert_eq!(
+            g.check(t, 2, at(2)),
+            Verdict::Admit,
+            "another kind, another window"
+        );
     }
 
     #[test]
     fn disabled_guard_admits_everything() {
         let mut g = GuardState::new(StormGuard::disabled());
         for i in 0..10_000 {
-            assert_eq!(g.check(TypeId::of::<u8>(), at(i % 5)), Verdict::Admit);
+            assert_eq!(g.check(TypeId::of::<u8>(), 0, at(i % 5)), Verdict::Admit);
         }
     }
 }

@@ -503,17 +503,15 @@ fn handle_event<O: Orchestrator>(
     // A job's terminal event is its last: untrack it now (the handler still gets it as
     // active, and sees the job as no longer running). This bookkeeping happens even if the
     // guard keeps the event from the handler.
-    if origin.is_active()
-        && event
-            .downcast_ref::<JobLifecycle>()
-            .is_some_and(JobLifecycle::is_terminal)
-    {
+    let lifecycle = event.downcast_ref::<JobLifecycle>();
+    if origin.is_active() && lifecycle.is_some_and(JobLifecycle::is_terminal) {
         if let Some(id) = event.correlation_id() {
             shared.tracked.with(|t| t.remove(&id));
         }
     }
     let now = shared.dispatcher.runtime().now();
-    match guard.check(event.payload_type_id(), now) {
+    let kind = lifecycle.map_or(0, JobLifecycle::kind);
+    match guard.check(event.payload_type_id(), kind, now) {
         Verdict::Admit => {
             let mut cx = OrchestratorContext { shared };
             if let Err(message) = catch_panic(|| orchestrator.on_event(event, origin, &mut cx)) {
