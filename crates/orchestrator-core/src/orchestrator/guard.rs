@@ -142,10 +142,16 @@ impl GuardState {
 
     /// Counts one event of payload type `type_id` (and sub-kind `kind`, for payload types
     /// whose variants are counted apart) at `now`.
-    pub(crate) fn check(&mut self, type_id: TypeId, kind: u8, now: Instant) -> Verdict {
+    pub(crate) fn check(
+        &mut self,
+        type_id: TypeId,
+        kind: u8,
+        now: impl FnOnce() -> Instant,
+    ) -> Verdict {
         if !self.config.enabled {
             return Verdict::Admit;
         }
+        let now = now();
         let limit = self.config.limit(type_id).get();
         let window = self.windows.entry((type_id, kind)).or_insert(Window {
             start: now,
@@ -188,7 +194,7 @@ mod tests {
         );
         let a = TypeId::of::<A>();
         let b = TypeId::of::<B>();
-        let verdicts: alloc::vec::Vec<_> = (0..6).map(|i| g.check(a, 0, at(i * 10))).collect();
+        let verdicts: alloc::vec::Vec<_> = (0..6).map(|i| g.check(a, 0, || at(i * 10))).collect();
         assert_eq!(
             verdicts,
             [
@@ -210,50 +216,50 @@ mod tests {
             ]
         );
         assert_eq!(
-            g.check(b, 0, at(60)),
+            g.check(b, 0, || at(60)),
             Verdict::Admit,
             "types are counted apart"
         );
         assert_eq!(
-            g.check(b, 0, at(70)),
+            g.check(b, 0, || at(70)),
             Verdict::Drop {
                 report: true,
                 limit: 1
             }
         );
         assert_eq!(
-            g.check(a, 0, at(999)),
+            g.check(a, 0, || at(999)),
             Verdict::Drop {
                 report: false,
                 limit: 3
             }
         );
-        assert_eq!(g.check(a, 0, at(1000)), Verdict::Admit, "a new window");
+        assert_eq!(g.check(a, 0, || at(1000)), Verdict::Admit, "a new window");
         assert_eq!(
-            g.check(b, 0, at(1059)),
+            g.check(b, 0, || at(1059)),
             Verdict::Drop {
                 report: false,
                 limit: 1
             },
             "B's window started at 60"
         );
-        assert_eq!(g.check(b, 0, at(1060)), Verdict::Admit);
+        assert_eq!(g.check(b, 0, || at(1060)), Verdict::Admit);
     }
 
     #[test]
     fn kinds_of_one_type_have_their_own_windows() {
         let mut g = GuardState::new(StormGuard::new().with_default_limit(NonZeroU32::MIN));
         let t = TypeId::of::<u8>();
-        assert_eq!(g.check(t, 1, at(0)), Verdict::Admit);
+        assert_eq!(g.check(t, 1, || at(0)), Verdict::Admit);
         assert_eq!(
-            g.check(t, 1, at(1)),
+            g.check(t, 1, || at(1)),
             Verdict::Drop {
                 report: true,
                 limit: 1
             }
         );
         assert_eq!(
-            g.check(t, 2, at(2)),
+            g.check(t, 2, || at(2)),
             Verdict::Admit,
             "another kind, another window"
         );
@@ -263,7 +269,7 @@ mod tests {
     fn disabled_guard_admits_everything() {
         let mut g = GuardState::new(StormGuard::disabled());
         for i in 0..10_000 {
-            assert_eq!(g.check(TypeId::of::<u8>(), 0, at(i % 5)), Verdict::Admit);
+            assert_eq!(g.check(TypeId::of::<u8>(), 0, || at(i % 5)), Verdict::Admit);
         }
     }
 }

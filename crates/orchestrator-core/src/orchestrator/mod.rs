@@ -509,8 +509,8 @@ fn handle_event<O: Orchestrator>(
             shared.tracked.with(|t| t.remove(&id));
         }
     }
-    let now = shared.dispatcher.runtime().now();
     let kind = lifecycle.map_or(0, JobLifecycle::kind);
+    let now = || shared.dispatcher.runtime().now();
     match guard.check(event.payload_type_id(), kind, now) {
         Verdict::Admit => {
             let mut cx = OrchestratorContext { shared };
