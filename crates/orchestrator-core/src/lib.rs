@@ -49,6 +49,8 @@
 //!   provide a critical-section implementation.
 //! - `critical-section`: also makes `event-listener` use critical sections instead of its
 //!   spin-lock fallback; recommended for `no_std` builds.
+//! - `serde`: `Serialize`/`Deserialize` for the plain data types (`AsyncState`, `DataSource`,
+//!   `JobId`, `Progress`).
 //! - `test-util`: [`testing::VirtualRuntime`], a deterministic runtime with a virtual clock.
 //! - `conformance`: the conformance suite that every runtime adapter runs (implies
 //!   `test-util` and `std`).
@@ -82,6 +84,8 @@ mod pipeline;
 pub mod progress;
 pub mod retry;
 pub mod runtime;
+pub mod saga;
+pub mod state;
 mod sync;
 mod watch;
 

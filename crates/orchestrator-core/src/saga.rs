@@ -1,0 +1,1 @@
+//! Sagas: steps with compensations (being written).

@@ -1,0 +1,1 @@
+//! Results and UI-facing async state (being written).
