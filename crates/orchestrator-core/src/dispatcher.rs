@@ -7,9 +7,15 @@ use core::fmt;
 
 use hashbrown::HashMap;
 
+use alloc::borrow::Cow;
+use alloc::string::String;
+
+use crate::breaker::{Admission, Breaker, BreakerConfig};
+use crate::builder::{CacheSpec, Dedup, Extras, JobBuilder};
 use crate::bus::SignalBus;
+use crate::cache::{CacheEntry, CacheError, CacheProvider, InMemoryCache, InvalidateCache};
 use crate::event::JobType;
-use crate::executor::Executor;
+use crate::executor::{Executor, JobContext};
 use crate::handle::{JobEnv, JobHandle, JobShared};
 use crate::id::JobId;
 use crate::job::{EventJob, Job, JobOptions};
@@ -17,12 +23,18 @@ use crate::observer::{Observer, Observers};
 use crate::outcome::{JobError, Rejection};
 use crate::pipeline::job_task;
 use crate::pipeline::publish_output_event;
+use crate::runtime::Instant;
 use crate::runtime::{Runtime, Task};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 
 /// Builds the task of one dispatch from a type-erased executor (an `Arc<E>`).
-type StartFn<J> =
-    fn(Arc<dyn Any + Send + Sync>, J, Arc<JobShared<<J as Job>::Output>>, JobOptions) -> Task;
+type StartFn<J> = fn(
+    Arc<dyn Any + Send + Sync>,
+    J,
+    Arc<JobShared<<J as Job>::Output>>,
+    JobOptions,
+    Option<CacheSpec<J>>,
+) -> Task;
 
 /// What the registry holds for job type `J`: the executor and how to start it.
 struct Registered<J: Job> {
@@ -35,9 +47,10 @@ fn start_plain<J: Job, E: Executor<J>>(
     job: J,
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
+    cache: Option<CacheSpec<J>>,
 ) -> Task {
     match executor.downcast::<E>() {
-        Ok(executor) => job_task(executor, job, shared, options, None),
+        Ok(executor) => job_task(executor, job, shared, options, None, cache),
         Err(_) => mismatched::<J>(shared),
     }
 }
@@ -47,6 +60,7 @@ fn start_event_job<J: EventJob, E: Executor<J>>(
     job: J,
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
+    cache: Option<CacheSpec<J>>,
 ) -> Task {
     match executor.downcast::<E>() {
         Ok(executor) => job_task(
@@ -55,6 +69,7 @@ fn start_event_job<J: EventJob, E: Executor<J>>(
             shared,
             options,
             Some(publish_output_event::<J>),
+            cache,
         ),
         Err(_) => mismatched::<J>(shared),
     }
@@ -119,6 +134,11 @@ struct Inner {
     env: Arc<JobEnv>,
     executors: Mutex<HashMap<TypeId, Entry>>,
     shut_down: AtomicBool,
+    /// In-flight deduplicated dispatches by (job type, key): an `Arc<JobShared<J::Output>>`.
+    inflight: Mutex<HashMap<(TypeId, String), Entry>>,
+    breakers: Mutex<HashMap<TypeId, Breaker>>,
+    /// Set once any breaker is configured: dispatches skip the breaker lock until then.
+    has_breakers: AtomicBool,
 }
 
 impl Dispatcher {
@@ -197,6 +217,26 @@ impl Dispatcher {
         self.dispatch_as(JobId::next(), job, options)
     }
 
+    /// Starts a fluent dispatch of `job`: options, cache, placeholder, dedup, metadata.
+    pub fn job<J: Job>(&self, job: J) -> JobBuilder<'_, J> {
+        JobBuilder::new(self, job)
+    }
+
+    /// Returns the cache provider of this dispatcher's cached dispatches (for invalidation
+    /// from code: `dispatcher.cache().invalidate_prefix("users/")`).
+    pub fn cache(&self) -> &dyn CacheProvider {
+        &*self.inner.env.cache
+    }
+
+    /// Configures the failure circuit breaker of job type `J` (replacing any previous one);
+    /// see [`breaker`](crate::breaker).
+    pub fn set_circuit_breaker<J: Job>(&self, config: BreakerConfig) {
+        self.inner
+            .breakers
+            .with(|b| b.insert(TypeId::of::<J>(), Breaker::new(config)));
+        self.inner.has_breakers.store(true, Ordering::Release);
+    }
+
     /// Dispatches with a pre-allocated id (orchestrators track the id before dispatching).
     pub(crate) fn dispatch_as<J: Job>(
         &self,
@@ -204,17 +244,50 @@ impl Dispatcher {
         job: J,
         options: JobOptions,
     ) -> JobHandle<J::Output> {
+        self.dispatch_full(id, job, options, Extras::none())
+    }
+
+    /// Every dispatch ends here.
+    pub(crate) fn dispatch_full<J: Job>(
+        &self,
+        id: JobId,
+        job: J,
+        mut options: JobOptions,
+        extras: Extras<J>,
+    ) -> JobHandle<J::Output> {
+        if let Some(dedup) = &extras.dedup {
+            if let Some(joined) = self.join::<J>(dedup) {
+                return joined;
+            }
+        }
         let shared = Arc::new(JobShared::new(
             id,
             JobType::of::<J>(),
             self.inner.env.clone(),
-            &options,
+            &mut options,
         ));
         let handle = JobHandle::new(shared.clone());
-        if let Err(rejection) = self.start(job, shared.clone(), options) {
+        if let Err(rejection) = self.start(job, shared.clone(), options, extras) {
             shared.complete(Err(JobError::Rejected(rejection)));
         }
         handle
+    }
+
+    /// Joins the in-flight dispatch of `J` with the same dedup key, if there is one.
+    fn join<J: Job>(&self, dedup: &Dedup<J>) -> Option<JobHandle<J::Output>> {
+        let key = (TypeId::of::<J>(), String::from(&*dedup.key));
+        self.inner.inflight.with(|inflight| {
+            let leader = inflight
+                .get(&key)?
+                .downcast_ref::<Arc<JobShared<J::Output>>>()?
+                .clone();
+            let follower = Arc::new(JobShared::follower(&leader));
+            let target = follower.clone();
+            let copy = dedup.copy;
+            let joined =
+                leader.on_done(Box::new(move |outcome| target.end_following(copy(outcome))));
+            joined.then(|| JobHandle::new(follower))
+        })
     }
 
     fn start<J: Job>(
@@ -222,10 +295,12 @@ impl Dispatcher {
         job: J,
         shared: Arc<JobShared<J::Output>>,
         options: JobOptions,
+        extras: Extras<J>,
     ) -> Result<(), Rejection> {
         if self.inner.shut_down.load(Ordering::Acquire) {
             return Err(Rejection::Shutdown);
         }
+        self.admit::<J>(&shared)?;
         let no_executor = || Rejection::NoExecutor {
             job_type: core::any::type_name::<J>(),
         };
@@ -239,12 +314,98 @@ impl Dispatcher {
                 Some((registered.executor.clone(), registered.start))
             })
             .ok_or_else(no_executor)?;
-        let task = start(executor, job, shared.clone(), options);
+        let Extras {
+            cache,
+            placeholder,
+            dedup,
+        } = extras;
+        if let Some(dedup) = dedup {
+            self.lead::<J>(&shared, dedup.key);
+        }
+        if let Some(placeholder) = placeholder {
+            placeholder(&shared);
+        }
+        let task = start(executor, job, shared.clone(), options, cache);
         self.inner.env.runtime.spawn(task).map_err(|refused| {
             // Record the rejection before the refused task (and its drop guard) goes away.
             shared.complete(Err(JobError::Rejected(Rejection::Spawn(refused.kind()))));
             Rejection::Spawn(refused.kind())
         })
+    }
+
+    /// Registers `shared` as the in-flight dispatch for its dedup key until it ends.
+    fn lead<J: Job>(&self, shared: &Arc<JobShared<J::Output>>, key: Cow<'static, str>) {
+        let key = (TypeId::of::<J>(), String::from(&*key));
+        let entry: Entry = Box::new(shared.clone());
+        self.inner
+            .inflight
+            .with(|inflight| inflight.insert(key.clone(), entry));
+        let inner = Arc::downgrade(&self.inner);
+        let id = shared.id();
+        let registered = shared.on_done(Box::new(move |_| {
+            if let Some(inner) = inner.upgrade() {
+                inner.inflight.with(|inflight| {
+                    // Remove only our own entry (a later leader may have replaced it).
+                    let ours = inflight
+                        .get(&key)
+                        .and_then(|e| e.downcast_ref::<Arc<JobShared<J::Output>>>())
+                        .is_some_and(|leader| leader.id() == id);
+                    if ours {
+                        inflight.remove(&key);
+                    }
+                });
+            }
+        }));
+        debug_assert!(registered, "a job that has not started cannot have ended");
+    }
+
+    /// Consults `J`'s circuit breaker, if it has one; a run reports its outcome to it.
+    fn admit<J: Job>(&self, shared: &Arc<JobShared<J::Output>>) -> Result<(), Rejection> {
+        if !self.inner.has_breakers.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let now = self.inner.env.runtime.now();
+        let admission = self.inner.breakers.with(|b| {
+            b.get_mut(&TypeId::of::<J>())
+                .map(|breaker| breaker.admit(now))
+        });
+        let transition = match admission {
+            None => return Ok(()),
+            Some(Admission::Reject) => {
+                return Err(Rejection::CircuitOpen {
+                    job_type: core::any::type_name::<J>(),
+                });
+            }
+            Some(Admission::Run { transition }) => transition,
+        };
+        let job_type = core::any::type_name::<J>();
+        if let Some(state) = transition {
+            self.observers()
+                .each(|o| o.on_breaker_transition(job_type, state));
+        }
+        let inner = Arc::downgrade(&self.inner);
+        shared.on_done(Box::new(move |outcome| {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let failed = match outcome {
+                Ok(_) => Some(false),
+                Err(JobError::Failed(_) | JobError::TimedOut { .. }) => Some(true),
+                Err(_) => None,
+            };
+            let now = inner.env.runtime.now();
+            let transition = inner.breakers.with(|b| {
+                b.get_mut(&TypeId::of::<J>())
+                    .and_then(|breaker| breaker.record(failed, now))
+            });
+            if let Some(state) = transition {
+                inner
+                    .env
+                    .observers
+                    .each(|o| o.on_breaker_transition(job_type, state));
+            }
+        }));
+        Ok(())
     }
 
     /// Refuses every later dispatch with [`Rejection::Shutdown`]; running jobs go on.
@@ -282,6 +443,7 @@ impl fmt::Debug for Dispatcher {
 pub struct DispatcherBuilder {
     runtime: Arc<dyn Runtime>,
     bus: Option<SignalBus>,
+    cache: Option<Arc<dyn CacheProvider>>,
     observers: Vec<Arc<dyn Observer>>,
     lifecycle: bool,
 }
@@ -291,9 +453,17 @@ impl DispatcherBuilder {
         Self {
             runtime,
             bus: None,
+            cache: None,
             observers: Vec::new(),
             lifecycle: false,
         }
+    }
+
+    /// Uses `provider` for cached dispatches (default: an [`InMemoryCache`] of
+    /// [`DEFAULT_CACHE_CAPACITY`] entries).
+    pub fn cache(mut self, provider: impl CacheProvider) -> Self {
+        self.cache = Some(Arc::new(provider));
+        self
     }
 
     /// Publishes job events on `bus` (for example [`SignalBus::global`]) instead of a new,
@@ -318,18 +488,30 @@ impl DispatcherBuilder {
 
     /// Builds the dispatcher.
     pub fn build(self) -> Dispatcher {
-        Dispatcher {
+        let cache =
+            self.cache
+                .unwrap_or_else(|| match InMemoryCache::new(DEFAULT_CACHE_CAPACITY) {
+                    Ok(cache) => Arc::new(cache),
+                    Err(_) => Arc::new(NoCache),
+                });
+        let dispatcher = Dispatcher {
             inner: Arc::new(Inner {
                 env: Arc::new(JobEnv {
                     runtime: self.runtime,
+                    cache,
                     bus: self.bus.unwrap_or_default(),
                     observers: Observers::new(self.observers),
                     lifecycle: self.lifecycle,
                 }),
                 executors: Mutex::new(HashMap::new()),
                 shut_down: AtomicBool::new(false),
+                inflight: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(HashMap::new()),
+                has_breakers: AtomicBool::new(false),
             }),
-        }
+        };
+        dispatcher.register(InvalidateCacheExecutor);
+        dispatcher
     }
 }
 
@@ -340,5 +522,40 @@ impl fmt::Debug for DispatcherBuilder {
             .field("observers", &self.observers.len())
             .field("lifecycle", &self.lifecycle)
             .finish_non_exhaustive()
+    }
+}
+
+/// The capacity of a dispatcher's default in-memory cache.
+pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
+
+/// Runs [`InvalidateCache`] jobs against the dispatcher's cache.
+struct InvalidateCacheExecutor;
+
+impl Executor<InvalidateCache> for InvalidateCacheExecutor {
+    type Error = CacheError;
+
+    async fn execute(&self, job: &InvalidateCache, cx: JobContext) -> Result<usize, CacheError> {
+        job.target.apply(cx.cache())
+    }
+}
+
+/// A provider that stores nothing (never used: the default capacity is not zero).
+struct NoCache;
+
+impl CacheProvider for NoCache {
+    fn get(&self, _: &str, _: Instant) -> Result<Option<CacheEntry>, CacheError> {
+        Ok(None)
+    }
+    fn put(&self, _: &str, _: CacheEntry, _: Instant) -> Result<(), CacheError> {
+        Ok(())
+    }
+    fn invalidate(&self, _: &str) -> Result<bool, CacheError> {
+        Ok(false)
+    }
+    fn invalidate_prefix(&self, _: &str) -> Result<usize, CacheError> {
+        Ok(0)
+    }
+    fn invalidate_where(&self, _: &dyn Fn(&str) -> bool) -> Result<usize, CacheError> {
+        Ok(0)
     }
 }

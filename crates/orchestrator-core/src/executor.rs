@@ -164,6 +164,16 @@ impl JobContext {
         self.control.is_cancel_requested()
     }
 
+    /// Returns the dispatcher's cache provider.
+    pub fn cache(&self) -> &dyn crate::cache::CacheProvider {
+        self.control.cache()
+    }
+
+    /// Returns the value of metadata entry `key`, if the dispatch set one.
+    pub fn metadata(&self, key: &str) -> Option<&str> {
+        self.control.metadata(key)
+    }
+
     /// Returns the cancellation token the job was dispatched with, if any.
     pub fn cancellation(&self) -> Option<&CancellationToken> {
         self.control.token()

@@ -21,6 +21,8 @@
 //!    set under the lock after the listener exists), so unwatched jobs never touch it.
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
@@ -30,11 +32,12 @@ use event_listener::{Event as Notify, EventListener};
 use futures_core::{FusedFuture, Stream};
 
 use crate::bus::{BusRef, SignalBus};
+use crate::cache::CacheProvider;
 use crate::cancel::CancellationToken;
 use crate::event::{Event, JobType};
 use crate::executor::EmitError;
 use crate::id::JobId;
-use crate::job::JobOptions;
+use crate::job::{JobOptions, MetadataEntry};
 use crate::lifecycle::JobLifecycle;
 use crate::observer::{JobInfo, Observers};
 use crate::outcome::{DataSource, JobError, Success};
@@ -49,8 +52,15 @@ enum Slot<T> {
     Taken,
 }
 
+/// Called with the job's final outcome (dedup followers, dedup bookkeeping, the breaker).
+pub(crate) type OnDone<T> = Box<dyn FnOnce(&Result<Success<T>, JobError>) + Send>;
+
 struct State<T> {
     slot: Slot<T>,
+    /// The job is running: it accepts events and progress, and has not published its terminal
+    /// event. The handle's outcome may be ready earlier (a cache hit being revalidated).
+    running: bool,
+    on_done: Vec<OnDone<T>>,
     handle_waker: Option<Waker>,
     task_waker: Option<Waker>,
     cancel_request: Option<Option<Cow<'static, str>>>,
@@ -64,6 +74,7 @@ struct State<T> {
 /// What a dispatcher gives every job it starts: shared, one reference count per job.
 pub(crate) struct JobEnv {
     pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) cache: Arc<dyn CacheProvider>,
     pub(crate) bus: SignalBus,
     pub(crate) observers: Observers,
     pub(crate) lifecycle: bool,
@@ -80,6 +91,10 @@ pub(crate) struct JobShared<T> {
     token: Option<CancellationToken>,
     /// Mirrors `cancel_request.is_some()`, so the pipeline can skip the lock when it is unset.
     cancel_flag: AtomicBool,
+    metadata: Option<Box<[MetadataEntry]>>,
+    /// For a deduplicated dispatch that joined another: the job it follows (progress comes
+    /// from there); it has no task of its own.
+    leader: Option<Arc<dyn JobControl>>,
     state: Mutex<State<T>>,
     progress_event: Notify,
 }
@@ -90,6 +105,8 @@ pub(crate) trait JobControl: Send + Sync + 'static {
     fn job_type(&self) -> JobType;
     fn runtime(&self) -> &dyn Runtime;
     fn token(&self) -> Option<&CancellationToken>;
+    fn metadata(&self, key: &str) -> Option<&str>;
+    fn cache(&self) -> &dyn CacheProvider;
     /// Publishes an event of this job on its bus, unless the job has ended.
     fn publish(&self, event: Event) -> Result<usize, EmitError>;
     /// Publishes an event of this job on `bus`, unless the job has ended.
@@ -111,9 +128,11 @@ impl<T> JobShared<T> {
         id: JobId,
         job_type: JobType,
         env: Arc<JobEnv>,
-        options: &JobOptions,
+        options: &mut JobOptions,
     ) -> Self {
+        let metadata = options.take_metadata();
         Self {
+            metadata: (!metadata.is_empty()).then(|| metadata.into_boxed_slice()),
             id,
             job_type,
             lifecycle: options.lifecycle_events().unwrap_or(env.lifecycle),
@@ -121,8 +140,11 @@ impl<T> JobShared<T> {
             env,
             token: options.cancellation().cloned(),
             cancel_flag: AtomicBool::new(false),
+            leader: None,
             state: Mutex::new(State {
                 slot: Slot::Pending,
+                running: true,
+                on_done: Vec::new(),
                 handle_waker: None,
                 task_waker: None,
                 cancel_request: None,
@@ -184,7 +206,7 @@ impl<T> JobShared<T> {
     /// Publishes `event` on `bus` (the job's bus if `None`) under the job's lock.
     fn publish_event_to(&self, bus: Option<&SignalBus>, event: Event) -> Result<usize, EmitError> {
         let published = self.state.with(|s| {
-            if !matches!(s.slot, Slot::Pending) {
+            if !s.running {
                 return Err(EmitError::job_ended(event.clone()));
             }
             let result = match bus {
@@ -199,10 +221,13 @@ impl<T> JobShared<T> {
         Ok(published)
     }
 
-    /// Records the outcome; returns `false` (and drops `outcome`) if one was already recorded.
+    /// Records the job's final outcome; returns `false` (and drops `outcome`) if the job had
+    /// already ended.
     ///
     /// The terminal lifecycle event (if on) is published in the same critical section, so it
-    /// is the job's last event and precedes the handle's wake-up. Observers run afterwards.
+    /// is the job's last event and precedes the handle's wake-up. If the handle was resolved
+    /// early ([`resolve`](Self::resolve)), it keeps that outcome. Watchers and observers run
+    /// afterwards, outside the lock.
     pub(crate) fn complete(&self, outcome: Result<Success<T>, JobError>) -> bool {
         let terminal = self
             .lifecycle
@@ -211,20 +236,36 @@ impl<T> JobShared<T> {
             Ok(success) => Ok(success.source),
             Err(e) => Err(e.clone()),
         });
-        let woken = self.state.with(|s| {
-            if !matches!(s.slot, Slot::Pending) {
-                return Err(());
+        let ended = self.state.with(|s| {
+            if !s.running {
+                return None;
             }
+            s.running = false;
             let published = terminal.filter(|t| self.bus_publish(t.clone()).is_ok());
-            s.slot = Slot::Ready(outcome);
             s.task_waker = None;
-            Ok((s.handle_waker.take(), s.watched, published))
+            let on_done = core::mem::take(&mut s.on_done);
+            let mut waker = None;
+            let outcome = if matches!(s.slot, Slot::Pending) && on_done.is_empty() {
+                s.slot = Slot::Ready(outcome);
+                waker = s.handle_waker.take();
+                None
+            } else {
+                // Watchers see it first (then it resolves the handle, unless resolved early).
+                Some(outcome)
+            };
+            Some((s.watched, published, on_done, outcome, waker))
         });
-        let Ok((waker, watched, published)) = woken else {
+        let Some((watched, published, on_done, outcome, waker)) = ended else {
             return false;
         };
         if let Some(w) = waker {
             w.wake();
+        }
+        if let Some(outcome) = outcome {
+            for done in on_done {
+                done(&outcome);
+            }
+            self.resolve(outcome);
         }
         if watched {
             self.progress_event.notify(usize::MAX);
@@ -244,10 +285,79 @@ impl<T> JobShared<T> {
         true
     }
 
-    /// Asks the pipeline to cancel; ignored once the job has ended or was already cancelled.
-    pub(crate) fn request_cancel(&self, reason: Option<Cow<'static, str>>) {
+    /// Resolves the handle with `outcome` if it is not resolved yet; the job may go on
+    /// running (a cache hit being revalidated). Returns whether it resolved it.
+    pub(crate) fn resolve(&self, outcome: Result<Success<T>, JobError>) -> bool {
         let waker = self.state.with(|s| {
-            if !matches!(s.slot, Slot::Pending) || s.cancel_request.is_some() {
+            if !matches!(s.slot, Slot::Pending) {
+                return Err(());
+            }
+            s.slot = Slot::Ready(outcome);
+            Ok(s.handle_waker.take())
+        });
+        match waker {
+            Err(()) => false,
+            Ok(waker) => {
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                true
+            }
+        }
+    }
+
+    /// Runs `done` with the final outcome; returns `false` (without running it) if the job
+    /// has already ended.
+    pub(crate) fn on_done(&self, done: OnDone<T>) -> bool {
+        self.state.with(|s| {
+            if s.running {
+                s.on_done.push(done);
+            }
+            s.running
+        })
+    }
+
+    /// Makes a handle state that follows `leader`'s job: same id, progress from the leader,
+    /// outcome delivered by the leader's `on_done`.
+    pub(crate) fn follower(leader: &Arc<JobShared<T>>) -> Self
+    where
+        T: Send + 'static,
+    {
+        let mut follower = JobShared::new(
+            leader.id,
+            leader.job_type,
+            leader.env.clone(),
+            &mut JobOptions::new().with_lifecycle_events(false),
+        );
+        follower.leader = Some(leader.clone());
+        follower
+    }
+
+    /// Ends a follower with its leader's outcome (no events, no observers: it is the same job).
+    pub(crate) fn end_following(&self, outcome: Result<Success<T>, JobError>) {
+        let watched = self.state.with(|s| {
+            s.running = false;
+            s.watched
+        });
+        self.resolve(outcome);
+        if watched {
+            self.progress_event.notify(usize::MAX);
+        }
+    }
+
+    /// Asks the pipeline to cancel; ignored once the job has ended or was already cancelled.
+    ///
+    /// A follower has no pipeline: cancelling it resolves it at once and leaves the job it
+    /// follows alone.
+    pub(crate) fn request_cancel(&self, reason: Option<Cow<'static, str>>) {
+        if self.leader.is_some() {
+            if self.resolve(Err(JobError::cancelled(reason))) {
+                self.state.with(|s| s.running = false);
+            }
+            return;
+        }
+        let waker = self.state.with(|s| {
+            if !s.running || s.cancel_request.is_some() {
                 return None;
             }
             s.cancel_request = Some(reason);
@@ -337,12 +447,24 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
         self.token.as_ref()
     }
 
+    fn cache(&self) -> &dyn CacheProvider {
+        &*self.env.cache
+    }
+
+    fn metadata(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .as_deref()?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| &**v)
+    }
+
     fn report(&self, progress: Progress) -> bool {
         let lifecycle = self
             .lifecycle
             .then(|| self.event(JobLifecycle::Progress(progress.clone()), None));
         let accepted = self.state.with(|s| {
-            if !matches!(s.slot, Slot::Pending) {
+            if !s.running {
                 return None;
             }
             s.progress = Some(progress);
@@ -373,6 +495,9 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     }
 
     fn current_progress(&self) -> Option<Progress> {
+        if let Some(leader) = &self.leader {
+            return leader.current_progress();
+        }
         self.state.with(|s| s.progress.clone())
     }
 
@@ -382,12 +507,15 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
         listener: &mut Option<EventListener>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Progress>> {
+        if let Some(leader) = &self.leader {
+            return leader.poll_progress(seen, listener, cx);
+        }
         poll_notified(&self.progress_event, listener, cx, || {
             self.state.with(|s| {
                 if s.version > *seen {
                     *seen = s.version;
                     Some(s.progress.clone())
-                } else if !matches!(s.slot, Slot::Pending) {
+                } else if !s.running {
                     Some(None)
                 } else {
                     // A listener exists from the second check on: from now on, notify.

@@ -2,6 +2,9 @@
 
 use core::time::Duration;
 
+use alloc::borrow::Cow;
+use alloc::vec::Vec;
+
 use crate::bus::SignalBus;
 use crate::cancel::CancellationToken;
 use crate::retry::RetryPolicy;
@@ -68,6 +71,9 @@ pub trait EventJob: Job {
     fn event(&self, output: &Self::Output) -> Self::Event;
 }
 
+/// One metadata entry of a dispatch: a key and a value.
+pub type MetadataEntry = (Cow<'static, str>, Cow<'static, str>);
+
 /// How one dispatch runs: total timeout, per-attempt timeout, retries, cancellation.
 ///
 /// All options are off by default: one attempt, no time limit, cancellable only through the
@@ -96,6 +102,7 @@ pub struct JobOptions {
     token: Option<CancellationToken>,
     bus: Option<SignalBus>,
     lifecycle: Option<bool>,
+    metadata: Vec<MetadataEntry>,
 }
 
 impl JobOptions {
@@ -144,6 +151,26 @@ impl JobOptions {
     pub fn with_lifecycle_events(mut self, on: bool) -> Self {
         self.lifecycle = Some(on);
         self
+    }
+
+    /// Attaches a metadata entry, readable by the executor
+    /// ([`JobContext::metadata`](crate::JobContext::metadata)).
+    pub fn with_metadata(
+        mut self,
+        key: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.metadata.push((key.into(), value.into()));
+        self
+    }
+
+    /// Returns the metadata entries.
+    pub fn metadata(&self) -> &[MetadataEntry] {
+        &self.metadata
+    }
+
+    pub(crate) fn take_metadata(&mut self) -> Vec<MetadataEntry> {
+        core::mem::take(&mut self.metadata)
     }
 
     /// Returns the bus override, if any.

@@ -68,7 +68,10 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod breaker;
+mod builder;
 pub mod bus;
+pub mod cache;
 pub mod cancel;
 mod dispatcher;
 mod event;
@@ -95,14 +98,17 @@ pub mod testing;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use breaker::{BreakerConfig, BreakerState};
+pub use builder::JobBuilder;
 pub use bus::{PublishError, SignalBus, Subscription, TypedEvent, TypedSubscription};
+pub use cache::{CachePolicy, InMemoryCache, InvalidateCache};
 pub use cancel::CancellationToken;
-pub use dispatcher::{Dispatcher, DispatcherBuilder};
+pub use dispatcher::{DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder};
 pub use event::{Event, JobType};
 pub use executor::{EmitError, Executor, JobContext};
 pub use handle::{JobHandle, ProgressStream};
 pub use id::JobId;
-pub use job::{EventJob, Job, JobOptions};
+pub use job::{EventJob, Job, JobOptions, MetadataEntry};
 pub use lifecycle::JobLifecycle;
 pub use observer::{JobInfo, Observer};
 pub use orchestrator::{

@@ -2,7 +2,8 @@
 //!
 //! With lifecycle events on (per dispatcher, [`DispatcherBuilder::lifecycle_events`], or per
 //! dispatch, [`JobOptions::with_lifecycle_events`]), a job publishes [`JobLifecycle`] events on
-//! its bus, in this order: `Started`, then any `Progress` and `Retrying`, then exactly one
+//! its bus, in this order: `Placeholder` (if it has one), `Started`, `CacheHit` (on a hit),
+//! then any `Progress` and `Retrying`, then exactly one
 //! terminal event (`Succeeded`, `Failed`, `Cancelled`, `TimedOut` or `Rejected`; a rejected
 //! job publishes only that). Nothing of the job is published after its terminal event. Off,
 //! they cost one boolean check per hook point.
@@ -25,6 +26,10 @@ use crate::sync::Arc;
 pub enum JobLifecycle {
     /// The job's task started.
     Started,
+    /// The job's placeholder was published (before its work).
+    Placeholder,
+    /// The job's value was found in the cache.
+    CacheHit,
     /// The executor reported progress.
     Progress(Progress),
     /// Attempt `attempt` failed with `error`; the next starts after `delay`.
@@ -62,7 +67,11 @@ impl JobLifecycle {
     pub fn is_terminal(&self) -> bool {
         !matches!(
             self,
-            JobLifecycle::Started | JobLifecycle::Progress(_) | JobLifecycle::Retrying { .. }
+            JobLifecycle::Started
+                | JobLifecycle::Placeholder
+                | JobLifecycle::CacheHit
+                | JobLifecycle::Progress(_)
+                | JobLifecycle::Retrying { .. }
         )
     }
 
@@ -77,6 +86,8 @@ impl JobLifecycle {
             JobLifecycle::Cancelled { .. } => 6,
             JobLifecycle::TimedOut { .. } => 7,
             JobLifecycle::Rejected(_) => 8,
+            JobLifecycle::Placeholder => 9,
+            JobLifecycle::CacheHit => 10,
         }
     }
 
@@ -99,6 +110,8 @@ impl fmt::Debug for JobLifecycle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JobLifecycle::Started => f.write_str("Started"),
+            JobLifecycle::Placeholder => f.write_str("Placeholder"),
+            JobLifecycle::CacheHit => f.write_str("CacheHit"),
             JobLifecycle::Progress(p) => f.debug_tuple("Progress").field(p).finish(),
             JobLifecycle::Retrying {
                 attempt,

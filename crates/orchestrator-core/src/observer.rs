@@ -12,6 +12,8 @@ use core::error::Error;
 use core::fmt;
 use core::time::Duration;
 
+use crate::breaker::BreakerState;
+use crate::cache::CacheError;
 use crate::event::{Event, JobType};
 use crate::id::JobId;
 use crate::outcome::{DataSource, JobError};
@@ -57,6 +59,12 @@ pub trait Observer: Send + Sync + 'static {
     /// first drop; the orchestrator's handle counts every drop
     /// ([`dropped_events`](crate::OrchestratorHandle::dropped_events)).
     fn on_event_dropped(&self, orchestrator: &'static str, event_type: &'static str, limit: u32) {}
+
+    /// A cache provider failed to read or write `key` for a job (treated as a miss).
+    fn on_cache_error(&self, job: &JobInfo, key: &str, error: &CacheError) {}
+
+    /// The failure circuit breaker of `job_type` changed state.
+    fn on_breaker_transition(&self, job_type: &'static str, state: BreakerState) {}
 
     /// An orchestrator's event handler panicked (with `std`); the orchestrator goes on.
     fn on_handler_panic(&self, orchestrator: &'static str, message: &str) {}

@@ -204,6 +204,11 @@ pub enum Rejection {
     Spawn(SpawnErrorKind),
     /// The dispatcher was shut down before this dispatch.
     Shutdown,
+    /// The job type's failure circuit breaker is open.
+    CircuitOpen {
+        /// The job type's name.
+        job_type: &'static str,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -214,6 +219,9 @@ impl fmt::Display for Rejection {
             }
             Rejection::Spawn(e) => write!(f, "spawn failed: {e}"),
             Rejection::Shutdown => f.write_str("the dispatcher is shut down"),
+            Rejection::CircuitOpen { job_type } => {
+                write!(f, "the circuit breaker of job type `{job_type}` is open")
+            }
         }
     }
 }

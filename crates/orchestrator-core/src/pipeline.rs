@@ -38,6 +38,8 @@ use core::time::Duration;
 
 use pin_project_lite::pin_project;
 
+use crate::builder::CacheSpec;
+use crate::cache::{CacheEntry, CacheError};
 use crate::cancel::{CancellationToken, WaitForCancellation};
 use crate::executor::{Executor, JobContext};
 use crate::handle::JobShared;
@@ -59,10 +61,11 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
     on_success: Option<OnSuccess<J>>,
+    cache: Option<CacheSpec<J>>,
 ) -> Task {
     // Armed before the first poll: a task dropped unpolled still resolves its handle.
     let completer = Completer(Some(shared));
-    if options.is_plain() {
+    if options.is_plain() && cache.is_none() {
         return Task::new(async move {
             let completer = completer;
             let Some(shared) = completer.0.as_ref() else {
@@ -83,9 +86,71 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
             return;
         };
         started(shared);
-        let outcome = run(&*executor, &job, shared, &options).await;
+        let outcome = match cache {
+            None => run(&*executor, &job, shared, &options).await,
+            Some(spec) => cached(&*executor, &job, shared, &options, &spec, on_success).await,
+        };
         finish(completer, &job, outcome, on_success);
     })
+}
+
+/// The pipeline of a cached dispatch: lookup, then (on a miss, or to revalidate) the full
+/// pipeline, then storing a fresh success.
+async fn cached<J: Job, E: Executor<J>>(
+    executor: &E,
+    job: &J,
+    shared: &Arc<JobShared<J::Output>>,
+    options: &JobOptions,
+    spec: &CacheSpec<J>,
+    on_success: Option<OnSuccess<J>>,
+) -> Outcome<J::Output> {
+    let provider = shared.env().cache.clone();
+    let key = spec.policy.key();
+    if !spec.policy.is_force_refresh() {
+        let now = shared.runtime_arc().now();
+        let hit = match provider.get(key, now) {
+            Ok(entry) => entry.and_then(|entry| (spec.load)(&entry.value)),
+            Err(error) => {
+                cache_error(shared, key, &error);
+                None
+            }
+        };
+        if let Some(value) = hit {
+            shared.lifecycle(|| JobLifecycle::CacheHit);
+            let hit = Success {
+                value,
+                source: DataSource::Cached,
+            };
+            if !spec.policy.is_revalidate() {
+                return Ok(hit);
+            }
+            // Stale-while-revalidate: the cached value now, the fresh one when it comes.
+            if let Some(hook) = on_success {
+                hook(job, &hit, shared);
+            }
+            shared.resolve(Ok(hit));
+        }
+    }
+    let outcome = run(executor, job, shared, options).await;
+    if let Ok(success) = &outcome {
+        let now = shared.runtime_arc().now();
+        let entry = CacheEntry {
+            value: (spec.store)(&success.value),
+            expires_at: spec.policy.ttl().map(|ttl| now.saturating_add(ttl)),
+        };
+        if let Err(error) = provider.put(key, entry, now) {
+            cache_error(shared, key, &error);
+        }
+    }
+    outcome
+}
+
+fn cache_error<T: Send + 'static>(shared: &JobShared<T>, key: &str, error: &CacheError) {
+    let info = shared.info();
+    shared
+        .env()
+        .observers
+        .each(|o| o.on_cache_error(&info, key, error));
 }
 
 /// Publishes the output event of an [`EventJob`](crate::EventJob) before the outcome.

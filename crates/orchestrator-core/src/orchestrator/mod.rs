@@ -36,6 +36,7 @@ use event_listener::EventListener;
 use futures_core::{FusedStream, Stream};
 use hashbrown::HashSet;
 
+use crate::builder::{Extras, JobBuilder};
 use crate::bus::{SignalBus, Subscription, TypedEvent, TypedSubscription};
 use crate::cancel::CancellationToken;
 use crate::dispatcher::Dispatcher;
@@ -170,6 +171,25 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorContext<'_, S> {
         self.shared.dispatch(job, options)
     }
 
+    /// Dispatches a tracked job configured with a [`JobBuilder`] (cache, placeholder, dedup,
+    /// ...); the dispatch uses this orchestrator's dispatcher and bus.
+    ///
+    /// # Errors
+    ///
+    /// [`OrchestratorError::Disposed`] if the orchestrator was disposed meanwhile.
+    pub fn dispatch_job<J: Job>(
+        &mut self,
+        builder: JobBuilder<'_, J>,
+    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
+        self.shared.dispatch_built(builder)
+    }
+
+    /// Starts a [`JobBuilder`] on this orchestrator's dispatcher (dispatch it with
+    /// [`dispatch_job`](Self::dispatch_job) to have it tracked).
+    pub fn job<J: Job>(&self, job: J) -> JobBuilder<'_, J> {
+        self.shared.dispatcher.job(job)
+    }
+
     /// Returns `true` while job `id` is one of this orchestrator's running jobs.
     pub fn is_job_running(&self, id: JobId) -> bool {
         self.shared.is_tracked(id)
@@ -298,6 +318,23 @@ impl<S> Shared<S> {
         job: J,
         options: JobOptions,
     ) -> Result<JobHandle<J::Output>, OrchestratorError> {
+        self.dispatch_full(job, options, Extras::none())
+    }
+
+    fn dispatch_built<J: Job>(
+        &self,
+        builder: JobBuilder<'_, J>,
+    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
+        let (_, job, options, extras) = builder.into_parts();
+        self.dispatch_full(job, options, extras)
+    }
+
+    fn dispatch_full<J: Job>(
+        &self,
+        job: J,
+        options: JobOptions,
+        extras: Extras<J>,
+    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
         if self.is_disposed() {
             return Err(OrchestratorError::Disposed);
         }
@@ -310,7 +347,7 @@ impl<S> Shared<S> {
         let options = options
             .with_bus(self.bus.clone())
             .with_lifecycle_events(true);
-        Ok(self.dispatcher.dispatch_as(id, job, options))
+        Ok(self.dispatcher.dispatch_full(id, job, options, extras))
     }
 }
 
@@ -381,6 +418,25 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorHandle<S> {
         options: JobOptions,
     ) -> Result<JobHandle<J::Output>, OrchestratorError> {
         self.shared.dispatch(job, options)
+    }
+
+    /// Dispatches a tracked job configured with a [`JobBuilder`] (cache, placeholder, dedup,
+    /// ...), made with [`job`](Self::job); it goes through this orchestrator's dispatcher and
+    /// bus.
+    ///
+    /// # Errors
+    ///
+    /// As [`dispatch`](Self::dispatch).
+    pub fn dispatch_job<J: Job>(
+        &self,
+        builder: JobBuilder<'_, J>,
+    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
+        self.shared.dispatch_built(builder)
+    }
+
+    /// Starts a [`JobBuilder`] on this orchestrator's dispatcher.
+    pub fn job<J: Job>(&self, job: J) -> JobBuilder<'_, J> {
+        self.shared.dispatcher.job(job)
     }
 
     /// Returns `true` while job `id` is one of this orchestrator's running jobs.
