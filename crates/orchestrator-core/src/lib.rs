@@ -48,7 +48,9 @@
 //!   [`critical-section`](https://docs.rs/critical-section) mutex: the final binary must
 //!   provide a critical-section implementation.
 //! - `critical-section`: also makes `event-listener` use critical sections instead of its
-//!   spin-lock fallback; recommended for `no_std` builds.
+//!   spin-lock fallback; recommended for `no_std` builds. It is meant for `no_std`: combined
+//!   with `std`, event-listener still uses the critical section, so the binary must provide an
+//!   implementation (for example critical-section's own `std` feature).
 //! - `serde`: `Serialize`/`Deserialize` for the plain data types (`AsyncState`, `DataSource`,
 //!   `JobId`, `Progress`).
 //! - `test-util`: [`testing::VirtualRuntime`], a deterministic runtime with a virtual clock.
@@ -118,4 +120,6 @@ pub use orchestrator::{
 pub use outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Rejection, Success};
 pub use progress::Progress;
 pub use retry::{InvalidRetryPolicy, RetryPolicy, RetryPolicyBuilder};
+pub use saga::{CompensationFailure, RollbackReport, Saga, StepError};
+pub use state::{AsyncState, JobResult};
 pub use watch::StateStream;

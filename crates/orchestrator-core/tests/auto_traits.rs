@@ -48,6 +48,14 @@ fn public_types_are_send_and_sync() {
     send_sync::<OrchestratorError>();
     send_sync::<OrchestratorGroup>();
     send_sync::<StormGuard>();
+    send_sync::<orchestrator_core::AsyncState<u32, JobError>>();
+    send_sync::<orchestrator_core::JobResult<u32>>();
+    send::<orchestrator_core::Saga<'static, JobError>>();
+    send::<orchestrator_core::RollbackReport<JobError>>();
+    send::<orchestrator_core::StepError<JobError>>();
+    send_sync::<orchestrator_core::CachePolicy>();
+    send_sync::<orchestrator_core::InMemoryCache>();
+    send_sync::<orchestrator_core::BreakerConfig>();
 }
 
 #[test]
