@@ -44,6 +44,8 @@ pub(crate) struct CacheSpec<J: Job> {
     pub(crate) policy: CachePolicy,
     pub(crate) store: fn(&J::Output) -> CacheValue,
     pub(crate) load: fn(&CacheValue) -> Option<J::Output>,
+    /// The dispatcher already looked the key up (and missed): the task must not again.
+    pub(crate) looked_up: bool,
 }
 
 /// A dispatch's dedup key and how to copy its outcome for the dispatches that join it.
@@ -196,6 +198,7 @@ where
             policy,
             store: store::<J::Output>,
             load: load::<J::Output>,
+            looked_up: false,
         });
         self
     }

@@ -22,7 +22,7 @@ use crate::job::{EventJob, Job, JobOptions};
 use crate::observer::{Observer, Observers};
 use crate::outcome::{JobError, Rejection};
 use crate::pipeline::job_task;
-use crate::pipeline::publish_output_event;
+use crate::pipeline::{OnSuccess, lookup, publish_output_event, started};
 use crate::runtime::Instant;
 use crate::runtime::{Runtime, Task};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
@@ -40,6 +40,8 @@ type StartFn<J> = fn(
 struct Registered<J: Job> {
     executor: Arc<dyn Any + Send + Sync>,
     start: StartFn<J>,
+    /// The output-event hook of an [`EventJob`] (for cache hits served without a task).
+    on_success: Option<OnSuccess<J>>,
 }
 
 fn start_plain<J: Job, E: Executor<J>>(
@@ -164,6 +166,7 @@ impl Dispatcher {
         self.insert(Registered::<J> {
             executor: Arc::new(executor),
             start: start_plain::<J, E>,
+            on_success: None,
         })
     }
 
@@ -173,6 +176,7 @@ impl Dispatcher {
         self.insert(Registered::<J> {
             executor: Arc::new(executor),
             start: start_event_job::<J, E>,
+            on_success: Some(publish_output_event::<J>),
         })
     }
 
@@ -304,18 +308,22 @@ impl Dispatcher {
         let no_executor = || Rejection::NoExecutor {
             job_type: core::any::type_name::<J>(),
         };
-        let (executor, start) = self
+        let (executor, start, on_success) = self
             .inner
             .executors
             .with(|map| {
                 let registered = map
                     .get(&TypeId::of::<J>())?
                     .downcast_ref::<Registered<J>>()?;
-                Some((registered.executor.clone(), registered.start))
+                Some((
+                    registered.executor.clone(),
+                    registered.start,
+                    registered.on_success,
+                ))
             })
             .ok_or_else(no_executor)?;
         let Extras {
-            cache,
+            mut cache,
             placeholder,
             dedup,
         } = extras;
@@ -324,6 +332,20 @@ impl Dispatcher {
         }
         if let Some(placeholder) = placeholder {
             placeholder(&shared);
+        }
+        if let Some(spec) = cache.as_mut() {
+            // A plain hit is served here, without a task: cheaper than running the job.
+            if !spec.policy.is_revalidate() && !spec.policy.is_force_refresh() {
+                started(&shared);
+                if let Some(hit) = lookup(&shared, spec) {
+                    if let Some(hook) = on_success {
+                        hook(&job, &hit, &shared);
+                    }
+                    shared.complete(Ok(hit));
+                    return Ok(());
+                }
+                spec.looked_up = true;
+            }
         }
         let task = start(executor, job, shared.clone(), options, cache);
         self.inner.env.runtime.spawn(task).map_err(|refused| {

@@ -85,7 +85,9 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
         let Some(shared) = completer.0.as_ref() else {
             return;
         };
-        started(shared);
+        if !cache.as_ref().is_some_and(|spec| spec.looked_up) {
+            started(shared); // (a looked-up dispatch was announced by the dispatcher)
+        }
         let outcome = match cache {
             None => run(&*executor, &job, shared, &options).await,
             Some(spec) => cached(&*executor, &job, shared, &options, &spec, on_success).await,
@@ -106,21 +108,8 @@ async fn cached<J: Job, E: Executor<J>>(
 ) -> Outcome<J::Output> {
     let provider = shared.env().cache.clone();
     let key = spec.policy.key();
-    if !spec.policy.is_force_refresh() {
-        let now = shared.runtime_arc().now();
-        let hit = match provider.get(key, now) {
-            Ok(entry) => entry.and_then(|entry| (spec.load)(&entry.value)),
-            Err(error) => {
-                cache_error(shared, key, &error);
-                None
-            }
-        };
-        if let Some(value) = hit {
-            shared.lifecycle(|| JobLifecycle::CacheHit);
-            let hit = Success {
-                value,
-                source: DataSource::Cached,
-            };
+    if !spec.policy.is_force_refresh() && !spec.looked_up {
+        if let Some(hit) = lookup(shared, spec) {
             if !spec.policy.is_revalidate() {
                 return Ok(hit);
             }
@@ -145,6 +134,28 @@ async fn cached<J: Job, E: Executor<J>>(
     outcome
 }
 
+/// Looks the policy's key up; a hit is announced (`CacheHit`) and returned as `Cached` data.
+/// A provider error is reported to the observers and is a miss.
+pub(crate) fn lookup<J: Job>(
+    shared: &JobShared<J::Output>,
+    spec: &CacheSpec<J>,
+) -> Option<Success<J::Output>> {
+    let key = spec.policy.key();
+    let now = shared.runtime_arc().now();
+    let value = match shared.env().cache.get(key, now) {
+        Ok(entry) => entry.and_then(|entry| (spec.load)(&entry.value))?,
+        Err(error) => {
+            cache_error(shared, key, &error);
+            return None;
+        }
+    };
+    shared.lifecycle(|| JobLifecycle::CacheHit);
+    Some(Success {
+        value,
+        source: DataSource::Cached,
+    })
+}
+
 fn cache_error<T: Send + 'static>(shared: &JobShared<T>, key: &str, error: &CacheError) {
     let info = shared.info();
     shared
@@ -167,7 +178,7 @@ pub(crate) fn publish_output_event<J: crate::job::EventJob>(
 }
 
 /// Reports the start of the job's task to observers and (if on) as a lifecycle event.
-fn started<T: Send + 'static>(shared: &JobShared<T>) {
+pub(crate) fn started<T: Send + 'static>(shared: &JobShared<T>) {
     if shared.env().observers.any() {
         let info = shared.info();
         shared.env().observers.each(|o| o.on_job_start(&info));
