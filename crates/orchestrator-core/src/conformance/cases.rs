@@ -896,3 +896,149 @@ pub async fn dispose_while_a_job_runs(rt: Arc<dyn Runtime>) {
     assert!(a.dispatch(Add { n: 1, gate: None }).is_err());
     b.dispose();
 }
+
+/// Item 20: a cache hit skips the executor; stale-while-revalidate resolves with the cached
+/// value, then the fresh one is published and stored.
+pub async fn cache_hit_and_revalidation(rt: Arc<dyn Runtime>) {
+    let d = event_dispatcher(&rt);
+    let probe_gate = super::support::Gate::new();
+    let first = d
+        .job(Add { n: 1, gate: None })
+        .cache(crate::CachePolicy::new("sum"))
+        .dispatch()
+        .await
+        .expect("success");
+    assert_eq!((first.value, first.source), (1, DataSource::Fresh));
+    let hit = d
+        .job(Add { n: 2, gate: None })
+        .cache(crate::CachePolicy::new("sum"))
+        .dispatch()
+        .await
+        .expect("success");
+    assert_eq!(
+        (hit.value, hit.source),
+        (1, DataSource::Cached),
+        "executor skipped"
+    );
+    let mut added = d.bus().subscribe_to::<Added>();
+    let handle = d
+        .job(Add {
+            n: 3,
+            gate: Some(probe_gate.clone()),
+        })
+        .cache(crate::CachePolicy::new("sum").revalidate())
+        .dispatch();
+    let stale = handle.await.expect("the cached value at once");
+    assert_eq!((stale.value, stale.source), (1, DataSource::Cached));
+    probe_gate.open();
+    let cached_event = next(&mut added).await.expect("the cached value's event");
+    assert_eq!(
+        (cached_event.0, cached_event.event().source()),
+        (1, Some(DataSource::Cached))
+    );
+    let fresh = next(&mut added).await.expect("the fresh value's event");
+    assert_eq!(
+        (fresh.0, fresh.event().source()),
+        (3, Some(DataSource::Fresh))
+    );
+    let after = d
+        .job(Add { n: 4, gate: None })
+        .cache(crate::CachePolicy::new("sum"))
+        .dispatch()
+        .await
+        .expect("success");
+    assert_eq!(
+        (after.value, after.source),
+        (3, DataSource::Cached),
+        "the fresh value was stored"
+    );
+}
+
+/// Dedup: dispatches with the same key join the one in flight.
+pub async fn dedup_joins_the_dispatch_in_flight(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    d.register(ReportExec(probe.clone()));
+    let leader = d.job(Report(vec![0.5])).dedup("report").dispatch();
+    probe.started.wait().await;
+    let joined: Vec<_> = (0..10)
+        .map(|_| d.job(Report(vec![])).dedup("report").dispatch())
+        .collect();
+    assert!(joined.iter().all(|h| h.id() == leader.id()));
+    assert_eq!(
+        joined[0].current_progress().map(|p| p.value()),
+        Some(0.5),
+        "the leader's progress"
+    );
+    probe.release.open();
+    leader.await.expect("success");
+    for h in joined {
+        h.await.expect("the same outcome");
+    }
+    assert_eq!(probe.calls(), 1, "ran once");
+}
+
+/// Failure breaker: after the threshold, dispatches are rejected without running; after the
+/// cooldown a trial closes it again.
+pub async fn breaker_rejects_while_open_and_a_trial_closes_it(rt: Arc<dyn Runtime>) {
+    use super::support::{Toggle, ToggleExec};
+    let d = dispatcher(&rt);
+    let probe = Probe::new();
+    let failing = Arc::new(crate::sync::AtomicBool::new(true));
+    d.register(ToggleExec {
+        failing: failing.clone(),
+        probe: probe.clone(),
+    });
+    let cooldown = Duration::from_millis(20);
+    d.set_circuit_breaker::<Toggle>(
+        crate::BreakerConfig::new(2, HOUR, cooldown).expect("a valid config"),
+    );
+    for _ in 0..2 {
+        assert!(d.dispatch(Toggle).await.expect_err("fails").is_failed());
+    }
+    let err = d.dispatch(Toggle).await.expect_err("rejected");
+    assert!(
+        matches!(err.rejection(), Some(crate::Rejection::CircuitOpen { .. })),
+        "{err}"
+    );
+    assert_eq!(probe.calls(), 2, "rejected without running");
+    rt.sleep(cooldown + Duration::from_millis(5)).await;
+    failing.store(false, crate::sync::Ordering::SeqCst);
+    d.dispatch(Toggle).await.expect("the trial succeeds");
+    d.dispatch(Toggle).await.expect("closed again");
+    assert_eq!(probe.calls(), 4);
+}
+
+/// Item 24: a saga over dispatched jobs rolls back last-in-first-out.
+pub async fn saga_over_dispatched_jobs_rolls_back_in_reverse(rt: Arc<dyn Runtime>) {
+    let d = dispatcher(&rt);
+    d.register(ValueExec {
+        add: 0,
+        probe: Probe::new(),
+    });
+    let undone = Arc::new(crate::sync::Mutex::new(Vec::new()));
+    let mut saga: crate::Saga<'_, JobError> = crate::Saga::new();
+    for step in 1..=3u64 {
+        let undo_log = undone.clone();
+        let d2 = d.clone();
+        let value = saga
+            .step(
+                "step",
+                async { Ok(d.dispatch(Value(step)).await?.value) },
+                move |v: &u64| {
+                    let v = *v;
+                    async move {
+                        d2.dispatch(Value(v)).await?;
+                        undo_log.with(|u| u.push(v));
+                        Ok(())
+                    }
+                },
+            )
+            .await
+            .expect("the step succeeds");
+        assert_eq!(value, step);
+    }
+    let report = saga.rollback().await;
+    assert!(report.is_clean());
+    assert_eq!(undone.with(|u| u.clone()), [3, 2, 1]);
+}

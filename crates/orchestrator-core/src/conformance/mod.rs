@@ -101,6 +101,10 @@ macro_rules! conformance_suite {
             scoped_bus_isolation,
             tracked_before_observed_every_first_event_is_active,
             dispose_while_a_job_runs,
+            cache_hit_and_revalidation,
+            dedup_joins_the_dispatch_in_flight,
+            breaker_rejects_while_open_and_a_trial_closes_it,
+            saga_over_dispatched_jobs_rolls_back_in_reverse,
         }
     };
 }

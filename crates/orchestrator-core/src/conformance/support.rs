@@ -315,3 +315,26 @@ impl crate::Orchestrator for Watcher {
         }
     }
 }
+
+/// Fails while its executor's switch is on.
+pub(crate) struct Toggle;
+impl Job for Toggle {
+    type Output = ();
+}
+pub(crate) struct ToggleExec {
+    pub(crate) failing: Arc<AtomicBool>,
+    pub(crate) probe: Arc<Probe>,
+}
+impl Executor<Toggle> for ToggleExec {
+    type Error = TestError;
+    async fn execute(&self, _: &Toggle, _cx: JobContext) -> Result<(), TestError> {
+        let attempt = self.probe.enter();
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(TestError {
+                attempt,
+                permanent: false,
+            });
+        }
+        Ok(())
+    }
+}
