@@ -3,20 +3,27 @@
 //! # The per-job engine
 //!
 //! Each dispatch allocates one [`JobShared`], shared by the handle, the job's task and every
-//! [`JobContext`](crate::JobContext). Its state machine:
+//! [`JobContext`](crate::JobContext). It holds two state machines:
 //!
 //! ```text
-//! Pending ──complete()──▶ Ready ──handle polled──▶ Taken
+//! handle slot:  Pending ──resolve()/complete()──▶ Ready ──handle polled──▶ Taken
+//! job:          running ──complete()──▶ ended
 //! ```
+//!
+//! Usually both move together in `complete`. A cache hit being revalidated resolves the slot
+//! first (`resolve`, the cached value) and ends the job later (`complete`, the fresh result).
 //!
 //! Invariants:
 //!
-//! 1. The outcome is written at most once: `complete` on a non-`Pending` state returns
-//!    `false` and changes nothing. Only the job's pipeline (or its drop guard) calls it.
-//! 2. A cancel request is recorded only while `Pending`; the pipeline turns it into the
+//! 1. The handle's outcome is written at most once (`resolve` and `complete` only fill a
+//!    `Pending` slot). The job ends at most once: `complete` on an ended job returns `false`
+//!    and changes nothing. Only the job's pipeline (or its drop guard) ends it.
+//! 2. A cancel request is recorded only while the job runs; the pipeline turns it into the
 //!    outcome after dropping the work.
-//! 3. Progress is accepted only while `Pending`; every accepted report bumps `version`.
-//! 4. Completion wakes the handle and every progress subscriber, after the lock is released.
+//! 3. Events and progress are accepted only while the job runs; the terminal lifecycle event
+//!    is published in the critical section that ends it, so it is the job's last event.
+//! 4. Completion wakes the handle and every progress subscriber, after the lock is released;
+//!    `on_done` watchers (dedup followers, the breaker) see the final outcome outside the lock.
 //! 5. `progress_event` is notified only once a stream has registered a listener (`watched`,
 //!    set under the lock after the listener exists), so unwatched jobs never touch it.
 
