@@ -33,46 +33,28 @@ type StartFn<J> = fn(
     J,
     Arc<JobShared<<J as Job>::Output>>,
     JobOptions,
+    Option<OnSuccess<J>>,
     Option<CacheSpec<J>>,
 ) -> Task;
 
-/// What the registry holds for job type `J`: the executor and how to start it.
+/// What the registry holds for job type `J`: the executor, how to start it, and the
+/// output-event hook of an [`EventJob`].
 struct Registered<J: Job> {
     executor: Arc<dyn Any + Send + Sync>,
     start: StartFn<J>,
-    /// The output-event hook of an [`EventJob`] (for cache hits served without a task).
     on_success: Option<OnSuccess<J>>,
 }
 
-fn start_plain<J: Job, E: Executor<J>>(
+fn start_job<J: Job, E: Executor<J>>(
     executor: Arc<dyn Any + Send + Sync>,
     job: J,
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
+    on_success: Option<OnSuccess<J>>,
     cache: Option<CacheSpec<J>>,
 ) -> Task {
     match executor.downcast::<E>() {
-        Ok(executor) => job_task(executor, job, shared, options, None, cache),
-        Err(_) => mismatched::<J>(shared),
-    }
-}
-
-fn start_event_job<J: EventJob, E: Executor<J>>(
-    executor: Arc<dyn Any + Send + Sync>,
-    job: J,
-    shared: Arc<JobShared<J::Output>>,
-    options: JobOptions,
-    cache: Option<CacheSpec<J>>,
-) -> Task {
-    match executor.downcast::<E>() {
-        Ok(executor) => job_task(
-            executor,
-            job,
-            shared,
-            options,
-            Some(publish_output_event::<J>),
-            cache,
-        ),
+        Ok(executor) => job_task(executor, job, shared, options, on_success, cache),
         Err(_) => mismatched::<J>(shared),
     }
 }
@@ -165,7 +147,7 @@ impl Dispatcher {
     pub fn register<J: Job, E: Executor<J>>(&self, executor: E) -> &Self {
         self.insert(Registered::<J> {
             executor: Arc::new(executor),
-            start: start_plain::<J, E>,
+            start: start_job::<J, E>,
             on_success: None,
         })
     }
@@ -175,7 +157,7 @@ impl Dispatcher {
     pub fn register_event_job<J: EventJob, E: Executor<J>>(&self, executor: E) -> &Self {
         self.insert(Registered::<J> {
             executor: Arc::new(executor),
-            start: start_event_job::<J, E>,
+            start: start_job::<J, E>,
             on_success: Some(publish_output_event::<J>),
         })
     }
@@ -347,7 +329,7 @@ impl Dispatcher {
                 spec.looked_up = true;
             }
         }
-        let task = start(executor, job, shared.clone(), options, cache);
+        let task = start(executor, job, shared.clone(), options, on_success, cache);
         self.inner.env.runtime.spawn(task).map_err(|refused| {
             // Record the rejection before the refused task (and its drop guard) goes away.
             shared.complete(Err(JobError::Rejected(Rejection::Spawn(refused.kind()))));

@@ -124,14 +124,18 @@ impl JobContext {
     /// Returns [`EmitError`] with the event if the job has already ended (a context kept past
     /// its job) or its bus is closed.
     pub fn emit<P: Send + Sync + 'static>(&self, payload: P) -> Result<usize, EmitError> {
-        let event = Event::build(
+        self.control.publish(self.job_event(payload))
+    }
+
+    /// Wraps `payload` in this job's envelope (id, type, runtime timestamp).
+    fn job_event<P: Send + Sync + 'static>(&self, payload: P) -> Event {
+        Event::build(
             payload,
             Some(self.control.id()),
             self.control.runtime().now(),
             Some(self.control.job_type()),
             None,
-        );
-        self.control.publish(event)
+        )
     }
 
     /// Publishes `payload` as an event of this job on `bus` on purpose (for example
@@ -146,14 +150,7 @@ impl JobContext {
         bus: &SignalBus,
         payload: P,
     ) -> Result<usize, EmitError> {
-        let event = Event::build(
-            payload,
-            Some(self.control.id()),
-            self.control.runtime().now(),
-            Some(self.control.job_type()),
-            None,
-        );
-        self.control.publish_to(bus, event)
+        self.control.publish_to(bus, self.job_event(payload))
     }
 
     /// Returns `true` once the job has been cancelled (through its handle or its token).
