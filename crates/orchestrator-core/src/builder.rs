@@ -22,8 +22,11 @@ type Outcome<T> = Result<Success<T>, JobError>;
 /// Publishes a job's placeholder before its work starts.
 pub(crate) type PlaceholderFn<T> = Box<dyn FnOnce(&JobShared<T>) + Send>;
 
-/// The typed parts of a dispatch that [`JobOptions`] cannot hold.
-pub(crate) struct Extras<J: Job> {
+/// The typed parts of a dispatch that [`JobOptions`] cannot hold (boxed: a plain dispatch
+/// moves one null pointer).
+pub(crate) struct Extras<J: Job>(Option<Box<ExtrasSet<J>>>);
+
+pub(crate) struct ExtrasSet<J: Job> {
     pub(crate) cache: Option<CacheSpec<J>>,
     pub(crate) placeholder: Option<PlaceholderFn<J::Output>>,
     pub(crate) dedup: Option<Dedup<J>>,
@@ -31,10 +34,41 @@ pub(crate) struct Extras<J: Job> {
 
 impl<J: Job> Extras<J> {
     pub(crate) fn none() -> Self {
-        Self {
-            cache: None,
-            placeholder: None,
-            dedup: None,
+        Self(None)
+    }
+
+    fn set_mut(&mut self) -> &mut ExtrasSet<J> {
+        self.0.get_or_insert_with(|| {
+            Box::new(ExtrasSet {
+                cache: None,
+                placeholder: None,
+                dedup: None,
+            })
+        })
+    }
+
+    pub(crate) fn dedup(&self) -> Option<&Dedup<J>> {
+        self.0.as_ref()?.dedup.as_ref()
+    }
+
+    /// Takes the parts: cache, placeholder, dedup.
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        Option<CacheSpec<J>>,
+        Option<PlaceholderFn<J::Output>>,
+        Option<Dedup<J>>,
+    ) {
+        match self.0 {
+            None => (None, None, None),
+            Some(set) => {
+                let ExtrasSet {
+                    cache,
+                    placeholder,
+                    dedup,
+                } = *set;
+                (cache, placeholder, dedup)
+            }
         }
     }
 }
@@ -194,7 +228,7 @@ where
 {
     /// Caches the output under the policy's key; see the [`cache`](crate::cache) module.
     pub fn cache(mut self, policy: CachePolicy) -> Self {
-        self.extras.cache = Some(CacheSpec {
+        self.extras.set_mut().cache = Some(CacheSpec {
             policy,
             store: store::<J::Output>,
             load: load::<J::Output>,
@@ -209,7 +243,7 @@ where
     /// Cancelling a joined handle detaches it (it resolves as cancelled) and leaves the job
     /// running for the others.
     pub fn dedup(mut self, key: impl Into<Cow<'static, str>>) -> Self {
-        self.extras.dedup = Some(Dedup {
+        self.extras.set_mut().dedup = Some(Dedup {
             key: key.into(),
             copy: copy::<J::Output>,
         });
@@ -227,7 +261,7 @@ where
     /// real outcome.
     pub fn placeholder(mut self, value: J::Output) -> Self {
         let event = J::event(&self.job, &value);
-        self.extras.placeholder = Some(Box::new(move |shared: &JobShared<J::Output>| {
+        self.extras.set_mut().placeholder = Some(Box::new(move |shared: &JobShared<J::Output>| {
             shared.lifecycle(|| JobLifecycle::Placeholder);
             let _ = shared.publish_event(shared.event(event, Some(DataSource::Optimistic)));
         }));
@@ -240,9 +274,15 @@ impl<J: Job> fmt::Debug for JobBuilder<'_, J> {
         f.debug_struct("JobBuilder")
             .field("job", &core::any::type_name::<J>())
             .field("options", &self.options)
-            .field("cache", &self.extras.cache.as_ref().map(|c| &c.policy))
-            .field("placeholder", &self.extras.placeholder.is_some())
-            .field("dedup", &self.extras.dedup.as_ref().map(|d| &d.key))
+            .field(
+                "cache",
+                &self.extras.0.as_ref().and_then(|e| e.cache.as_ref()).map(|c| &c.policy),
+            )
+            .field(
+                "placeholder",
+                &self.extras.0.as_ref().is_some_and(|e| e.placeholder.is_some()),
+            )
+            .field("dedup", &self.extras.dedup().map(|d| &d.key))
             .finish()
     }
 }

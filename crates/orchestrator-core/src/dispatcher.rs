@@ -241,7 +241,7 @@ impl Dispatcher {
         mut options: JobOptions,
         extras: Extras<J>,
     ) -> JobHandle<J::Output> {
-        if let Some(dedup) = &extras.dedup {
+        if let Some(dedup) = extras.dedup() {
             if let Some(joined) = self.join::<J>(dedup) {
                 return joined;
             }
@@ -304,11 +304,7 @@ impl Dispatcher {
                 ))
             })
             .ok_or_else(no_executor)?;
-        let Extras {
-            mut cache,
-            placeholder,
-            dedup,
-        } = extras;
+        let (mut cache, placeholder, dedup) = extras.into_parts();
         if let Some(dedup) = dedup {
             self.lead::<J>(&shared, dedup.key);
         }

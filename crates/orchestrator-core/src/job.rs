@@ -3,6 +3,7 @@
 use core::time::Duration;
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::bus::SignalBus;
@@ -96,6 +97,12 @@ pub type MetadataEntry = (Cow<'static, str>, Cow<'static, str>);
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct JobOptions {
+    /// `None` for the default options: a plain dispatch moves one pointer, allocates nothing.
+    set: Option<Box<SetOptions>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct SetOptions {
     timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     retry: Option<RetryPolicy>,
@@ -111,45 +118,49 @@ impl JobOptions {
         Self::default()
     }
 
+    fn set_mut(&mut self) -> &mut SetOptions {
+        self.set.get_or_insert_with(Box::default)
+    }
+
     /// Sets the total time budget over all attempts and backoff sleeps.
     ///
     /// When it runs out, the work future is dropped and the job ends as
     /// [`JobError::TimedOut`](crate::JobError::TimedOut). The budget starts when the job's
     /// task first runs. A zero budget times out without running the executor.
     pub fn with_timeout(mut self, budget: Duration) -> Self {
-        self.timeout = Some(budget);
+        self.set_mut().timeout = Some(budget);
         self
     }
 
     /// Sets a limit for each attempt; an attempt that outlives it fails with
     /// [`AttemptTimedOut`](crate::AttemptTimedOut) and may be retried.
     pub fn with_attempt_timeout(mut self, limit: Duration) -> Self {
-        self.attempt_timeout = Some(limit);
+        self.set_mut().attempt_timeout = Some(limit);
         self
     }
 
     /// Sets the retry policy.
     pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.set_mut().retry = Some(policy);
         self
     }
 
     /// Cancels the job when `token` is cancelled.
     pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
-        self.token = Some(token);
+        self.set_mut().token = Some(token);
         self
     }
 
     /// Publishes the job's events on `bus` instead of the dispatcher's bus.
     pub fn with_bus(mut self, bus: SignalBus) -> Self {
-        self.bus = Some(bus);
+        self.set_mut().bus = Some(bus);
         self
     }
 
     /// Turns lifecycle events on or off for this dispatch, overriding the dispatcher's default;
     /// see [`JobLifecycle`](crate::JobLifecycle).
     pub fn with_lifecycle_events(mut self, on: bool) -> Self {
-        self.lifecycle = Some(on);
+        self.set_mut().lifecycle = Some(on);
         self
     }
 
@@ -160,54 +171,59 @@ impl JobOptions {
         key: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Self {
-        self.metadata.push((key.into(), value.into()));
+        self.set_mut().metadata.push((key.into(), value.into()));
         self
     }
 
     /// Returns the metadata entries.
     pub fn metadata(&self) -> &[MetadataEntry] {
-        &self.metadata
+        self.set.as_ref().map_or(&[], |s| &s.metadata)
     }
 
     pub(crate) fn take_metadata(&mut self) -> Vec<MetadataEntry> {
-        core::mem::take(&mut self.metadata)
+        self.set
+            .as_mut()
+            .map(|s| core::mem::take(&mut s.metadata))
+            .unwrap_or_default()
     }
 
     /// Returns the bus override, if any.
     pub fn bus(&self) -> Option<&SignalBus> {
-        self.bus.as_ref()
+        self.set.as_ref()?.bus.as_ref()
     }
 
     /// Returns the lifecycle-events override, if any.
     pub fn lifecycle_events(&self) -> Option<bool> {
-        self.lifecycle
+        self.set.as_ref()?.lifecycle
     }
 
     /// Returns `true` if no execution option is set (the dispatch takes the fast path).
     pub(crate) fn is_plain(&self) -> bool {
-        self.timeout.is_none()
-            && self.attempt_timeout.is_none()
-            && self.retry.is_none()
-            && self.token.is_none()
+        self.set.as_ref().is_none_or(|s| {
+            s.timeout.is_none()
+                && s.attempt_timeout.is_none()
+                && s.retry.is_none()
+                && s.token.is_none()
+        })
     }
 
     /// Returns the total time budget, if any.
     pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
+        self.set.as_ref()?.timeout
     }
 
     /// Returns the per-attempt limit, if any.
     pub fn attempt_timeout(&self) -> Option<Duration> {
-        self.attempt_timeout
+        self.set.as_ref()?.attempt_timeout
     }
 
     /// Returns the retry policy, if any.
     pub fn retry(&self) -> Option<&RetryPolicy> {
-        self.retry.as_ref()
+        self.set.as_ref()?.retry.as_ref()
     }
 
     /// Returns the cancellation token, if any.
     pub fn cancellation(&self) -> Option<&CancellationToken> {
-        self.token.as_ref()
+        self.set.as_ref()?.token.as_ref()
     }
 }
