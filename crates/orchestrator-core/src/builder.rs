@@ -26,6 +26,13 @@ pub(crate) type PlaceholderFn<T> = Box<dyn FnOnce(&JobShared<T>) + Send>;
 /// moves one null pointer).
 pub(crate) struct Extras<J: Job>(Option<Box<ExtrasSet<J>>>);
 
+/// The parts of [`Extras`]: cache, placeholder, dedup.
+pub(crate) type ExtrasParts<J> = (
+    Option<CacheSpec<J>>,
+    Option<PlaceholderFn<<J as Job>::Output>>,
+    Option<Dedup<J>>,
+);
+
 pub(crate) struct ExtrasSet<J: Job> {
     pub(crate) cache: Option<CacheSpec<J>>,
     pub(crate) placeholder: Option<PlaceholderFn<J::Output>>,
@@ -52,13 +59,7 @@ impl<J: Job> Extras<J> {
     }
 
     /// Takes the parts: cache, placeholder, dedup.
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        Option<CacheSpec<J>>,
-        Option<PlaceholderFn<J::Output>>,
-        Option<Dedup<J>>,
-    ) {
+    pub(crate) fn into_parts(self) -> ExtrasParts<J> {
         match self.0 {
             None => (None, None, None),
             Some(set) => {
@@ -276,11 +277,20 @@ impl<J: Job> fmt::Debug for JobBuilder<'_, J> {
             .field("options", &self.options)
             .field(
                 "cache",
-                &self.extras.0.as_ref().and_then(|e| e.cache.as_ref()).map(|c| &c.policy),
+                &self
+                    .extras
+                    .0
+                    .as_ref()
+                    .and_then(|e| e.cache.as_ref())
+                    .map(|c| &c.policy),
             )
             .field(
                 "placeholder",
-                &self.extras.0.as_ref().is_some_and(|e| e.placeholder.is_some()),
+                &self
+                    .extras
+                    .0
+                    .as_ref()
+                    .is_some_and(|e| e.placeholder.is_some()),
             )
             .field("dedup", &self.extras.dedup().map(|d| &d.key))
             .finish()
