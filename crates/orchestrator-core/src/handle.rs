@@ -44,7 +44,7 @@ use crate::cancel::CancellationToken;
 use crate::event::{Event, JobType};
 use crate::executor::EmitError;
 use crate::id::JobId;
-use crate::job::{JobOptions, MetadataEntry};
+use crate::job::{JobOptions, Lifecycle, MetadataEntry};
 use crate::lifecycle::JobLifecycle;
 use crate::observer::{JobInfo, Observers};
 use crate::outcome::{DataSource, JobError, Success};
@@ -94,7 +94,10 @@ pub(crate) struct JobShared<T> {
     env: Arc<JobEnv>,
     /// The bus of this dispatch, when it is not the dispatcher's.
     bus: Option<BusRef>,
+    /// Lifecycle events on (all but `Progress`).
     lifecycle: bool,
+    /// `Progress` lifecycle events on too.
+    progress_events: bool,
     token: Option<CancellationToken>,
     /// Mirrors `cancel_request.is_some()`, so the pipeline can skip the lock when it is unset.
     cancel_flag: AtomicBool,
@@ -138,11 +141,17 @@ impl<T> JobShared<T> {
         options: &mut JobOptions,
     ) -> Self {
         let metadata = options.take_metadata();
+        let mode = options.lifecycle_mode().unwrap_or(if env.lifecycle {
+            Lifecycle::All
+        } else {
+            Lifecycle::Off
+        });
         Self {
             metadata: (!metadata.is_empty()).then(|| metadata.into_boxed_slice()),
             id,
             job_type,
-            lifecycle: options.lifecycle_events().unwrap_or(env.lifecycle),
+            lifecycle: mode != Lifecycle::Off,
+            progress_events: mode == Lifecycle::All,
             bus: options.bus().map(SignalBus::publisher),
             env,
             token: options.cancellation().cloned(),
@@ -468,7 +477,7 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
 
     fn report(&self, progress: Progress) -> bool {
         let lifecycle = self
-            .lifecycle
+            .progress_events
             .then(|| self.event(JobLifecycle::Progress(progress.clone()), None));
         let accepted = self.state.with(|s| {
             if !s.running {

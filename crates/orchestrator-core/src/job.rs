@@ -72,6 +72,15 @@ pub trait EventJob: Job {
     fn event(&self, output: &Self::Output) -> Self::Event;
 }
 
+/// Which lifecycle events a dispatch publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    Off,
+    /// All but `Progress` (what an orchestrator needs to track its jobs).
+    Tracking,
+    All,
+}
+
 /// One metadata entry of a dispatch: a key and a value.
 pub type MetadataEntry = (Cow<'static, str>, Cow<'static, str>);
 
@@ -108,7 +117,7 @@ struct SetOptions {
     retry: Option<RetryPolicy>,
     token: Option<CancellationToken>,
     bus: Option<SignalBus>,
-    lifecycle: Option<bool>,
+    lifecycle: Option<Lifecycle>,
     metadata: Vec<MetadataEntry>,
 }
 
@@ -160,8 +169,22 @@ impl JobOptions {
     /// Turns lifecycle events on or off for this dispatch, overriding the dispatcher's default;
     /// see [`JobLifecycle`](crate::JobLifecycle).
     pub fn with_lifecycle_events(mut self, on: bool) -> Self {
-        self.set_mut().lifecycle = Some(on);
+        self.set_mut().lifecycle = Some(if on { Lifecycle::All } else { Lifecycle::Off });
         self
+    }
+
+    /// Orchestrator dispatches: every lifecycle event but `Progress`, unless the dispatch
+    /// asked for all of them (an explicit "off" is overridden: tracking needs the terminal
+    /// event).
+    pub(crate) fn with_lifecycle_tracking(mut self) -> Self {
+        if self.lifecycle_mode() != Some(Lifecycle::All) {
+            self.set_mut().lifecycle = Some(Lifecycle::Tracking);
+        }
+        self
+    }
+
+    pub(crate) fn lifecycle_mode(&self) -> Option<Lifecycle> {
+        self.set.as_ref()?.lifecycle
     }
 
     /// Attaches a metadata entry, readable by the executor
@@ -194,7 +217,7 @@ impl JobOptions {
 
     /// Returns the lifecycle-events override, if any.
     pub fn lifecycle_events(&self) -> Option<bool> {
-        self.set.as_ref()?.lifecycle
+        self.lifecycle_mode().map(|mode| mode != Lifecycle::Off)
     }
 
     /// Returns `true` if no execution option is set (the dispatch takes the fast path).

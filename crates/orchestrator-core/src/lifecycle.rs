@@ -6,7 +6,8 @@
 //! then any `Progress` and `Retrying`, then exactly one
 //! terminal event (`Succeeded`, `Failed`, `Cancelled`, `TimedOut` or `Rejected`; a rejected
 //! job publishes only that). Nothing of the job is published after its terminal event. Off,
-//! they cost one boolean check per hook point.
+//! they cost one boolean check per hook point. A job dispatched through an orchestrator
+//! publishes them all but `Progress` (unless the dispatch turns them on explicitly).
 //!
 //! [`DispatcherBuilder::lifecycle_events`]: crate::DispatcherBuilder::lifecycle_events
 //! [`JobOptions::with_lifecycle_events`]: crate::JobOptions::with_lifecycle_events

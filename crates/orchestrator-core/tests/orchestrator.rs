@@ -457,8 +457,9 @@ fn a_chatty_job_cannot_use_up_the_guard_budget_of_its_own_terminal_event() {
     let d = Dispatcher::new(rt.clone());
     d.register(ChattyExec);
     let o = TerminalCounter.builder((0, 0), &d).start().unwrap();
-    rt.block_on(o.dispatch(Chatty { reports: 100 }).unwrap())
-        .unwrap_err();
+    // All lifecycle events, progress included, asked for explicitly.
+    let all = o.job(Chatty { reports: 100 }).lifecycle_events(true);
+    rt.block_on(o.dispatch_job(all).unwrap()).unwrap_err();
     rt.run_until_stalled();
     assert_eq!(
         o.state(),
@@ -466,4 +467,25 @@ fn a_chatty_job_cannot_use_up_the_guard_budget_of_its_own_terminal_event() {
         "progress throttled at 50, the terminal event handled"
     );
     assert_eq!(o.dropped_events(), 50);
+}
+
+#[test]
+fn orchestrator_jobs_publish_no_progress_events_unless_asked() {
+    let rt = VirtualRuntime::new();
+    let d = Dispatcher::new(rt.clone());
+    d.register(ChattyExec);
+    let o = TerminalCounter.builder((0, 0), &d).start().unwrap();
+    // Even an explicit "off" is overridden: tracking needs the terminal event.
+    let off = o.job(Chatty { reports: 100 }).lifecycle_events(false);
+    let handle = o.dispatch_job(off).unwrap();
+    let id = handle.id();
+    rt.block_on(handle).unwrap_err();
+    rt.run_until_stalled();
+    assert_eq!(
+        o.state(),
+        (0, 1),
+        "no progress events; the terminal event handled"
+    );
+    assert!(!o.is_job_running(id));
+    assert_eq!(o.dropped_events(), 0);
 }

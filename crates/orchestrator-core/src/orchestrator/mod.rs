@@ -10,7 +10,8 @@
 //! # Tracking
 //!
 //! A job dispatched through an orchestrator is tracked *before* it is dispatched, so none of
-//! its events can be seen untracked, and it is published with lifecycle events so that its
+//! its events can be seen untracked, and it publishes its lifecycle events (all but
+//! `Progress`, unless the dispatch asks for all with `lifecycle_events(true)`) so that its
 //! terminal event reaches the bus. Every event of the job up to and including that terminal
 //! event arrives as active; tracking ends when this orchestrator's loop takes the terminal
 //! event (so in its handler, `is_job_running` is already `false`). No timer is involved: a late
@@ -344,9 +345,7 @@ impl<S> Shared<S> {
         let id = JobId::next();
         // Tracked before dispatch: no event of the job can be seen untracked.
         self.tracked.with(|t| t.insert(id));
-        let options = options
-            .with_bus(self.bus.clone())
-            .with_lifecycle_events(true);
+        let options = options.with_bus(self.bus.clone()).with_lifecycle_tracking();
         Ok(self.dispatcher.dispatch_full(id, job, options, extras))
     }
 }
