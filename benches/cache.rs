@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 use orchestrator_core::{CachePolicy, DataSource, Dispatcher, Executor, Job, JobContext};
 use orchestrator_tokio::TokioRuntime;
 
+mod common;
+
+use common::median;
+
 struct Noop;
 impl Job for Noop {
     type Output = u64;
@@ -67,15 +71,8 @@ async fn dedup_join(d: &Dispatcher, gate: &tokio::sync::Semaphore, n: u64) -> Du
     dispatching + began.elapsed()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
-    let quick = cfg!(debug_assertions)
-        || std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0")
-        || std::env::args().any(|a| a == "--quick");
+    let quick = common::quick_mode();
     let (n, samples): (u64, usize) = if quick { (100, 3) } else { (200_000, 5) };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

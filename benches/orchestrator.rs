@@ -16,6 +16,10 @@ use orchestrator_core::{
 };
 use orchestrator_tokio::TokioRuntime;
 
+mod common;
+
+use common::median;
+
 /// Counts every event it handles.
 struct Counter;
 
@@ -81,15 +85,8 @@ async fn baseline(
     began.elapsed()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
-    let quick = cfg!(debug_assertions)
-        || std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0")
-        || std::env::args().any(|a| a == "--quick");
+    let quick = common::quick_mode();
     let (rounds, samples): (u64, usize) = if quick { (2, 3) } else { (200, 5) };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
