@@ -42,7 +42,7 @@ use orchestrator_core::{Event, SignalBus, Subscription};
 
 mod common;
 
-use common::{AllocStats, CountingAlloc, start_counting, stop_counting};
+use common::{AllocStats, CountingAlloc, Spread, start_counting, stop_counting};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -383,9 +383,7 @@ struct Config {
 
 impl Config {
     fn from_env() -> Self {
-        let env_quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
-        let arg_quick = std::env::args().skip(1).any(|a| a == "--quick");
-        let quick = env_quick || arg_quick || cfg!(debug_assertions);
+        let quick = common::quick_mode();
         Config {
             quick,
             samples: 5,
@@ -430,31 +428,6 @@ fn calibrate(
     }
     let rounds = (config.sample_target.as_nanos() / slowest_ns_per_round).clamp(2, 1_000_000);
     u64::try_from(rounds).unwrap_or(1_000_000)
-}
-
-/// The median and range of a cell's samples.
-#[derive(Debug, Clone, Copy)]
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Spread {
-    fn of(values: &mut [f64]) -> Spread {
-        values.sort_by(f64::total_cmp);
-        let mid = values.len() / 2;
-        let median = if values.len() % 2 == 1 {
-            values[mid]
-        } else {
-            (values[mid - 1] + values[mid]) / 2.0
-        };
-        Spread {
-            median,
-            min: values[0],
-            max: values[values.len() - 1],
-        }
-    }
 }
 
 /// One row of the table: ns per delivery for each implementation.

@@ -23,7 +23,7 @@ use orchestrator_tokio::TokioRuntime;
 
 mod common;
 
-use common::{CountingAlloc, start_counting, stop_counting};
+use common::{CountingAlloc, Spread, start_counting, stop_counting};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -196,10 +196,8 @@ struct Config {
 
 impl Config {
     fn from_env() -> Self {
-        let env_quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| !v.is_empty() && v != "0");
-        let arg_quick = std::env::args().skip(1).any(|a| a == "--quick");
         Config {
-            quick: env_quick || arg_quick || cfg!(debug_assertions),
+            quick: common::quick_mode(),
             samples: 5,
             quick_rounds: 50,
             sample_target: Duration::from_millis(250),
@@ -242,31 +240,6 @@ struct Row {
     ours_ns: Spread,
     baseline_ns: Spread,
     jobs_per_sample: u64,
-}
-
-/// The median and range of a cell's samples.
-#[derive(Debug, Clone, Copy)]
-struct Spread {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Spread {
-    fn of(values: &mut [f64]) -> Spread {
-        values.sort_by(f64::total_cmp);
-        let mid = values.len() / 2;
-        let median = if values.len() % 2 == 1 {
-            values[mid]
-        } else {
-            (values[mid - 1] + values[mid]) / 2.0
-        };
-        Spread {
-            median,
-            min: values[0],
-            max: values[values.len() - 1],
-        }
-    }
 }
 
 fn measure(bench: &Bench, runtime: &'static str, in_flight: usize, config: &Config) -> Row {

@@ -130,8 +130,34 @@ pub(crate) fn quick_mode() -> bool {
         || std::env::args().any(|a| a == "--quick")
 }
 
-/// Returns the median of `values` (the upper one of an even count).
+/// The median and range of a cell's samples.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spread {
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+}
+
+impl Spread {
+    /// Sorts `values` and returns their median (the mean of the middle two for an even
+    /// count) and range.
+    pub(crate) fn of(values: &mut [f64]) -> Spread {
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        let median = if values.len() % 2 == 1 {
+            values[mid]
+        } else {
+            (values[mid - 1] + values[mid]) / 2.0
+        };
+        Spread {
+            median,
+            min: values[0],
+            max: values[values.len() - 1],
+        }
+    }
+}
+
+/// Returns the median of `values`; see [`Spread::of`].
 pub(crate) fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    Spread::of(&mut values).median
 }
