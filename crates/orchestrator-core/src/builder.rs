@@ -1,4 +1,4 @@
-//! The fluent way to dispatch: [`JobBuilder`].
+//! Dispatching: the [`Dispatch`] trait (every entry point) and the [`JobBuilder`] it returns.
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
@@ -8,12 +8,13 @@ use core::time::Duration;
 use crate::bus::SignalBus;
 use crate::cache::{CachePolicy, CacheValue};
 use crate::cancel::CancellationToken;
+use crate::cause::Cause;
 use crate::dispatcher::Dispatcher;
-use crate::handle::{JobHandle, JobShared};
+use crate::handle::{JobControl, JobHandle, JobShared};
 use crate::id::JobId;
-use crate::job::{EventJob, Job, JobOptions};
+use crate::job::{Job, JobOptions};
 use crate::lifecycle::JobLifecycle;
-use crate::outcome::{DataSource, JobError, Success};
+use crate::outcome::{DataSource, JobError, Rejection, Success};
 use crate::retry::RetryPolicy;
 use crate::sync::Arc;
 
@@ -37,6 +38,8 @@ pub(crate) struct ExtrasSet<J: Job> {
     pub(crate) cache: Option<CacheSpec<J>>,
     pub(crate) placeholder: Option<PlaceholderFn<J::Output>>,
     pub(crate) dedup: Option<Dedup<J>>,
+    /// Why the dispatch cannot run as configured (it is rejected, never silently changed).
+    pub(crate) invalid: Option<&'static str>,
 }
 
 impl<J: Job> Extras<J> {
@@ -50,12 +53,17 @@ impl<J: Job> Extras<J> {
                 cache: None,
                 placeholder: None,
                 dedup: None,
+                invalid: None,
             })
         })
     }
 
     pub(crate) fn dedup(&self) -> Option<&Dedup<J>> {
         self.0.as_ref()?.dedup.as_ref()
+    }
+
+    pub(crate) fn invalid(&self) -> Option<&'static str> {
+        self.0.as_ref()?.invalid
     }
 
     /// Takes the parts: cache, placeholder, dedup.
@@ -67,6 +75,7 @@ impl<J: Job> Extras<J> {
                     cache,
                     placeholder,
                     dedup,
+                    ..
                 } = *set;
                 (cache, placeholder, dedup)
             }
@@ -101,15 +110,135 @@ fn copy<T: Clone>(outcome: &Outcome<T>) -> Outcome<T> {
     outcome.clone()
 }
 
+/// Where a dispatch goes and what it inherits: the dispatcher, the orchestrator that tracks
+/// it, its cause, and the job that dispatched it.
+#[allow(unreachable_pub)] // public only to appear in the sealed `Dispatch` trait
+pub struct Route<'a> {
+    pub(crate) via: Via<'a>,
+    pub(crate) tracker: Option<&'a dyn Tracker>,
+    pub(crate) cause: Cause,
+    pub(crate) parent: Option<&'a dyn JobControl>,
+}
+
+/// The dispatcher a route goes through.
+pub(crate) enum Via<'a> {
+    Borrowed(&'a Dispatcher),
+    Owned(Dispatcher),
+    /// A sub-job whose dispatcher is gone: it is rejected (the parent's environment says
+    /// where its handle's events would have gone).
+    Gone(Arc<crate::handle::JobEnv>),
+}
+
+/// An orchestrator that tracks the jobs dispatched through it.
+pub(crate) trait Tracker: Send + Sync {
+    /// The bus it listens to: its jobs publish there.
+    fn bus(&self) -> &SignalBus;
+    /// Tracks job `id` before it is dispatched, or refuses (disposed, not started).
+    fn track(&self, id: JobId) -> Result<(), Rejection>;
+}
+
+impl fmt::Debug for Route<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("tracked", &self.tracker.is_some())
+            .field("causal_depth", &self.cause.depth)
+            .field("sub_job", &self.parent.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Route<'a> {
+    /// A plain dispatch on `dispatcher`: no tracker, no parent, the ambient cause.
+    pub(crate) fn plain(dispatcher: &'a Dispatcher) -> Self {
+        Self {
+            via: Via::Borrowed(dispatcher),
+            tracker: None,
+            cause: Cause::ambient(),
+            parent: None,
+        }
+    }
+}
+
+mod sealed {
+    /// Implemented by the crate's dispatch entry points only.
+    #[allow(unreachable_pub)]
+    pub trait Sealed {
+        #[allow(private_interfaces)]
+        fn route(&self) -> super::Route<'_>;
+    }
+}
+
+pub(crate) use sealed::Sealed;
+
+/// Everything that dispatches jobs: a [`Dispatcher`], an orchestrator's handle and its
+/// handler's context, and a running job's context (sub-jobs).
+///
+/// One set of methods, whatever the entry point: [`dispatch`](Self::dispatch) runs a job with
+/// default options; [`job`](Self::job) starts a [`JobBuilder`] for options, cache, dedup and
+/// the rest. What the entry point adds is the same either way:
+///
+/// - through an orchestrator ([`OrchestratorHandle`](crate::OrchestratorHandle),
+///   [`OrchestratorContext`](crate::OrchestratorContext)), the job is tracked by it and
+///   publishes on its bus;
+/// - through an orchestrator's handler, the job carries the handled event's causal depth plus
+///   one (see [`LoopGuard`](crate::LoopGuard));
+/// - through a [`JobContext`](crate::JobContext), the job is a sub-job: it carries its
+///   parent's id and depth and is cancelled with its parent.
+///
+/// Problems never panic and never return early: they arrive through the handle as
+/// [`JobError::Rejected`].
+///
+/// ```
+/// use orchestrator_core::testing::VirtualRuntime;
+/// use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
+/// use core::time::Duration;
+///
+/// struct Ping;
+/// impl Job for Ping {
+///     type Output = &'static str;
+/// }
+/// struct Pong;
+/// impl Executor<Ping> for Pong {
+///     type Error = core::convert::Infallible;
+///     async fn execute(&self, _: &Ping, _: JobContext) -> Result<&'static str, Self::Error> {
+///         Ok("pong")
+///     }
+/// }
+///
+/// let rt = VirtualRuntime::new();
+/// let dispatcher = Dispatcher::new(rt.clone());
+/// dispatcher.register(Pong);
+/// assert_eq!(rt.block_on(dispatcher.dispatch(Ping)).unwrap().value, "pong");
+/// let configured = dispatcher.job(Ping).timeout(Duration::from_secs(1)).dispatch();
+/// assert_eq!(rt.block_on(configured).unwrap().value, "pong");
+/// ```
+pub trait Dispatch: Sealed {
+    /// Starts configuring a dispatch of `job`; [`JobBuilder::dispatch`] sends it.
+    fn job<J: Job>(&self, job: J) -> JobBuilder<'_, J> {
+        JobBuilder::new(self.route(), job)
+    }
+
+    /// Dispatches `job` with default options and returns its handle at once.
+    fn dispatch<J: Job>(&self, job: J) -> JobHandle<J::Output> {
+        self.job(job).dispatch()
+    }
+}
+
+impl<T: Sealed + ?Sized> Dispatch for T {}
+
 /// A dispatch being configured: options, cache, placeholder, dedup, metadata.
 ///
-/// Made by [`Dispatcher::job`] (or an orchestrator's `job`); [`dispatch`](Self::dispatch)
-/// routes it exactly like [`Dispatcher::dispatch`]: to the executor registered for `J`.
+/// Made by [`Dispatch::job`] on any entry point; [`dispatch`](Self::dispatch) routes it
+/// exactly like [`Dispatch::dispatch`] on the same entry point (to the executor registered for
+/// `J`, tracked by the orchestrator it came from, if any). Every option set here is honoured
+/// or the dispatch is rejected with a reason ([`Rejection::Invalid`]); none is ignored.
+///
+/// To reuse a configuration, write a function that takes and returns a builder.
 ///
 /// ```
 /// use core::time::Duration;
 /// use orchestrator_core::testing::VirtualRuntime;
-/// use orchestrator_core::{CachePolicy, DataSource, Dispatcher, Executor, Job, JobContext, RetryPolicy};
+/// use orchestrator_core::{CachePolicy, DataSource, Dispatch, Dispatcher, Executor, Job, JobContext, RetryPolicy};
 ///
 /// #[derive(Clone)]
 /// struct Price(&'static str);
@@ -136,64 +265,73 @@ fn copy<T: Clone>(outcome: &Outcome<T>) -> Outcome<T> {
 ///         .metadata("caller", "doc")
 ///         .dispatch()
 /// };
-/// assert_eq!(rt.block_on(fetch()).unwrap().source, DataSource::Fresh);
-/// assert_eq!(rt.block_on(fetch()).unwrap().source, DataSource::Cached);
+/// assert_eq!(rt.block_on(fetch()).unwrap().data_source, DataSource::Fresh);
+/// assert_eq!(rt.block_on(fetch()).unwrap().data_source, DataSource::Cached);
 /// ```
 #[must_use = "a builder does nothing until `dispatch` is called"]
-pub struct JobBuilder<'d, J: Job> {
-    dispatcher: &'d Dispatcher,
+pub struct JobBuilder<'a, J: Job> {
+    route: Route<'a>,
     job: J,
     options: JobOptions,
     extras: Extras<J>,
 }
 
-impl<'d, J: Job> JobBuilder<'d, J> {
-    pub(crate) fn new(dispatcher: &'d Dispatcher, job: J) -> Self {
+impl<'a, J: Job> JobBuilder<'a, J> {
+    pub(crate) fn new(route: Route<'a>, job: J) -> Self {
         Self {
-            dispatcher,
+            route,
             job,
             options: JobOptions::new(),
             extras: Extras::none(),
         }
     }
 
-    /// Replaces every plain option at once.
-    pub fn options(mut self, options: JobOptions) -> Self {
-        self.options = options;
-        self
-    }
-
-    /// Sets the total time budget; see [`JobOptions::with_timeout`].
+    /// Sets the total time budget over all attempts and backoff sleeps.
+    ///
+    /// When it runs out, the work future is dropped and the job ends as
+    /// [`JobError::TimedOut`]. The budget starts when the job's task first runs. A zero budget
+    /// times out without running the executor (a cache hit too).
     pub fn timeout(mut self, budget: Duration) -> Self {
         self.options = self.options.with_timeout(budget);
         self
     }
 
-    /// Sets the per-attempt limit; see [`JobOptions::with_attempt_timeout`].
+    /// Sets a limit for each attempt; an attempt that outlives it fails with
+    /// [`AttemptTimedOut`](crate::AttemptTimedOut) and may be retried.
     pub fn attempt_timeout(mut self, limit: Duration) -> Self {
         self.options = self.options.with_attempt_timeout(limit);
         self
     }
 
-    /// Sets the retry policy.
+    /// Sets the retry policy; see [`RetryPolicy`].
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.options = self.options.with_retry(policy);
         self
     }
 
-    /// Cancels the job when `token` is cancelled.
+    /// Cancels the job when `token` is cancelled (a token cancelled already: the job ends as
+    /// cancelled without running, whatever else it is: cache hit, dedup join).
     pub fn cancellation(mut self, token: CancellationToken) -> Self {
         self.options = self.options.with_cancellation(token);
         self
     }
 
-    /// Publishes the job's events on `bus`.
+    /// Publishes the job's events on `bus` instead of the dispatcher's bus.
+    ///
+    /// Through an orchestrator, the job always publishes on the orchestrator's bus (it must
+    /// see the job's events); another bus there rejects the dispatch
+    /// ([`Rejection::Invalid`]).
     pub fn bus(mut self, bus: SignalBus) -> Self {
         self.options = self.options.with_bus(bus);
         self
     }
 
-    /// Turns lifecycle events on or off for this dispatch.
+    /// Turns [`JobLifecycle`] events on or off for this dispatch, overriding the
+    /// dispatcher's default.
+    ///
+    /// Through an orchestrator, a job publishes every lifecycle event but `Progress` unless
+    /// turned on (it must see the terminal event); turning them off there rejects the
+    /// dispatch ([`Rejection::Invalid`]).
     pub fn lifecycle_events(mut self, on: bool) -> Self {
         self.options = self.options.with_lifecycle_events(on);
         self
@@ -211,15 +349,34 @@ impl<'d, J: Job> JobBuilder<'d, J> {
         self
     }
 
-    /// Dispatches the job and returns its handle; see [`Dispatcher::dispatch_with`].
-    pub fn dispatch(self) -> JobHandle<J::Output> {
-        self.dispatcher
-            .dispatch_full(JobId::next(), self.job, self.options, self.extras)
+    /// Publishes `value`'s output event ([`Job::output_event`]) with
+    /// [`DataSource::Optimistic`] before the work starts (and a `Placeholder` lifecycle event,
+    /// if those are on). The handle still resolves with the real outcome.
+    ///
+    /// A job whose `output_event` makes no event for `value` cannot have a placeholder: the
+    /// dispatch is rejected ([`Rejection::Invalid`]).
+    pub fn placeholder(mut self, value: J::Output) -> Self {
+        let set = self.extras.set_mut();
+        match self.job.output_event(&value) {
+            Some(payload) => {
+                set.placeholder = Some(Box::new(move |shared: &JobShared<J::Output>| {
+                    shared.lifecycle(|| JobLifecycle::Placeholder);
+                    shared.publish_reported(shared.event(payload, Some(DataSource::Optimistic)));
+                }));
+            }
+            None => set.invalid = Some("the placeholder value makes no output event"),
+        }
+        self
     }
 
-    /// Splits the builder for a dispatcher-side caller (orchestrators).
-    pub(crate) fn into_parts(self) -> (&'d Dispatcher, J, JobOptions, Extras<J>) {
-        (self.dispatcher, self.job, self.options, self.extras)
+    /// Dispatches the job and returns its handle at once; the work runs on the runtime.
+    ///
+    /// Never panics and never waits. Problems arrive through the handle as
+    /// [`JobError::Rejected`]: no executor for `J` ([`Rejection::NoExecutor`], naming the
+    /// type), a closed dispatcher, a disposed orchestrator, an invalid combination of options,
+    /// or a runtime that refused the task.
+    pub fn dispatch(self) -> JobHandle<J::Output> {
+        crate::dispatcher::dispatch(self.route, self.job, self.options, self.extras)
     }
 }
 
@@ -227,7 +384,7 @@ impl<J: Job> JobBuilder<'_, J>
 where
     J::Output: Clone + Sync,
 {
-    /// Caches the output under the policy's key; see the [`cache`](crate::cache) module.
+    /// Caches the output under the policy's key; see [`CachePolicy`].
     pub fn cache(mut self, policy: CachePolicy) -> Self {
         self.extras.set_mut().cache = Some(CacheSpec {
             policy,
@@ -241,8 +398,11 @@ where
     /// Deduplicates: while a dispatch of `J` with the same key is in flight on this
     /// dispatcher, this one joins it (same id, same outcome, its progress) instead of running.
     ///
-    /// Cancelling a joined handle detaches it (it resolves as cancelled) and leaves the job
-    /// running for the others.
+    /// A joined handle keeps its own cancellation: cancelling it, its token, or its own
+    /// timeout detaches it (it resolves as cancelled or timed out) and leaves the job running
+    /// for the others. A joined dispatch is not a job of its own: an orchestrator it was
+    /// dispatched through does not track it (the job it joined is tracked by whoever
+    /// dispatched that one).
     pub fn dedup(mut self, key: impl Into<Cow<'static, str>>) -> Self {
         self.extras.set_mut().dedup = Some(Dedup {
             key: key.into(),
@@ -252,46 +412,16 @@ where
     }
 }
 
-impl<J: EventJob> JobBuilder<'_, J>
-where
-    J::Output: Send + Sync,
-{
-    /// Publishes `value` as the job's output event with
-    /// [`DataSource::Optimistic`](crate::DataSource::Optimistic) before the work starts (and a
-    /// `Placeholder` lifecycle event, if those are on). The handle still resolves with the
-    /// real outcome.
-    pub fn placeholder(mut self, value: J::Output) -> Self {
-        let event = J::event(&self.job, &value);
-        self.extras.set_mut().placeholder = Some(Box::new(move |shared: &JobShared<J::Output>| {
-            shared.lifecycle(|| JobLifecycle::Placeholder);
-            let _ = shared.publish_event(shared.event(event, Some(DataSource::Optimistic)));
-        }));
-        self
-    }
-}
-
 impl<J: Job> fmt::Debug for JobBuilder<'_, J> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let extras = self.extras.0.as_deref();
         f.debug_struct("JobBuilder")
             .field("job", &core::any::type_name::<J>())
             .field("options", &self.options)
-            .field(
-                "cache",
-                &self
-                    .extras
-                    .0
-                    .as_ref()
-                    .and_then(|e| e.cache.as_ref())
-                    .map(|c| &c.policy),
-            )
-            .field(
-                "placeholder",
-                &self
-                    .extras
-                    .0
-                    .as_ref()
-                    .is_some_and(|e| e.placeholder.is_some()),
-            )
+            .field("tracked", &self.route.tracker.is_some())
+            .field("causal_depth", &self.route.cause.depth)
+            .field("cache", &extras.and_then(|e| e.cache.as_ref()).map(|c| &c.policy))
+            .field("placeholder", &extras.is_some_and(|e| e.placeholder.is_some()))
             .field("dedup", &self.extras.dedup().map(|d| &d.key))
             .finish()
     }

@@ -1,31 +1,35 @@
 //! The dispatcher: routes each job, by type, to its executor.
 
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::any::{Any, TypeId};
 use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+use core::time::Duration;
 
+use event_listener::{Event as Notify, EventListener};
 use hashbrown::HashMap;
 
-use alloc::borrow::Cow;
-use alloc::string::String;
-
 use crate::breaker::{Admission, Breaker, BreakerConfig};
-use crate::builder::{CacheSpec, Dedup, Extras, JobBuilder};
+use crate::builder::{CacheSpec, Dedup, Extras, Route, Sealed, Tracker, Via};
 use crate::bus::SignalBus;
 use crate::cache::{CacheEntry, CacheError, CacheProvider, InMemoryCache, InvalidateCache};
+use crate::cancel::CancellationToken;
+use crate::cause::Cause;
 use crate::event::JobType;
 use crate::executor::{Executor, JobContext};
-use crate::handle::{JobEnv, JobHandle, JobShared};
+use crate::handle::{JobControl, JobEnv, JobHandle, JobShared};
 use crate::id::JobId;
-use crate::job::{EventJob, Job, JobOptions};
+use crate::job::{Job, JobOptions, Lifecycle};
 use crate::observer::{Observer, Observers};
 use crate::outcome::{JobError, Rejection};
-use crate::pipeline::job_task;
-use crate::pipeline::{OnSuccess, lookup, publish_output_event, started};
-use crate::runtime::Instant;
-use crate::runtime::{Runtime, Task};
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
+use crate::pipeline::{job_task, lookup, publish_output_event, started};
+use crate::runtime::{Instant, Runtime, Sleep, Task};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
 
 /// Builds the task of one dispatch from a type-erased executor (an `Arc<E>`).
 type StartFn<J> = fn(
@@ -33,16 +37,13 @@ type StartFn<J> = fn(
     J,
     Arc<JobShared<<J as Job>::Output>>,
     JobOptions,
-    Option<OnSuccess<J>>,
     Option<CacheSpec<J>>,
 ) -> Task;
 
-/// What the registry holds for job type `J`: the executor, how to start it, and the
-/// output-event hook of an [`EventJob`].
+/// What the registry holds for job type `J`: the executor and how to start it.
 struct Registered<J: Job> {
     executor: Arc<dyn Any + Send + Sync>,
     start: StartFn<J>,
-    on_success: Option<OnSuccess<J>>,
 }
 
 fn start_job<J: Job, E: Executor<J>>(
@@ -50,11 +51,10 @@ fn start_job<J: Job, E: Executor<J>>(
     job: J,
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
-    on_success: Option<OnSuccess<J>>,
     cache: Option<CacheSpec<J>>,
 ) -> Task {
     match executor.downcast::<E>() {
-        Ok(executor) => job_task(executor, job, shared, options, on_success, cache),
+        Ok(executor) => job_task(executor, job, shared, options, cache),
         Err(_) => mismatched::<J>(shared),
     }
 }
@@ -98,6 +98,7 @@ type Entry = Box<dyn Any + Send + Sync>;
 /// let rt = VirtualRuntime::new();
 /// let dispatcher = Dispatcher::new(rt.clone());
 /// dispatcher.register(Greeter);
+/// # use orchestrator_core::Dispatch;
 /// let handle = dispatcher.dispatch(Greet("world"));
 /// assert_eq!(rt.block_on(handle).unwrap().value, "hello, world");
 ///
@@ -114,10 +115,10 @@ pub struct Dispatcher {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     env: Arc<JobEnv>,
     executors: Mutex<HashMap<TypeId, Entry>>,
-    shut_down: AtomicBool,
+    closed: AtomicBool,
     /// In-flight deduplicated dispatches by (job type, key): an `Arc<JobShared<J::Output>>`.
     inflight: Mutex<HashMap<(TypeId, String), Entry>>,
     breakers: Mutex<HashMap<TypeId, Breaker>>,
@@ -144,26 +145,14 @@ impl Dispatcher {
 
     /// Registers `executor` for job type `J`, replacing any previous one; returns `self` for
     /// chaining.
+    ///
+    /// There is one way to register: what a job publishes on success
+    /// ([`Job::output_event`]) belongs to the job type, whatever runs it.
     pub fn register<J: Job, E: Executor<J>>(&self, executor: E) -> &Self {
-        self.insert(Registered::<J> {
+        let entry: Entry = Box::new(Registered::<J> {
             executor: Arc::new(executor),
             start: start_job::<J, E>,
-            on_success: None,
-        })
-    }
-
-    /// Registers `executor` for the [`EventJob`] type `J`: on success, the job's output event
-    /// is published on the job's bus with its [`DataSource`](crate::DataSource).
-    pub fn register_event_job<J: EventJob, E: Executor<J>>(&self, executor: E) -> &Self {
-        self.insert(Registered::<J> {
-            executor: Arc::new(executor),
-            start: start_job::<J, E>,
-            on_success: Some(publish_output_event::<J>),
-        })
-    }
-
-    fn insert<J: Job>(&self, registered: Registered<J>) -> &Self {
-        let entry: Entry = Box::new(registered);
+        });
         self.inner
             .executors
             .with(|map| map.insert(TypeId::of::<J>(), entry));
@@ -189,25 +178,6 @@ impl Dispatcher {
             .with(|map| map.contains_key(&TypeId::of::<J>()))
     }
 
-    /// Dispatches `job` with default options; see [`dispatch_with`](Self::dispatch_with).
-    pub fn dispatch<J: Job>(&self, job: J) -> JobHandle<J::Output> {
-        self.dispatch_with(job, JobOptions::default())
-    }
-
-    /// Dispatches `job` and returns its handle at once; the work runs on the runtime.
-    ///
-    /// Never panics and never waits. Problems arrive through the handle as
-    /// [`JobError::Rejected`]: no executor for `J` ([`Rejection::NoExecutor`], naming the
-    /// type), a dispatcher that was shut down, or a runtime that refused the task.
-    pub fn dispatch_with<J: Job>(&self, job: J, options: JobOptions) -> JobHandle<J::Output> {
-        self.dispatch_as(JobId::next(), job, options)
-    }
-
-    /// Starts a fluent dispatch of `job`: options, cache, placeholder, dedup, metadata.
-    pub fn job<J: Job>(&self, job: J) -> JobBuilder<'_, J> {
-        JobBuilder::new(self, job)
-    }
-
     /// Returns the cache provider of this dispatcher's cached dispatches (for invalidation
     /// from code: `dispatcher.cache().invalidate_prefix("users/")`).
     pub fn cache(&self) -> &dyn CacheProvider {
@@ -223,35 +193,58 @@ impl Dispatcher {
         self.inner.has_breakers.store(true, Ordering::Release);
     }
 
-    /// Dispatches with a pre-allocated id (orchestrators track the id before dispatching).
-    pub(crate) fn dispatch_as<J: Job>(
+    /// Every dispatch ends here (see [`dispatch`]).
+    fn dispatch_full<J: Job>(
         &self,
-        id: JobId,
-        job: J,
-        options: JobOptions,
-    ) -> JobHandle<J::Output> {
-        self.dispatch_full(id, job, options, Extras::none())
-    }
-
-    /// Every dispatch ends here.
-    pub(crate) fn dispatch_full<J: Job>(
-        &self,
-        id: JobId,
+        tracker: Option<&dyn Tracker>,
+        cause: Cause,
+        parent: Option<&dyn JobControl>,
         job: J,
         mut options: JobOptions,
         extras: Extras<J>,
     ) -> JobHandle<J::Output> {
+        let env = &self.inner.env;
+        let parent_id = parent.map(|p| p.id());
+        let mut invalid = extras.invalid();
+        if let Some(tracker) = tracker {
+            if options.bus().is_some_and(|bus| !bus.same_bus(tracker.bus())) {
+                invalid = Some("a job dispatched through an orchestrator publishes on its bus");
+            }
+            if options.lifecycle_mode() == Some(Lifecycle::Off) {
+                invalid = Some("an orchestrator's jobs need their lifecycle events");
+            }
+            options = options
+                .with_bus(tracker.bus().clone())
+                .with_lifecycle_tracking();
+        }
+        if let Some(reason) = invalid {
+            let rejection = Rejection::Invalid { reason };
+            return rejected::<J>(env, cause, parent_id, options, rejection);
+        }
         if let Some(dedup) = extras.dedup() {
-            if let Some(joined) = self.join::<J>(dedup) {
+            if let Some(joined) = self.join::<J>(dedup, &options, parent) {
                 return joined;
+            }
+        }
+        let id = JobId::next();
+        if let Some(tracker) = tracker {
+            // Tracked before dispatch: no event of the job can be seen untracked.
+            if let Err(rejection) = tracker.track(id) {
+                return rejected::<J>(env, cause, parent_id, options, rejection);
             }
         }
         let shared = Arc::new(JobShared::new(
             id,
             JobType::of::<J>(),
-            self.inner.env.clone(),
+            env.clone(),
             &mut options,
+            cause,
+            parent_id,
         ));
+        shared.register();
+        if let Some(parent) = parent {
+            parent.adopt(Arc::downgrade(&shared) as Weak<dyn JobControl>);
+        }
         let handle = JobHandle::new(shared.clone());
         if let Err(rejection) = self.start(job, shared.clone(), options, extras) {
             shared.complete(Err(JobError::Rejected(rejection)));
@@ -259,21 +252,46 @@ impl Dispatcher {
         handle
     }
 
-    /// Joins the in-flight dispatch of `J` with the same dedup key, if there is one.
-    fn join<J: Job>(&self, dedup: &Dedup<J>) -> Option<JobHandle<J::Output>> {
+    /// Joins the in-flight dispatch of `J` with the same dedup key, if there is one. The
+    /// joined handle keeps its own token and timeout.
+    fn join<J: Job>(
+        &self,
+        dedup: &Dedup<J>,
+        options: &JobOptions,
+        parent: Option<&dyn JobControl>,
+    ) -> Option<JobHandle<J::Output>> {
         let key = (TypeId::of::<J>(), String::from(&*dedup.key));
-        self.inner.inflight.with(|inflight| {
+        let follower = self.inner.inflight.with(|inflight| {
             let leader = inflight
                 .get(&key)?
                 .downcast_ref::<Arc<JobShared<J::Output>>>()?
                 .clone();
-            let follower = Arc::new(JobShared::follower(&leader));
+            let follower = Arc::new(JobShared::follower(&leader, options));
             let target = follower.clone();
             let copy = dedup.copy;
-            let joined =
-                leader.on_done(Box::new(move |outcome| target.end_following(copy(outcome))));
-            joined.then(|| JobHandle::new(follower))
-        })
+            let joined = leader.on_done(Box::new(move |outcome| {
+                target.end_following(copy(outcome));
+            }));
+            joined.then_some(follower)
+        })?;
+        let token = options.cancellation();
+        if let Some(token) = token.filter(|t| t.is_cancelled()) {
+            follower.end_following(Err(JobError::cancelled(token.reason())));
+        } else if options.timeout() == Some(Duration::ZERO) {
+            follower.end_following(Err(JobError::TimedOut {
+                budget: Duration::ZERO,
+            }));
+        } else if token.is_some() || options.timeout().is_some() {
+            let watcher = watch_follower(follower.clone(), token.cloned(), options.timeout());
+            if let Err(refused) = self.inner.env.runtime.spawn(Task::new(watcher)) {
+                let rejection = Rejection::Spawn(refused.kind());
+                follower.end_following(Err(JobError::Rejected(rejection)));
+            }
+        }
+        if let Some(parent) = parent {
+            parent.adopt(Arc::downgrade(&follower) as Weak<dyn JobControl>);
+        }
+        Some(JobHandle::new(follower))
     }
 
     fn start<J: Job>(
@@ -283,49 +301,57 @@ impl Dispatcher {
         options: JobOptions,
         extras: Extras<J>,
     ) -> Result<(), Rejection> {
-        if self.inner.shut_down.load(Ordering::Acquire) {
+        if self.inner.closed.load(Ordering::Acquire) {
             return Err(Rejection::Shutdown);
         }
         self.admit::<J>(&shared)?;
         let no_executor = || Rejection::NoExecutor {
             job_type: core::any::type_name::<J>(),
         };
-        let (executor, start, on_success) = self
+        let (executor, start) = self
             .inner
             .executors
             .with(|map| {
                 let registered = map
                     .get(&TypeId::of::<J>())?
                     .downcast_ref::<Registered<J>>()?;
-                Some((
-                    registered.executor.clone(),
-                    registered.start,
-                    registered.on_success,
-                ))
+                Some((registered.executor.clone(), registered.start))
             })
             .ok_or_else(no_executor)?;
         let (mut cache, placeholder, dedup) = extras.into_parts();
         if let Some(dedup) = dedup {
             self.lead::<J>(&shared, dedup.key);
         }
-        if let Some(placeholder) = placeholder {
-            placeholder(&shared);
-        }
         if let Some(spec) = cache.as_mut() {
-            // A plain hit is served here, without a task: cheaper than running the job.
+            // A plain hit is served here, without a task: cheaper than running the job. Its
+            // token and budget apply as to any other dispatch.
             if !spec.policy.is_revalidate() && !spec.policy.is_force_refresh() {
+                if let Some(end) = pre_check(&options) {
+                    shared.complete(Err(end));
+                    return Ok(());
+                }
+                if let Some(placeholder) = placeholder {
+                    placeholder(&shared);
+                }
                 started(&shared);
                 if let Some(hit) = lookup(&shared, spec) {
-                    if let Some(hook) = on_success {
-                        hook(&job, &hit, &shared);
-                    }
+                    publish_output_event(&job, &hit, &shared);
                     shared.complete(Ok(hit));
                     return Ok(());
                 }
                 spec.looked_up = true;
+                let task = start(executor, job, shared.clone(), options, cache);
+                return self.spawn(task, &shared);
             }
         }
-        let task = start(executor, job, shared.clone(), options, on_success, cache);
+        if let Some(placeholder) = placeholder {
+            placeholder(&shared);
+        }
+        let task = start(executor, job, shared.clone(), options, cache);
+        self.spawn(task, &shared)
+    }
+
+    fn spawn<T: Send + 'static>(&self, task: Task, shared: &JobShared<T>) -> Result<(), Rejection> {
         self.inner.env.runtime.spawn(task).map_err(|refused| {
             // Record the rejection before the refused task (and its drop guard) goes away.
             shared.complete(Err(JobError::Rejected(Rejection::Spawn(refused.kind()))));
@@ -357,6 +383,7 @@ impl Dispatcher {
             }
         }));
         debug_assert!(registered, "a job that has not started cannot have ended");
+        let _ = registered;
     }
 
     /// Consults `J`'s circuit breaker, if it has one; a run reports its outcome to it.
@@ -408,14 +435,48 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Refuses every later dispatch with [`Rejection::Shutdown`]; running jobs go on.
-    pub fn shutdown(&self) {
-        self.inner.shut_down.store(true, Ordering::Release);
+    /// Stops intake: every later dispatch is rejected with [`Rejection::Shutdown`]; running
+    /// jobs go on. See [`shutdown`](Self::shutdown) to also wait for them.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
     }
 
-    /// Returns `true` once [`shutdown`](Self::shutdown) was called.
-    pub fn is_shut_down(&self) -> bool {
-        self.inner.shut_down.load(Ordering::Acquire)
+    /// Returns `true` once [`close`](Self::close) (or [`shutdown`](Self::shutdown)) was
+    /// called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Returns how many jobs are in flight: dispatched and not ended (dedup joins are not
+    /// jobs of their own and are not counted).
+    pub fn in_flight(&self) -> usize {
+        self.inner.env.in_flight()
+    }
+
+    /// Returns how many events of this dispatcher's jobs (lifecycle, output and placeholder
+    /// events) could not be published because their bus was closed; each was also reported
+    /// to the observers ([`Observer::on_event_undelivered`]).
+    pub fn undelivered_events(&self) -> usize {
+        self.inner.env.undelivered.load(Ordering::Relaxed)
+    }
+
+    /// Shuts down gracefully: stops intake at once (as [`close`](Self::close)), waits up to
+    /// `grace` (on the runtime's clock) for the jobs in flight to end, then cancels the rest
+    /// and waits for them to end. Every handle resolves.
+    ///
+    /// The returned future tells how many jobs had to be cancelled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future keeps the dispatcher closed and cancels nothing.
+    pub fn shutdown(&self, grace: Duration) -> Shutdown {
+        self.close();
+        Shutdown {
+            env: self.inner.env.clone(),
+            grace: Some(self.inner.env.runtime.sleep(grace)),
+            listener: None,
+            cancelled: 0,
+        }
     }
 
     pub(crate) fn observers(&self) -> &Observers {
@@ -433,7 +494,8 @@ impl fmt::Debug for Dispatcher {
         let executors = self.inner.executors.with(|m| m.len());
         f.debug_struct("Dispatcher")
             .field("executors", &executors)
-            .field("shut_down", &self.is_shut_down())
+            .field("closed", &self.is_closed())
+            .field("in_flight", &self.in_flight())
             .finish()
     }
 }
@@ -494,17 +556,22 @@ impl DispatcherBuilder {
                     Ok(cache) => Arc::new(cache),
                     Err(_) => Arc::new(NoCache),
                 });
+        let env = |dispatcher: &Weak<Inner>| JobEnv {
+            runtime: self.runtime,
+            cache,
+            bus: self.bus.unwrap_or_default(),
+            observers: Observers::new(self.observers),
+            lifecycle: self.lifecycle,
+            dispatcher: dispatcher.clone(),
+            jobs: Mutex::new(HashMap::new()),
+            drained: Notify::new(),
+            undelivered: AtomicUsize::new(0),
+        };
         let dispatcher = Dispatcher {
-            inner: Arc::new(Inner {
-                env: Arc::new(JobEnv {
-                    runtime: self.runtime,
-                    cache,
-                    bus: self.bus.unwrap_or_default(),
-                    observers: Observers::new(self.observers),
-                    lifecycle: self.lifecycle,
-                }),
+            inner: Arc::new_cyclic(|weak| Inner {
+                env: Arc::new(env(weak)),
                 executors: Mutex::new(HashMap::new()),
-                shut_down: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
                 inflight: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(HashMap::new()),
                 has_breakers: AtomicBool::new(false),
@@ -557,5 +624,159 @@ impl CacheProvider for NoCache {
     }
     fn invalidate_where(&self, _: &dyn Fn(&str) -> bool) -> Result<usize, CacheError> {
         Ok(0)
+    }
+}
+
+impl Sealed for Dispatcher {
+    fn route(&self) -> Route<'_> {
+        Route::plain(self)
+    }
+}
+
+impl Dispatcher {
+    /// The dispatcher of a job's environment, if it still exists.
+    pub(crate) fn from_env(env: &JobEnv) -> Option<Dispatcher> {
+        env.dispatcher.upgrade().map(|inner| Dispatcher { inner })
+    }
+}
+
+/// Sends a configured dispatch on its route.
+pub(crate) fn dispatch<J: Job>(
+    route: Route<'_>,
+    job: J,
+    options: JobOptions,
+    extras: Extras<J>,
+) -> JobHandle<J::Output> {
+    let Route {
+        via,
+        tracker,
+        cause,
+        parent,
+    } = route;
+    match via {
+        Via::Borrowed(dispatcher) => {
+            dispatcher.dispatch_full(tracker, cause, parent, job, options, extras)
+        }
+        Via::Owned(dispatcher) => {
+            dispatcher.dispatch_full(tracker, cause, parent, job, options, extras)
+        }
+        Via::Gone(env) => {
+            let parent_id = parent.map(|p| p.id());
+            rejected::<J>(&env, cause, parent_id, options, Rejection::Shutdown)
+        }
+    }
+}
+
+/// A handle that resolves at once with `rejection` (the job never runs).
+fn rejected<J: Job>(
+    env: &Arc<JobEnv>,
+    cause: Cause,
+    parent_id: Option<JobId>,
+    mut options: JobOptions,
+    rejection: Rejection,
+) -> JobHandle<J::Output> {
+    let shared = Arc::new(JobShared::new(
+        JobId::next(),
+        JobType::of::<J>(),
+        env.clone(),
+        &mut options,
+        cause,
+        parent_id,
+    ));
+    shared.complete(Err(JobError::Rejected(rejection)));
+    JobHandle::new(shared)
+}
+
+/// The outcome of a dispatch whose token is already cancelled or whose budget is zero.
+pub(crate) fn pre_check(options: &JobOptions) -> Option<JobError> {
+    if let Some(token) = options.cancellation().filter(|t| t.is_cancelled()) {
+        return Some(JobError::cancelled(token.reason()));
+    }
+    (options.timeout() == Some(Duration::ZERO)).then_some(JobError::TimedOut {
+        budget: Duration::ZERO,
+    })
+}
+
+/// Ends a dedup follower on its own token or timeout (it has no task of its own otherwise).
+async fn watch_follower<T: Send + 'static>(
+    follower: Arc<JobShared<T>>,
+    token: Option<CancellationToken>,
+    budget: Option<Duration>,
+) {
+    let mut deadline = budget.map(|b| (follower.runtime_arc().sleep(b), b));
+    let mut listener: Option<EventListener> = None;
+    core::future::poll_fn(|cx| {
+        if !follower.watch_follower(cx) {
+            return Poll::Ready(());
+        }
+        if let Some(token) = &token {
+            if token.poll_cancelled(&mut listener, cx).is_ready() {
+                follower.end_following(Err(JobError::cancelled(token.reason())));
+                return Poll::Ready(());
+            }
+        }
+        if let Some((sleep, budget)) = &mut deadline {
+            if Pin::new(sleep).poll(cx).is_ready() {
+                follower.end_following(Err(JobError::TimedOut { budget: *budget }));
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+}
+
+/// What [`Dispatcher::shutdown`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Jobs still running at the end of the grace period, which were cancelled.
+    pub cancelled: usize,
+}
+
+/// The future returned by [`Dispatcher::shutdown`].
+#[must_use = "futures do nothing unless you .await or poll them"]
+pub struct Shutdown {
+    env: Arc<JobEnv>,
+    /// The grace period, until it has run out.
+    grace: Option<Sleep>,
+    listener: Option<EventListener>,
+    cancelled: usize,
+}
+
+impl Future for Shutdown {
+    type Output = ShutdownReport;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShutdownReport> {
+        let this = &mut *self;
+        loop {
+            let env = &this.env;
+            if poll_notified(&env.drained, &mut this.listener, cx, || {
+                (env.in_flight() == 0).then_some(())
+            })
+            .is_ready()
+            {
+                return Poll::Ready(ShutdownReport {
+                    cancelled: this.cancelled,
+                });
+            }
+            let Some(grace) = this.grace.as_mut() else {
+                return Poll::Pending;
+            };
+            if Pin::new(grace).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.grace = None;
+            this.cancelled = env.cancel_all("the dispatcher shut down");
+        }
+    }
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("in_flight", &self.env.in_flight())
+            .field("grace_over", &self.grace.is_none())
+            .finish()
     }
 }

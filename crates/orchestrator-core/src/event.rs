@@ -8,6 +8,7 @@
 use core::any::{Any, TypeId};
 use core::fmt;
 
+use crate::cause::{CausalChain, Cause, CauseStep};
 use crate::id::JobId;
 use crate::job::Job;
 use crate::outcome::DataSource;
@@ -41,13 +42,17 @@ impl JobType {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    correlation_id: Option<JobId>,
-    timestamp: Instant,
-    job_type: Option<JobType>,
-    source: Option<DataSource>,
-    type_name: &'static str,
+/// An event's envelope, as the core builds it.
+#[derive(Clone, Default)]
+pub(crate) struct Meta {
+    pub(crate) correlation_id: Option<JobId>,
+    /// The job that dispatched the emitting job (sub-jobs only).
+    pub(crate) parent_id: Option<JobId>,
+    pub(crate) timestamp: Instant,
+    pub(crate) job_type: Option<JobType>,
+    pub(crate) data_source: Option<DataSource>,
+    pub(crate) cause: Cause,
+    pub(crate) type_name: &'static str,
 }
 
 struct Envelope<P: ?Sized> {
@@ -79,32 +84,44 @@ pub struct Event {
 impl Event {
     /// Wraps `payload` with no correlation id, no job type and timestamp [`Instant::ZERO`].
     pub fn new<P: Send + Sync + 'static>(payload: P) -> Self {
-        Self::build(payload, None, Instant::ZERO, None, None)
+        Self::build(payload, Meta::default())
     }
 
     /// Wraps `payload` with a timestamp read from a runtime clock.
     pub fn at<P: Send + Sync + 'static>(payload: P, timestamp: Instant) -> Self {
-        Self::build(payload, None, timestamp, None, None)
+        Self::build(
+            payload,
+            Meta {
+                timestamp,
+                ..Meta::default()
+            },
+        )
     }
 
-    pub(crate) fn build<P: Send + Sync + 'static>(
-        payload: P,
-        correlation_id: Option<JobId>,
-        timestamp: Instant,
-        job_type: Option<JobType>,
-        source: Option<DataSource>,
-    ) -> Self {
-        let envelope = Arc::new(Envelope {
-            meta: Meta {
-                correlation_id,
-                timestamp,
-                job_type,
-                source,
-                type_name: core::any::type_name::<P>(),
-            },
-            payload,
-        });
-        Self { inner: envelope }
+    pub(crate) fn build<P: Send + Sync + 'static>(payload: P, mut meta: Meta) -> Self {
+        meta.type_name = core::any::type_name::<P>();
+        Self {
+            inner: Arc::new(Envelope { meta, payload }),
+        }
+    }
+
+    /// Gives an event built outside any job the cause of the handler running on this thread,
+    /// if one runs (with `std`) and the event is not shared yet.
+    pub(crate) fn stamp_ambient(&mut self) {
+        let meta = &self.inner.meta;
+        if meta.correlation_id.is_some() || !meta.cause.is_root() {
+            return;
+        }
+        let Some(cause) = crate::cause::ambient::current() else {
+            return;
+        };
+        if let Some(envelope) = Arc::get_mut(&mut self.inner) {
+            envelope.meta.cause = cause;
+        }
+    }
+
+    pub(crate) fn cause_ref(&self) -> &Cause {
+        &self.inner.meta.cause
     }
 
     /// Returns `true` if the payload is a `P`.
@@ -149,8 +166,30 @@ impl Event {
     }
 
     /// Returns where the data in the event came from, for events made from a job's output.
-    pub fn source(&self) -> Option<DataSource> {
-        self.inner.meta.source
+    pub fn data_source(&self) -> Option<DataSource> {
+        self.inner.meta.data_source
+    }
+
+    /// Returns the id of the job that dispatched the emitting job, for events of sub-jobs.
+    pub fn parent_id(&self) -> Option<JobId> {
+        self.inner.meta.parent_id
+    }
+
+    /// Returns the event's causal depth: 0 if it was produced outside any orchestrator's
+    /// handler, `d + 1` if it was produced (directly, or through jobs) while an orchestrator
+    /// handled an event of depth `d`.
+    pub fn causal_depth(&self) -> u32 {
+        self.inner.meta.cause.depth
+    }
+
+    /// Returns the reaction that produced this event: which orchestrator handled which event.
+    pub fn cause(&self) -> Option<&CauseStep> {
+        self.inner.meta.cause.step.as_deref()
+    }
+
+    /// Returns the chain of reactions that produced this event, most recent first.
+    pub fn causal_chain(&self) -> CausalChain<'_> {
+        CausalChain::new(self.cause())
     }
 
     /// Returns `true` if both are the same event (the same allocation).
@@ -167,7 +206,8 @@ impl fmt::Debug for Event {
             .field("correlation_id", &meta.correlation_id)
             .field("timestamp", &meta.timestamp)
             .field("job_type", &meta.job_type.map(|t| t.name))
-            .field("source", &meta.source)
+            .field("data_source", &meta.data_source)
+            .field("causal_depth", &meta.cause.depth)
             .finish()
     }
 }

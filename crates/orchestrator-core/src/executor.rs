@@ -4,8 +4,10 @@ use core::fmt;
 use core::future::Future;
 use core::time::Duration;
 
+use crate::builder::{Route, Sealed, Via};
 use crate::bus::SignalBus;
 use crate::cancel::CancellationToken;
+use crate::dispatcher::Dispatcher;
 use crate::event::Event;
 use crate::handle::JobControl;
 use crate::id::JobId;
@@ -44,7 +46,7 @@ use crate::sync::Arc;
 /// impl Executor<Double> for Doubler {
 ///     type Error = TooBig;
 ///     async fn execute(&self, job: &Double, cx: JobContext) -> Result<u32, TooBig> {
-///         cx.progress(0.5);
+///         cx.report_progress(0.5);
 ///         job.0.checked_mul(2).ok_or(TooBig)
 ///     }
 /// }
@@ -79,6 +81,14 @@ impl<J: Job, E: Executor<J>> Executor<J> for Arc<E> {
 ///
 /// Cheap to clone (a few reference counts); a clone may be moved into a sub-task. Reports made
 /// after the job has ended go nowhere.
+///
+/// # Sub-jobs
+///
+/// A context dispatches sub-jobs ([`Dispatch`](crate::Dispatch)): on the job's dispatcher,
+/// without the executor holding a dispatcher (no reference cycle). A sub-job carries its
+/// parent's id ([`Event::parent_id`]) and causal depth, and is cancelled when its parent is
+/// cancelled or times out (it outlives a parent that succeeds or fails, like any
+/// fire-and-forget job). A sub-job dispatched after its parent ended is cancelled at once.
 #[derive(Clone)]
 pub struct JobContext {
     control: Arc<dyn JobControl>,
@@ -100,16 +110,24 @@ impl JobContext {
         self.attempt
     }
 
-    /// Reports progress `value` (clamped to `0.0..=1.0`); returns `false` if it was ignored
-    /// (NaN, or the job already ended).
-    pub fn progress(&self, value: f64) -> bool {
-        self.report(Progress::new(value))
+    /// Reports progress: a value (`0.5`, clamped to `0.0..=1.0`) or a full [`Progress`]
+    /// record with a message and steps. Returns `false` if it was ignored (NaN value, or the
+    /// job already ended).
+    ///
+    /// The handle's [`progress`](crate::JobHandle::progress) stream delivers it.
+    pub fn report_progress(&self, progress: impl Into<Progress>) -> bool {
+        let progress = progress.into();
+        progress.is_valid() && self.control.report(progress)
     }
 
-    /// Reports a full progress record; returns `false` if it was ignored (NaN value, or the
-    /// job already ended).
-    pub fn report(&self, progress: Progress) -> bool {
-        progress.is_valid() && self.control.report(progress)
+    /// Returns the id of the job whose context dispatched this one, for sub-jobs.
+    pub fn parent_id(&self) -> Option<JobId> {
+        self.control.parent_id()
+    }
+
+    /// Returns the job's causal depth (see [`Event::causal_depth`]).
+    pub fn causal_depth(&self) -> u32 {
+        self.control.cause().depth
     }
 
     /// Publishes `payload` as an event of this job on the job's bus; returns how many
@@ -127,15 +145,9 @@ impl JobContext {
         self.control.publish(self.job_event(payload))
     }
 
-    /// Wraps `payload` in this job's envelope (id, type, runtime timestamp).
+    /// Wraps `payload` in this job's envelope (id, type, runtime timestamp, cause).
     fn job_event<P: Send + Sync + 'static>(&self, payload: P) -> Event {
-        Event::build(
-            payload,
-            Some(self.control.id()),
-            self.control.runtime().now(),
-            Some(self.control.job_type()),
-            None,
-        )
+        Event::build(payload, self.control.meta())
     }
 
     /// Publishes `payload` as an event of this job on `bus` on purpose (for example
@@ -184,6 +196,21 @@ impl JobContext {
     /// Reads the dispatcher runtime's clock.
     pub fn now(&self) -> Instant {
         self.control.runtime().now()
+    }
+}
+
+impl Sealed for JobContext {
+    fn route(&self) -> Route<'_> {
+        let env = self.control.env();
+        Route {
+            via: match Dispatcher::from_env(env) {
+                Some(dispatcher) => Via::Owned(dispatcher),
+                None => Via::Gone(env.clone()),
+            },
+            tracker: None,
+            cause: self.control.cause().clone(),
+            parent: Some(&*self.control),
+        }
     }
 }
 

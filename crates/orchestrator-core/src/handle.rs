@@ -37,11 +37,13 @@ use core::task::{Context, Poll, Waker};
 
 use event_listener::{Event as Notify, EventListener};
 use futures_core::{FusedFuture, Stream};
+use hashbrown::HashMap;
 
 use crate::bus::{BusRef, SignalBus};
 use crate::cache::CacheProvider;
 use crate::cancel::CancellationToken;
-use crate::event::{Event, JobType};
+use crate::cause::Cause;
+use crate::event::{Event, JobType, Meta};
 use crate::executor::EmitError;
 use crate::id::JobId;
 use crate::job::{JobOptions, Lifecycle, MetadataEntry};
@@ -50,7 +52,7 @@ use crate::observer::{JobInfo, Observers};
 use crate::outcome::{DataSource, JobError, Success};
 use crate::progress::Progress;
 use crate::runtime::Runtime;
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, poll_notified};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
 
 /// The outcome slot's three states.
 enum Slot<T> {
@@ -76,6 +78,8 @@ struct State<T> {
     /// Set once a progress stream waits on `progress_event`; until then nobody is notified
     /// (the event allocates its listener list on first use).
     watched: bool,
+    /// Sub-jobs dispatched through this job's contexts: cancelled with it.
+    children: Vec<Weak<dyn JobControl>>,
 }
 
 /// What a dispatcher gives every job it starts: shared, one reference count per job.
@@ -85,6 +89,38 @@ pub(crate) struct JobEnv {
     pub(crate) bus: SignalBus,
     pub(crate) observers: Observers,
     pub(crate) lifecycle: bool,
+    /// The dispatcher itself, for sub-jobs (weak: jobs never keep their dispatcher alive).
+    pub(crate) dispatcher: Weak<crate::dispatcher::Inner>,
+    /// The jobs in flight (dispatched, not ended), for accounting and shutdown.
+    pub(crate) jobs: Mutex<HashMap<JobId, Weak<dyn JobControl>>>,
+    /// Notified whenever the last job in flight ends.
+    pub(crate) drained: Notify,
+    /// Job events that could not be published (their bus was closed).
+    pub(crate) undelivered: AtomicUsize,
+}
+
+impl JobEnv {
+    /// Counts and reports an event of a job that its closed bus refused.
+    pub(crate) fn undelivered(&self, event: &Event) {
+        self.undelivered.fetch_add(1, Ordering::Relaxed);
+        self.observers.each(|o| o.on_event_undelivered(event));
+    }
+
+    /// Returns how many jobs are in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.jobs.with(|jobs| jobs.len())
+    }
+
+    /// Cancels every job in flight with `reason`; returns how many were asked to.
+    pub(crate) fn cancel_all(&self, reason: &'static str) -> usize {
+        let jobs: Vec<_> = self
+            .jobs
+            .with(|jobs| jobs.values().filter_map(Weak::upgrade).collect());
+        for job in &jobs {
+            job.cancel(Some(Cow::Borrowed(reason)));
+        }
+        jobs.len()
+    }
 }
 
 /// The engine shared by a job's handle, task and contexts.
@@ -92,6 +128,12 @@ pub(crate) struct JobShared<T> {
     id: JobId,
     job_type: JobType,
     env: Arc<JobEnv>,
+    /// Why the job exists (its causal depth), passed on to everything it produces.
+    cause: Cause,
+    /// The job whose context dispatched this one (sub-jobs).
+    parent_id: Option<JobId>,
+    /// Counted in the dispatcher's jobs in flight until it ends.
+    registered: bool,
     /// The bus of this dispatch, when it is not the dispatcher's.
     bus: Option<BusRef>,
     /// Lifecycle events on (all but `Progress`).
@@ -112,7 +154,6 @@ pub(crate) struct JobShared<T> {
 /// The type-erased part of [`JobShared`] that contexts and progress streams use.
 pub(crate) trait JobControl: Send + Sync + 'static {
     fn id(&self) -> JobId;
-    fn job_type(&self) -> JobType;
     fn runtime(&self) -> &dyn Runtime;
     fn token(&self) -> Option<&CancellationToken>;
     fn metadata(&self, key: &str) -> Option<&str>;
@@ -123,6 +164,15 @@ pub(crate) trait JobControl: Send + Sync + 'static {
     fn publish_to(&self, bus: &SignalBus, event: Event) -> Result<usize, EmitError>;
     fn report(&self, progress: Progress) -> bool;
     fn is_cancel_requested(&self) -> bool;
+    /// Asks the job to cancel (see [`JobShared::request_cancel`]).
+    fn cancel(&self, reason: Option<Cow<'static, str>>);
+    fn cause(&self) -> &Cause;
+    fn parent_id(&self) -> Option<JobId>;
+    /// The envelope of an event of this job (no data source).
+    fn meta(&self) -> Meta;
+    fn env(&self) -> &Arc<JobEnv>;
+    /// Cancels `child` with this job; returns `false` (and cancels it) if this job has ended.
+    fn adopt(&self, child: Weak<dyn JobControl>) -> bool;
     fn current_progress(&self) -> Option<Progress>;
     /// Returns the report after `seen`, `Ready(None)` once finished, or registers `listener`.
     fn poll_progress(
@@ -139,6 +189,8 @@ impl<T> JobShared<T> {
         job_type: JobType,
         env: Arc<JobEnv>,
         options: &mut JobOptions,
+        cause: Cause,
+        parent_id: Option<JobId>,
     ) -> Self {
         let metadata = options.take_metadata();
         let mode = options.lifecycle_mode().unwrap_or(if env.lifecycle {
@@ -150,6 +202,9 @@ impl<T> JobShared<T> {
             metadata: (!metadata.is_empty()).then(|| metadata.into_boxed_slice()),
             id,
             job_type,
+            cause,
+            parent_id,
+            registered: true,
             lifecycle: mode != Lifecycle::Off,
             progress_events: mode == Lifecycle::All,
             bus: options.bus().map(SignalBus::publisher),
@@ -167,6 +222,7 @@ impl<T> JobShared<T> {
                 progress: None,
                 version: 0,
                 watched: false,
+                children: Vec::new(),
             }),
             progress_event: Notify::new(),
         }
@@ -193,17 +249,49 @@ impl<T> JobShared<T> {
     ) -> Event {
         Event::build(
             payload,
-            Some(self.id),
-            self.env.runtime.now(),
-            Some(self.job_type),
-            source,
+            Meta {
+                data_source: source,
+                ..self.job_meta()
+            },
         )
     }
+
+    fn job_meta(&self) -> Meta {
+        Meta {
+            correlation_id: Some(self.id),
+            parent_id: self.parent_id,
+            timestamp: self.env.runtime.now(),
+            job_type: Some(self.job_type),
+            cause: self.cause.clone(),
+            ..Meta::default()
+        }
+    }
+
+    /// Counts the job in its dispatcher's jobs in flight until it ends.
+    pub(crate) fn register(self: &Arc<Self>)
+    where
+        T: Send + 'static,
+    {
+        let weak: Weak<dyn JobControl> = Arc::downgrade(self) as Weak<dyn JobControl>;
+        self.env.jobs.with(|jobs| jobs.insert(self.id, weak));
+    }
+
+
 
     /// Publishes a lifecycle event if they are on for this job (and it has not ended).
     pub(crate) fn lifecycle(&self, event: impl FnOnce() -> JobLifecycle) {
         if self.lifecycle {
-            let _ = self.publish_event(self.event(event(), None));
+            self.publish_reported(self.event(event(), None));
+        }
+    }
+
+    /// Publishes an event nobody waits on (lifecycle, output, placeholder): a closed bus is
+    /// reported to the observers and counted, never ignored. An ended job publishes nothing.
+    pub(crate) fn publish_reported(&self, event: Event) {
+        if let Err(error) = self.publish_event(event) {
+            if error.is_closed() {
+                self.env.undelivered(&error.into_inner());
+            }
         }
     }
 
@@ -248,8 +336,13 @@ impl<T> JobShared<T> {
         let terminal = self
             .lifecycle
             .then(|| self.event(JobLifecycle::terminal(&outcome), None));
+        // Cancelling or timing out a job cancels its sub-jobs; success and failure do not.
+        let cascades = matches!(
+            outcome,
+            Err(JobError::Cancelled { .. } | JobError::TimedOut { .. })
+        );
         let observed = self.env.observers.any().then(|| match &outcome {
-            Ok(success) => Ok(success.source),
+            Ok(success) => Ok(success.data_source),
             Err(e) => Err(e.clone()),
         });
         let ended = self.state.with(|s| {
@@ -257,9 +350,16 @@ impl<T> JobShared<T> {
                 return None;
             }
             s.running = false;
-            let published = terminal.filter(|t| self.bus_publish(t.clone()).is_ok());
+            let (published, refused) = match terminal {
+                Some(t) => match self.bus_publish(t.clone()) {
+                    Ok(_) => (Some(t), None),
+                    Err(_) => (None, Some(t)),
+                },
+                None => (None, None),
+            };
             s.task_waker = None;
             let on_done = core::mem::take(&mut s.on_done);
+            let children = core::mem::take(&mut s.children);
             let mut waker = None;
             let outcome = if matches!(s.slot, Slot::Pending) && on_done.is_empty() {
                 s.slot = Slot::Ready(outcome);
@@ -269,13 +369,30 @@ impl<T> JobShared<T> {
                 // Watchers see it first (then it resolves the handle, unless resolved early).
                 Some(outcome)
             };
-            Some((s.watched, published, on_done, outcome, waker))
+            Some((s.watched, published, refused, on_done, children, outcome, waker))
         });
-        let Some((watched, published, on_done, outcome, waker)) = ended else {
+        let Some((watched, published, refused, on_done, children, outcome, waker)) = ended else {
             return false;
         };
+        if self.registered {
+            let drained = self.env.jobs.with(|jobs| {
+                jobs.remove(&self.id);
+                jobs.is_empty()
+            });
+            if drained {
+                self.env.drained.notify(usize::MAX);
+            }
+        }
         if let Some(w) = waker {
             w.wake();
+        }
+        if let Some(event) = refused {
+            self.env.undelivered(&event);
+        }
+        if cascades {
+            for child in children.iter().filter_map(Weak::upgrade) {
+                child.cancel(Some(Cow::Borrowed("its parent job was cancelled")));
+            }
         }
         if let Some(outcome) = outcome {
             for done in on_done {
@@ -335,30 +452,62 @@ impl<T> JobShared<T> {
 
     /// Makes a handle state that follows `leader`'s job: same id, progress from the leader,
     /// outcome delivered by the leader's `on_done`.
-    pub(crate) fn follower(leader: &Arc<JobShared<T>>) -> Self
+    ///
+    /// The follower keeps its own cancellation token (`options`); its own timeout is watched
+    /// by the dispatcher.
+    pub(crate) fn follower(leader: &Arc<JobShared<T>>, options: &JobOptions) -> Self
     where
         T: Send + 'static,
     {
+        let mut own = JobOptions::new().with_lifecycle_events(false);
+        if let Some(token) = options.cancellation() {
+            own = own.with_cancellation(token.clone());
+        }
         let mut follower = JobShared::new(
             leader.id,
             leader.job_type,
             leader.env.clone(),
-            &mut JobOptions::new().with_lifecycle_events(false),
+            &mut own,
+            leader.cause.clone(),
+            leader.parent_id,
         );
         follower.leader = Some(leader.clone());
+        follower.registered = false;
         follower
     }
 
-    /// Ends a follower with its leader's outcome (no events, no observers: it is the same job).
-    pub(crate) fn end_following(&self, outcome: Result<Success<T>, JobError>) {
-        let watched = self.state.with(|s| {
+    /// Ends a follower (no events, no observers: the job it follows goes on, or has ended):
+    /// with its leader's outcome, or detached by its own cancel, token or timeout. Returns
+    /// `false` if it had already ended.
+    pub(crate) fn end_following(&self, outcome: Result<Success<T>, JobError>) -> bool {
+        let ended = self.state.with(|s| {
+            if !s.running {
+                return None;
+            }
             s.running = false;
-            s.watched
+            Some((s.watched, s.task_waker.take()))
         });
+        let Some((watched, watcher)) = ended else {
+            return false;
+        };
         self.resolve(outcome);
+        if let Some(w) = watcher {
+            w.wake();
+        }
         if watched {
             self.progress_event.notify(usize::MAX);
         }
+        true
+    }
+
+    /// Registers the waker of a follower's watcher; returns `false` once the follower ended.
+    pub(crate) fn watch_follower(&self, cx: &mut Context<'_>) -> bool {
+        self.state.with(|s| {
+            if s.running {
+                s.task_waker = Some(cx.waker().clone());
+            }
+            s.running
+        })
     }
 
     /// Asks the pipeline to cancel; ignored once the job has ended or was already cancelled.
@@ -367,9 +516,7 @@ impl<T> JobShared<T> {
     /// follows alone.
     pub(crate) fn request_cancel(&self, reason: Option<Cow<'static, str>>) {
         if self.leader.is_some() {
-            if self.resolve(Err(JobError::cancelled(reason))) {
-                self.state.with(|s| s.running = false);
-            }
+            self.end_following(Err(JobError::cancelled(reason)));
             return;
         }
         let waker = self.state.with(|s| {
@@ -443,9 +590,6 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
         self.id
     }
 
-    fn job_type(&self) -> JobType {
-        self.job_type
-    }
 
     fn runtime(&self) -> &dyn Runtime {
         &*self.env.runtime
@@ -485,14 +629,17 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
             }
             s.progress = Some(progress);
             s.version += 1;
-            Some((
-                s.watched,
-                lifecycle.filter(|e| self.bus_publish(e.clone()).is_ok()),
-            ))
+            let published = lifecycle.map(|e| match self.bus_publish(e.clone()) {
+                Ok(_) => Ok(e),
+                Err(_) => Err(e),
+            });
+            Some((s.watched, published))
         });
         let accepted = accepted.map(|(watched, published)| {
-            if let Some(event) = published {
-                self.env.observers.each(|o| o.on_event_published(&event));
+            match published {
+                Some(Ok(event)) => self.env.observers.each(|o| o.on_event_published(&event)),
+                Some(Err(event)) => self.env.undelivered(&event),
+                None => {}
             }
             watched
         });
@@ -500,6 +647,45 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
             self.progress_event.notify(usize::MAX);
         }
         accepted.is_some()
+    }
+
+    fn cancel(&self, reason: Option<Cow<'static, str>>) {
+        self.request_cancel(reason);
+    }
+
+    fn cause(&self) -> &Cause {
+        &self.cause
+    }
+
+    fn parent_id(&self) -> Option<JobId> {
+        self.parent_id
+    }
+
+    fn meta(&self) -> Meta {
+        self.job_meta()
+    }
+
+    fn env(&self) -> &Arc<JobEnv> {
+        &self.env
+    }
+
+    fn adopt(&self, child: Weak<dyn JobControl>) -> bool {
+        let adopted = self.state.with(|s| {
+            if !s.running {
+                return false;
+            }
+            if s.children.len() == s.children.capacity() {
+                s.children.retain(|c| c.strong_count() > 0);
+            }
+            s.children.push(child.clone());
+            true
+        });
+        if !adopted {
+            if let Some(child) = child.upgrade() {
+                child.cancel(Some(Cow::Borrowed("its parent job had ended")));
+            }
+        }
+        adopted
     }
 
     fn is_cancel_requested(&self) -> bool {

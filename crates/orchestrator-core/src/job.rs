@@ -34,42 +34,38 @@ use crate::retry::RetryPolicy;
 pub trait Job: Send + Sync + 'static {
     /// The value a successful run produces.
     type Output: Send + 'static;
-}
 
-/// A job whose output becomes a domain event, published on the job's bus on success.
-///
-/// Register its executor with
-/// [`Dispatcher::register_event_job`](crate::Dispatcher::register_event_job). When the job
-/// succeeds, the event made by [`event`](EventJob::event) is published before the handle
-/// resolves (and before the terminal lifecycle event), with the job's id as correlation id and
-/// the output's [`DataSource`](crate::DataSource) in its envelope.
-///
-/// ```
-/// use orchestrator_core::{EventJob, Job};
-///
-/// struct LoadCart;
-/// impl Job for LoadCart {
-///     type Output = Vec<String>;
-/// }
-///
-/// struct CartLoaded {
-///     items: Vec<String>,
-/// }
-///
-/// impl EventJob for LoadCart {
-///     type Event = CartLoaded;
-///     fn event(&self, items: &Vec<String>) -> CartLoaded {
-///         CartLoaded { items: items.clone() }
-///     }
-/// }
-/// # let _ = CartLoaded { items: vec![] }.items;
-/// ```
-pub trait EventJob: Job {
-    /// The domain event's payload type.
-    type Event: Send + Sync + 'static;
-
-    /// Makes the domain event from a successful output.
-    fn event(&self, output: &Self::Output) -> Self::Event;
+    /// Makes the domain event this job publishes when it succeeds, if any (none by default).
+    ///
+    /// Whatever executor runs the job and however it is dispatched, a successful job whose
+    /// `output_event` returns `Some(payload)` publishes `payload` on its bus before its handle
+    /// resolves (and before its terminal lifecycle event), with the job's id as correlation id
+    /// and the output's [`DataSource`](crate::DataSource) in the envelope. A cache hit
+    /// publishes it too (as [`DataSource::Cached`](crate::DataSource::Cached)), and a
+    /// placeholder ([`JobBuilder::placeholder`](crate::JobBuilder::placeholder)) is published
+    /// through it as [`DataSource::Optimistic`](crate::DataSource::Optimistic).
+    ///
+    /// ```
+    /// use orchestrator_core::Job;
+    ///
+    /// struct LoadCart;
+    /// struct CartLoaded {
+    ///     items: Vec<String>,
+    /// }
+    ///
+    /// impl Job for LoadCart {
+    ///     type Output = Vec<String>;
+    ///     fn output_event(&self, items: &Vec<String>) -> Option<impl Send + Sync + 'static> {
+    ///         Some(CartLoaded { items: items.clone() })
+    ///     }
+    /// }
+    /// let event = LoadCart.output_event(&vec!["tea".to_string()]);
+    /// assert_eq!(event.map(|e| e.items.len()), Some(1));
+    /// ```
+    fn output_event(&self, output: &Self::Output) -> Option<impl Send + Sync + 'static> {
+        let _ = output;
+        None::<()>
+    }
 }
 
 /// Which lifecycle events a dispatch publishes.
@@ -84,28 +80,11 @@ pub(crate) enum Lifecycle {
 /// One metadata entry of a dispatch: a key and a value.
 pub type MetadataEntry = (Cow<'static, str>, Cow<'static, str>);
 
-/// How one dispatch runs: total timeout, per-attempt timeout, retries, cancellation.
-///
-/// All options are off by default: one attempt, no time limit, cancellable only through the
-/// handle.
-///
-/// ```
-/// use core::time::Duration;
-/// use orchestrator_core::{CancellationToken, JobOptions, RetryPolicy};
-///
-/// let token = CancellationToken::new();
-/// let options = JobOptions::new()
-///     .with_timeout(Duration::from_secs(30))
-///     .with_attempt_timeout(Duration::from_secs(5))
-///     .with_retry(RetryPolicy::exponential(3, Duration::from_millis(200)))
-///     .with_cancellation(token.clone());
-/// assert_eq!(options.timeout(), Some(Duration::from_secs(30)));
-/// assert_eq!(options.retry().map(|r| r.max_attempts()), Some(4));
-/// assert!(options.cancellation().is_some_and(|t| t.same_token(&token)));
-/// ```
+/// How one dispatch runs: total timeout, per-attempt timeout, retries, cancellation, bus,
+/// lifecycle events, metadata. Set through [`JobBuilder`](crate::JobBuilder); all off by
+/// default (one attempt, no time limit, cancellable only through the handle).
 #[derive(Debug, Clone, Default)]
-#[must_use]
-pub struct JobOptions {
+pub(crate) struct JobOptions {
     /// `None` for the default options: a plain dispatch moves one pointer, allocates nothing.
     set: Option<Box<SetOptions>>,
 }
@@ -123,7 +102,7 @@ struct SetOptions {
 
 impl JobOptions {
     /// Creates the default options.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -136,39 +115,39 @@ impl JobOptions {
     /// When it runs out, the work future is dropped and the job ends as
     /// [`JobError::TimedOut`](crate::JobError::TimedOut). The budget starts when the job's
     /// task first runs. A zero budget times out without running the executor.
-    pub fn with_timeout(mut self, budget: Duration) -> Self {
+    pub(crate) fn with_timeout(mut self, budget: Duration) -> Self {
         self.set_mut().timeout = Some(budget);
         self
     }
 
     /// Sets a limit for each attempt; an attempt that outlives it fails with
     /// [`AttemptTimedOut`](crate::AttemptTimedOut) and may be retried.
-    pub fn with_attempt_timeout(mut self, limit: Duration) -> Self {
+    pub(crate) fn with_attempt_timeout(mut self, limit: Duration) -> Self {
         self.set_mut().attempt_timeout = Some(limit);
         self
     }
 
     /// Sets the retry policy.
-    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+    pub(crate) fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.set_mut().retry = Some(policy);
         self
     }
 
     /// Cancels the job when `token` is cancelled.
-    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+    pub(crate) fn with_cancellation(mut self, token: CancellationToken) -> Self {
         self.set_mut().token = Some(token);
         self
     }
 
     /// Publishes the job's events on `bus` instead of the dispatcher's bus.
-    pub fn with_bus(mut self, bus: SignalBus) -> Self {
+    pub(crate) fn with_bus(mut self, bus: SignalBus) -> Self {
         self.set_mut().bus = Some(bus);
         self
     }
 
     /// Turns lifecycle events on or off for this dispatch, overriding the dispatcher's default;
     /// see [`JobLifecycle`](crate::JobLifecycle).
-    pub fn with_lifecycle_events(mut self, on: bool) -> Self {
+    pub(crate) fn with_lifecycle_events(mut self, on: bool) -> Self {
         self.set_mut().lifecycle = Some(if on { Lifecycle::All } else { Lifecycle::Off });
         self
     }
@@ -189,18 +168,13 @@ impl JobOptions {
 
     /// Attaches a metadata entry, readable by the executor
     /// ([`JobContext::metadata`](crate::JobContext::metadata)).
-    pub fn with_metadata(
+    pub(crate) fn with_metadata(
         mut self,
         key: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Self {
         self.set_mut().metadata.push((key.into(), value.into()));
         self
-    }
-
-    /// Returns the metadata entries.
-    pub fn metadata(&self) -> &[MetadataEntry] {
-        self.set.as_ref().map_or(&[], |s| &s.metadata)
     }
 
     pub(crate) fn take_metadata(&mut self) -> Vec<MetadataEntry> {
@@ -211,13 +185,8 @@ impl JobOptions {
     }
 
     /// Returns the bus override, if any.
-    pub fn bus(&self) -> Option<&SignalBus> {
+    pub(crate) fn bus(&self) -> Option<&SignalBus> {
         self.set.as_ref()?.bus.as_ref()
-    }
-
-    /// Returns the lifecycle-events override, if any.
-    pub fn lifecycle_events(&self) -> Option<bool> {
-        self.lifecycle_mode().map(|mode| mode != Lifecycle::Off)
     }
 
     /// Returns `true` if no execution option is set (the dispatch takes the fast path).
@@ -231,22 +200,22 @@ impl JobOptions {
     }
 
     /// Returns the total time budget, if any.
-    pub fn timeout(&self) -> Option<Duration> {
+    pub(crate) fn timeout(&self) -> Option<Duration> {
         self.set.as_ref()?.timeout
     }
 
     /// Returns the per-attempt limit, if any.
-    pub fn attempt_timeout(&self) -> Option<Duration> {
+    pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
         self.set.as_ref()?.attempt_timeout
     }
 
     /// Returns the retry policy, if any.
-    pub fn retry(&self) -> Option<&RetryPolicy> {
+    pub(crate) fn retry(&self) -> Option<&RetryPolicy> {
         self.set.as_ref()?.retry.as_ref()
     }
 
     /// Returns the cancellation token, if any.
-    pub fn cancellation(&self) -> Option<&CancellationToken> {
+    pub(crate) fn cancellation(&self) -> Option<&CancellationToken> {
         self.set.as_ref()?.token.as_ref()
     }
 }

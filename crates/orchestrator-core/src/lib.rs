@@ -75,6 +75,7 @@ mod builder;
 pub mod bus;
 pub mod cache;
 pub mod cancel;
+mod cause;
 mod dispatcher;
 mod event;
 mod executor;
@@ -85,6 +86,7 @@ mod lifecycle;
 pub mod observer;
 pub mod orchestrator;
 mod outcome;
+mod panic;
 mod pipeline;
 pub mod progress;
 pub mod retry;
@@ -101,25 +103,27 @@ pub mod testing;
 pub mod conformance;
 
 pub use breaker::{BreakerConfig, BreakerState};
-pub use builder::JobBuilder;
+pub use builder::{Dispatch, JobBuilder};
 pub use bus::{PublishError, SignalBus, Subscription, TypedEvent, TypedSubscription};
 pub use cache::{CachePolicy, InMemoryCache, InvalidateCache};
 pub use cancel::CancellationToken;
-pub use dispatcher::{DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder};
+pub use cause::{CausalChain, CauseStep};
+pub use dispatcher::{DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder, Shutdown, ShutdownReport};
 pub use event::{Event, JobType};
 pub use executor::{EmitError, Executor, JobContext};
 pub use handle::{JobHandle, ProgressStream};
 pub use id::JobId;
-pub use job::{EventJob, Job, JobOptions, MetadataEntry};
+pub use job::{Job, MetadataEntry};
 pub use lifecycle::JobLifecycle;
 pub use observer::{JobInfo, Observer};
 pub use orchestrator::{
-    OnEvent, Orchestrator, OrchestratorBuilder, OrchestratorContext, OrchestratorError,
-    OrchestratorGroup, OrchestratorHandle, Origin, StormGuard,
+    DEFAULT_MAX_DEPTH, DropReason, DroppedEvent, Handled, LoopGuard, OnEvent, Orchestrator,
+    OrchestratorBuilder, OrchestratorContext, OrchestratorError, OrchestratorGroup,
+    OrchestratorHandle, OrchestratorStatus, Origin,
 };
 pub use outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Rejection, Success};
 pub use progress::Progress;
 pub use retry::{InvalidRetryPolicy, RetryPolicy, RetryPolicyBuilder};
 pub use saga::{CompensationFailure, RollbackReport, Saga, StepError};
-pub use state::{AsyncState, JobResult};
+pub use state::{AsyncState, JobResult, JobResultExt};
 pub use watch::StateStream;

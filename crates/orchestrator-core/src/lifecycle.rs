@@ -95,7 +95,7 @@ impl JobLifecycle {
     pub(crate) fn terminal<T>(outcome: &Result<Success<T>, JobError>) -> Self {
         match outcome {
             Ok(success) => JobLifecycle::Succeeded {
-                source: success.source,
+                source: success.data_source,
             },
             Err(JobError::Failed(failure)) => JobLifecycle::Failed(failure.clone()),
             Err(JobError::Cancelled { reason }) => JobLifecycle::Cancelled {

@@ -16,6 +16,7 @@ use crate::breaker::BreakerState;
 use crate::cache::CacheError;
 use crate::event::{Event, JobType};
 use crate::id::JobId;
+use crate::orchestrator::DroppedEvent;
 use crate::outcome::{DataSource, JobError};
 use crate::sync::Arc;
 
@@ -54,11 +55,15 @@ pub trait Observer: Send + Sync + 'static {
     /// was published on its bus.
     fn on_event_published(&self, event: &Event) {}
 
-    /// An orchestrator's storm guard started dropping events of type `event_type`: more than
-    /// `limit` arrived in the current one-second window. Reported once per window, at the
-    /// first drop; the orchestrator's handle counts every drop
-    /// ([`dropped_events`](crate::OrchestratorHandle::dropped_events)).
-    fn on_event_dropped(&self, orchestrator: &'static str, event_type: &'static str, limit: u32) {}
+    /// An orchestrator's loop guard kept an event from its handler (every drop is
+    /// reported): the event, its causal chain
+    /// ([`Event::causal_chain`](crate::Event::causal_chain)), the orchestrator and why.
+    fn on_event_dropped(&self, dropped: &DroppedEvent<'_>) {}
+
+    /// An event of a job (lifecycle, output or placeholder event) could not be published
+    /// because the job's bus was closed. The dispatcher counts these too
+    /// ([`Dispatcher::undelivered_events`](crate::Dispatcher::undelivered_events)).
+    fn on_event_undelivered(&self, event: &Event) {}
 
     /// A cache provider failed to read or write `key` for a job (treated as a miss).
     fn on_cache_error(&self, job: &JobInfo, key: &str, error: &CacheError) {}
@@ -108,12 +113,6 @@ impl fmt::Debug for Observers {
     }
 }
 
-#[cfg(feature = "std")]
 fn contain(f: impl FnOnce()) {
-    let _ = std::panic::catch_unwind(core::panic::AssertUnwindSafe(f));
-}
-
-#[cfg(not(feature = "std"))]
-fn contain(f: impl FnOnce()) {
-    f();
+    let _ = crate::panic::catch(f);
 }

@@ -33,7 +33,7 @@ pub struct Success<T> {
     /// The value the job produced.
     pub value: T,
     /// Where the value came from.
-    pub source: DataSource,
+    pub data_source: DataSource,
 }
 
 impl<T> Success<T> {
@@ -209,6 +209,22 @@ pub enum Rejection {
         /// The job type's name.
         job_type: &'static str,
     },
+    /// The orchestrator it was dispatched through was disposed.
+    Disposed {
+        /// The orchestrator's name.
+        orchestrator: &'static str,
+    },
+    /// The orchestrator it was dispatched through was not started yet (it could not have
+    /// observed the job's events).
+    NotStarted {
+        /// The orchestrator's name.
+        orchestrator: &'static str,
+    },
+    /// The dispatch's options cannot be honoured together.
+    Invalid {
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -222,6 +238,13 @@ impl fmt::Display for Rejection {
             Rejection::CircuitOpen { job_type } => {
                 write!(f, "the circuit breaker of job type `{job_type}` is open")
             }
+            Rejection::Disposed { orchestrator } => {
+                write!(f, "the orchestrator `{orchestrator}` is disposed")
+            }
+            Rejection::NotStarted { orchestrator } => {
+                write!(f, "the orchestrator `{orchestrator}` is not started")
+            }
+            Rejection::Invalid { reason } => write!(f, "invalid dispatch: {reason}"),
         }
     }
 }

@@ -60,7 +60,6 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
     job: J,
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
-    on_success: Option<OnSuccess<J>>,
     cache: Option<CacheSpec<J>>,
 ) -> Task {
     // Armed before the first poll: a task dropped unpolled still resolves its handle.
@@ -77,7 +76,7 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
                 result.map_err(|e| e.into_job_error(1))
             };
             let outcome = Cancellable { shared, work }.await;
-            finish(completer, &job, outcome, on_success);
+            finish(completer, &job, outcome);
         });
     }
     Task::new(async move {
@@ -90,9 +89,9 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
         }
         let outcome = match cache {
             None => run(&*executor, &job, shared, &options).await,
-            Some(spec) => cached(&*executor, &job, shared, &options, &spec, on_success).await,
+            Some(spec) => cached(&*executor, &job, shared, &options, &spec).await,
         };
-        finish(completer, &job, outcome, on_success);
+        finish(completer, &job, outcome);
     })
 }
 
@@ -104,8 +103,10 @@ async fn cached<J: Job, E: Executor<J>>(
     shared: &Arc<JobShared<J::Output>>,
     options: &JobOptions,
     spec: &CacheSpec<J>,
-    on_success: Option<OnSuccess<J>>,
 ) -> Outcome<J::Output> {
+    if let Some(end) = crate::dispatcher::pre_check(options) {
+        return Err(end);
+    }
     let provider = shared.env().cache.clone();
     let key = spec.policy.key();
     if !spec.policy.is_force_refresh() && !spec.looked_up {
@@ -114,9 +115,7 @@ async fn cached<J: Job, E: Executor<J>>(
                 return Ok(hit);
             }
             // Stale-while-revalidate: the cached value now, the fresh one when it comes.
-            if let Some(hook) = on_success {
-                hook(job, &hit, shared);
-            }
+            publish_output_event(job, &hit, shared);
             shared.resolve(Ok(hit));
         }
     }
@@ -152,7 +151,7 @@ pub(crate) fn lookup<J: Job>(
     shared.lifecycle(|| JobLifecycle::CacheHit);
     Some(Success {
         value,
-        source: DataSource::Cached,
+        data_source: DataSource::Cached,
     })
 }
 
@@ -164,17 +163,16 @@ fn cache_error<T: Send + 'static>(shared: &JobShared<T>, key: &str, error: &Cach
         .each(|o| o.on_cache_error(&info, key, error));
 }
 
-/// Publishes the output event of an [`EventJob`](crate::EventJob) before the outcome.
-pub(crate) type OnSuccess<J> = fn(&J, &Success<<J as Job>::Output>, &JobShared<<J as Job>::Output>);
-
-/// The [`OnSuccess`] hook of an [`EventJob`](crate::EventJob).
-pub(crate) fn publish_output_event<J: crate::job::EventJob>(
+/// Publishes the job's output event ([`Job::output_event`]), if it makes one, before the
+/// outcome is recorded.
+pub(crate) fn publish_output_event<J: Job>(
     job: &J,
     success: &Success<J::Output>,
     shared: &JobShared<J::Output>,
 ) {
-    let event = shared.event(job.event(&success.value), Some(success.source));
-    let _ = shared.publish_event(event);
+    if let Some(payload) = job.output_event(&success.value) {
+        shared.publish_reported(shared.event(payload, Some(success.data_source)));
+    }
 }
 
 /// Reports the start of the job's task to observers and (if on) as a lifecycle event.
@@ -187,14 +185,9 @@ pub(crate) fn started<T: Send + 'static>(shared: &JobShared<T>) {
 }
 
 /// Runs the success hook, then records the outcome.
-fn finish<J: Job>(
-    completer: Completer<J::Output>,
-    job: &J,
-    outcome: Outcome<J::Output>,
-    on_success: Option<OnSuccess<J>>,
-) {
-    if let (Some(hook), Ok(success), Some(shared)) = (on_success, &outcome, &completer.0) {
-        hook(job, success, shared);
+fn finish<J: Job>(completer: Completer<J::Output>, job: &J, outcome: Outcome<J::Output>) {
+    if let (Ok(success), Some(shared)) = (&outcome, &completer.0) {
+        publish_output_event(job, success, shared);
     }
     completer.complete(outcome);
 }
@@ -274,10 +267,14 @@ async fn attempts<J: Job, E: Executor<J>>(
         };
         let delay = policy.jittered_delay(attempt - 1, shared.id().as_u64());
         retrying(shared, attempt, delay, &failure);
-        if !delay.is_zero() {
+        if delay.is_zero() {
+            // Attempts that fail without awaiting must still let the budget and cancellation
+            // be seen between them.
+            YieldNow(false).await;
+        } else {
             shared.runtime_arc().sleep(delay).await;
         }
-        attempt += 1;
+        attempt = attempt.saturating_add(1);
     }
 }
 
@@ -348,7 +345,7 @@ async fn one_attempt<J: Job, E: Executor<J>>(
     match result {
         Ok(Ok(value)) => Ok(Success {
             value,
-            source: DataSource::Fresh,
+            data_source: DataSource::Fresh,
         }),
         Ok(Err(error)) => Err(AttemptFailure::Error(Arc::new(error))),
         Err(panicked) => Err(AttemptFailure::Panicked(panicked)),
@@ -420,6 +417,23 @@ impl<T, I: Future<Output = Outcome<T>>> Future for Race<'_, I> {
     }
 }
 
+/// Returns `Pending` once (waking itself at once), so the enclosing races poll their other
+/// arms.
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
 pin_project! {
     /// Resolves to `None` if `sleep` finishes first.
     struct Timeout<F> {
@@ -465,21 +479,6 @@ impl<T, E, F: Future<Output = Result<T, E>>> Future for CatchUnwind<F> {
     }
 }
 
-#[cfg(feature = "std")]
 fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
-    std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            alloc::string::String::from(*s)
-        } else if let Some(s) = payload.downcast_ref::<alloc::string::String>() {
-            s.clone()
-        } else {
-            alloc::string::String::from("<non-string panic payload>")
-        };
-        Panicked::new(message)
-    })
-}
-
-#[cfg(not(feature = "std"))]
-fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, Panicked> {
-    Ok(f())
+    crate::panic::catch(f).map_err(Panicked::new)
 }

@@ -69,3 +69,10 @@ impl Progress {
         !self.value.is_nan()
     }
 }
+
+impl From<f64> for Progress {
+    /// A progress record with just a value (see [`Progress::new`]).
+    fn from(value: f64) -> Self {
+        Progress::new(value)
+    }
+}

@@ -1,18 +1,16 @@
 //! Results and UI-facing async state: [`JobResult`] and [`AsyncState`].
 //!
-//! ## `JobResult`: a handle's outcome as one value
+//! ## `JobResult`: a job's outcome
 //!
-//! A [`JobHandle`](crate::JobHandle) resolves to `Result<Success<T>, JobError>`, which keeps
-//! `?` working. [`JobResult`] is the same outcome flattened into the four cases a caller
-//! usually branches on: success (with its [`DataSource`]), failure (the executor failed, or the
-//! job was rejected before it ran), cancelled (with the optional reason) and timed out (with
-//! the budget). The conversion loses nothing: [`JobResult::into_result`] gives the original
-//! outcome back.
+//! A [`JobHandle`](crate::JobHandle) resolves to a [`JobResult<T>`]: a plain
+//! `Result<Success<T>, JobError>`, so `?`, `match` and every `Result` method work. The
+//! [`JobResultExt`] trait adds the shortcuts a screen usually needs: [`is_success`],
+//! [`data`], [`error`], [`data_source`], [`is_cancelled`], [`is_timed_out`].
 //!
 //! ```
-//! use orchestrator_core::state::JobResult;
+//! use orchestrator_core::{DataSource, JobResultExt};
 //! # use orchestrator_core::testing::VirtualRuntime;
-//! # use orchestrator_core::{DataSource, Dispatcher, Executor, Job, JobContext};
+//! # use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
 //! # struct Ping;
 //! # impl Job for Ping { type Output = u8; }
 //! # struct Pong;
@@ -23,11 +21,18 @@
 //! # let rt = VirtualRuntime::new();
 //! # let dispatcher = Dispatcher::new(rt.clone());
 //! # dispatcher.register(Pong);
-//! let handle = dispatcher.dispatch(Ping);
-//! let result = rt.block_on(async { JobResult::from(handle.await) });
+//! let result = rt.block_on(dispatcher.dispatch(Ping));
+//! assert!(result.is_success());
 //! assert_eq!(result.data(), Some(&7));
-//! assert_eq!(result.source(), Some(DataSource::Fresh));
+//! assert_eq!(result.data_source(), Some(DataSource::Fresh));
 //! ```
+//!
+//! [`is_success`]: JobResultExt::is_success
+//! [`data`]: JobResultExt::data
+//! [`error`]: JobResultExt::error
+//! [`data_source`]: JobResultExt::data_source
+//! [`is_cancelled`]: JobResultExt::is_cancelled
+//! [`is_timed_out`]: JobResultExt::is_timed_out
 //!
 //! ## `AsyncState`: data that survives transitions
 //!
@@ -52,281 +57,78 @@
 //! [`set_failure(e)`]: AsyncState::set_failure
 //! [`set_refreshing`]: AsyncState::set_refreshing
 
-use alloc::borrow::Cow;
-use core::time::Duration;
-
 use crate::outcome::{DataSource, JobError, Success};
 
-/// The outcome of a job as one of four cases: success, failure, cancelled or timed out.
-///
-/// Made from a handle's outcome with [`From`] (`JobResult::from(handle.await)`) or
-/// [`JobResult::from_outcome`]. A rejected job ([`JobError::Rejected`]: no executor, or the
-/// dispatcher was shut down) counts as a failure, like an executor's error; both keep their
-/// [`JobError`], so nothing is lost and [`into_result`](Self::into_result) restores the
-/// outcome.
+/// A job's outcome: what a [`JobHandle`](crate::JobHandle) resolves to.
+pub type JobResult<T> = Result<Success<T>, JobError>;
+
+/// Shortcuts on a [`JobResult`]: success, data, error, where the data came from.
 ///
 /// ```
-/// use orchestrator_core::state::JobResult;
-/// use orchestrator_core::{DataSource, JobError, Success};
 /// use core::time::Duration;
+/// use orchestrator_core::{DataSource, JobError, JobResult, JobResultExt, Success};
 ///
-/// let ok = JobResult::from(Ok::<_, JobError>(Success { value: 1, source: DataSource::Cached }));
+/// let ok: JobResult<u32> = Ok(Success { value: 1, data_source: DataSource::Cached });
 /// assert!(ok.is_success());
-/// assert_eq!(ok.source(), Some(DataSource::Cached));
+/// assert_eq!(ok.data_source(), Some(DataSource::Cached));
 ///
-/// let late: JobResult<u32> = Err(JobError::TimedOut { budget: Duration::from_secs(2) }).into();
+/// let late: JobResult<u32> = Err(JobError::TimedOut { budget: Duration::from_secs(2) });
 /// assert!(late.is_timed_out());
 /// assert!(late.data().is_none());
+/// assert!(late.error().is_some_and(JobError::is_timed_out));
 /// ```
-#[derive(Debug, Clone)]
-#[must_use = "a job result may be a failure, which should be handled"]
-pub enum JobResult<T> {
-    /// The job produced a value.
-    Success {
-        /// The value.
-        value: T,
-        /// Where the value came from.
-        source: DataSource,
-    },
-    /// The executor failed ([`JobError::Failed`]) or the job was rejected before it ran
-    /// ([`JobError::Rejected`]).
-    Failure(JobError),
-    /// The job was cancelled before it finished.
-    Cancelled {
-        /// The reason given to the cancel call, if any.
-        reason: Option<Cow<'static, str>>,
-    },
-    /// The job's total time budget ran out.
-    TimedOut {
-        /// The budget that expired.
-        budget: Duration,
-    },
-}
-
-impl<T> JobResult<T> {
-    /// Converts a handle's outcome; the same as `JobResult::from(outcome)`.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use orchestrator_core::JobError;
-    ///
-    /// let outcome: Result<orchestrator_core::Success<()>, JobError> =
-    ///     Err(JobError::Cancelled { reason: Some("user left".into()) });
-    /// match JobResult::from_outcome(outcome) {
-    ///     JobResult::Cancelled { reason } => assert_eq!(reason.as_deref(), Some("user left")),
-    ///     other => panic!("expected cancelled, got {other:?}"),
-    /// }
-    /// ```
-    pub fn from_outcome(outcome: Result<Success<T>, JobError>) -> Self {
-        match outcome {
-            Ok(Success { value, source }) => JobResult::Success { value, source },
-            Err(error) => Self::from_error(error),
-        }
-    }
-
-    fn from_error(error: JobError) -> Self {
-        match error {
-            JobError::Cancelled { reason } => JobResult::Cancelled { reason },
-            JobError::TimedOut { budget } => JobResult::TimedOut { budget },
-            error @ (JobError::Failed(_) | JobError::Rejected(_)) => JobResult::Failure(error),
-        }
-    }
-
-    /// Converts back into the handle's outcome, `Result<Success<T>, JobError>`.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use orchestrator_core::{DataSource, JobError};
-    ///
-    /// let result: JobResult<u8> = JobResult::Cancelled { reason: None };
-    /// let outcome = result.into_result();
-    /// assert!(matches!(outcome, Err(JobError::Cancelled { reason: None })));
-    ///
-    /// let result = JobResult::Success { value: 3, source: DataSource::Fresh };
-    /// assert_eq!(result.into_result().unwrap().value, 3);
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// Every case but [`Success`](JobResult::Success) becomes the [`JobError`] it came from.
-    pub fn into_result(self) -> Result<Success<T>, JobError> {
-        match self {
-            JobResult::Success { value, source } => Ok(Success { value, source }),
-            JobResult::Failure(error) => Err(error),
-            JobResult::Cancelled { reason } => Err(JobError::Cancelled { reason }),
-            JobResult::TimedOut { budget } => Err(JobError::TimedOut { budget }),
-        }
-    }
-
-    /// Returns `true` if the job produced a value.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use orchestrator_core::DataSource;
-    ///
-    /// assert!(JobResult::Success { value: (), source: DataSource::Fresh }.is_success());
-    /// assert!(!JobResult::<()>::Cancelled { reason: None }.is_success());
-    /// ```
-    pub fn is_success(&self) -> bool {
-        matches!(self, JobResult::Success { .. })
-    }
-
-    /// Returns `true` if the executor failed or the job was rejected.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use core::time::Duration;
-    ///
-    /// let late = JobResult::<()>::TimedOut { budget: Duration::from_secs(1) };
-    /// assert!(!late.is_failure()); // a timeout is its own case
-    /// ```
-    pub fn is_failure(&self) -> bool {
-        matches!(self, JobResult::Failure(_))
-    }
-
-    /// Returns `true` if the job was cancelled.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    ///
-    /// assert!(JobResult::<()>::Cancelled { reason: None }.is_cancelled());
-    /// ```
-    pub fn is_cancelled(&self) -> bool {
-        matches!(self, JobResult::Cancelled { .. })
-    }
-
-    /// Returns `true` if the job's time budget ran out.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use core::time::Duration;
-    ///
-    /// assert!(JobResult::<()>::TimedOut { budget: Duration::from_secs(1) }.is_timed_out());
-    /// ```
-    pub fn is_timed_out(&self) -> bool {
-        matches!(self, JobResult::TimedOut { .. })
-    }
-
+pub trait JobResultExt<T>: sealed::Sealed {
+    /// Returns `true` if the job succeeded.
+    fn is_success(&self) -> bool;
     /// Returns the value, if the job succeeded.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use orchestrator_core::DataSource;
-    ///
-    /// let result = JobResult::Success { value: "alice", source: DataSource::Fresh };
-    /// assert_eq!(result.data(), Some(&"alice"));
-    /// ```
-    pub fn data(&self) -> Option<&T> {
-        match self {
-            JobResult::Success { value, .. } => Some(value),
-            _ => None,
-        }
-    }
-
-    /// Returns the value, if the job succeeded, dropping the rest.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use orchestrator_core::DataSource;
-    ///
-    /// let result = JobResult::Success { value: vec![1, 2], source: DataSource::Cached };
-    /// assert_eq!(result.into_data(), Some(vec![1, 2]));
-    /// ```
-    pub fn into_data(self) -> Option<T> {
-        match self {
-            JobResult::Success { value, .. } => Some(value),
-            _ => None,
-        }
-    }
-
-    /// Returns the error of a [`Failure`](JobResult::Failure) (failed or rejected).
-    ///
-    /// Cancelled and timed-out results carry their reason or budget instead; use
-    /// [`into_result`](Self::into_result) to get every non-success case as a [`JobError`].
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use orchestrator_core::JobError;
-    ///
-    /// let cancelled = JobResult::<()>::from(Err(JobError::Cancelled { reason: None }));
-    /// assert!(cancelled.error().is_none());
-    /// ```
-    pub fn error(&self) -> Option<&JobError> {
-        match self {
-            JobResult::Failure(error) => Some(error),
-            _ => None,
-        }
-    }
-
+    fn data(&self) -> Option<&T>;
+    /// Returns the value, if the job succeeded, consuming the result.
+    fn into_data(self) -> Option<T>;
+    /// Returns the error, if the job did not succeed.
+    fn error(&self) -> Option<&JobError>;
     /// Returns where the value came from, if the job succeeded.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use orchestrator_core::DataSource;
-    ///
-    /// let result = JobResult::Success { value: 1, source: DataSource::Optimistic };
-    /// assert_eq!(result.source(), Some(DataSource::Optimistic));
-    /// ```
-    pub fn source(&self) -> Option<DataSource> {
-        match self {
-            JobResult::Success { source, .. } => Some(*source),
-            _ => None,
-        }
+    fn data_source(&self) -> Option<DataSource>;
+    /// Returns `true` if the job was cancelled.
+    fn is_cancelled(&self) -> bool;
+    /// Returns `true` if the job's time budget ran out.
+    fn is_timed_out(&self) -> bool;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T> Sealed for super::JobResult<T> {}
+}
+
+impl<T> JobResultExt<T> for JobResult<T> {
+    fn is_success(&self) -> bool {
+        self.is_ok()
     }
 
-    /// Maps the value of a success with `f`; other cases are kept as they are.
-    ///
-    /// ```
-    /// use orchestrator_core::state::JobResult;
-    /// use orchestrator_core::DataSource;
-    ///
-    /// let result = JobResult::Success { value: 20, source: DataSource::Cached };
-    /// let doubled = result.map(|n| n * 2);
-    /// assert_eq!(doubled.data(), Some(&40));
-    /// assert_eq!(doubled.source(), Some(DataSource::Cached));
-    /// ```
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> JobResult<U> {
-        match self {
-            JobResult::Success { value, source } => JobResult::Success {
-                value: f(value),
-                source,
-            },
-            JobResult::Failure(error) => JobResult::Failure(error),
-            JobResult::Cancelled { reason } => JobResult::Cancelled { reason },
-            JobResult::TimedOut { budget } => JobResult::TimedOut { budget },
-        }
+    fn data(&self) -> Option<&T> {
+        self.as_ref().ok().map(|s| &s.value)
+    }
+
+    fn into_data(self) -> Option<T> {
+        self.ok().map(|s| s.value)
+    }
+
+    fn error(&self) -> Option<&JobError> {
+        self.as_ref().err()
+    }
+
+    fn data_source(&self) -> Option<DataSource> {
+        self.as_ref().ok().map(|s| s.data_source)
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.as_ref().is_err_and(JobError::is_cancelled)
+    }
+
+    fn is_timed_out(&self) -> bool {
+        self.as_ref().is_err_and(JobError::is_timed_out)
     }
 }
 
-impl<T> From<Result<Success<T>, JobError>> for JobResult<T> {
-    /// Converts a handle's outcome; see [`JobResult::from_outcome`].
-    fn from(outcome: Result<Success<T>, JobError>) -> Self {
-        Self::from_outcome(outcome)
-    }
-}
-
-impl<T> From<JobResult<T>> for Result<Success<T>, JobError> {
-    /// Converts back; see [`JobResult::into_result`].
-    fn from(result: JobResult<T>) -> Self {
-        result.into_result()
-    }
-}
-
-/// The state of asynchronously loaded data: initial, loading, success, failure, refreshing.
-///
-/// Data loaded once stays through later loading, refreshing and failure, so a screen can keep
-/// showing it next to a spinner or an error. The transitions ([`set_loading`](Self::set_loading),
-/// [`set_success`](Self::set_success), [`set_failure`](Self::set_failure),
-/// [`set_refreshing`](Self::set_refreshing), [`settle`](Self::settle)) change the state in
-/// place; they keep data on failure and clear the error on loading and success (the
-/// [module docs](self) have the full table). The default is [`Initial`](Self::Initial).
-///
-/// With the `serde` feature it is `Serialize`/`Deserialize` (externally tagged, variant names
-/// as written here).
-///
-/// ```
-/// use orchestrator_core::state::AsyncState;
-///
 /// let mut users: AsyncState<Vec<&str>, &str> = AsyncState::default();
 /// users.set_loading();
 /// assert!(users.is_loading());

@@ -14,7 +14,7 @@
 pub(crate) use alloc::sync::{Arc, Weak};
 #[cfg(target_has_atomic = "64")]
 pub(crate) use core::sync::atomic::AtomicU64;
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 /// A mutual-exclusion lock with a closure-based interface.
 pub(crate) struct Mutex<T> {

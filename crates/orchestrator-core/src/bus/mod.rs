@@ -178,7 +178,12 @@ impl SignalBus {
     /// # Errors
     ///
     /// Returns [`PublishError`] with the event if the bus is closed.
-    pub fn publish(&self, event: Event) -> Result<usize, PublishError> {
+    ///
+    /// With `std`, an event published while an orchestrator's handler runs on this thread
+    /// (and not emitted by a job) gets that handler's causal depth; see
+    /// [`Event::causal_depth`].
+    pub fn publish(&self, mut event: Event) -> Result<usize, PublishError> {
+        event.stamp_ambient();
         self.inner.publish(event)
     }
 

@@ -1,127 +1,194 @@
-//! The event storm guard (the seeds' "circuit breaker"): loop protection per orchestrator.
+//! Loop protection: the [`LoopGuard`] of an orchestrator.
 //!
 //! An orchestrator that dispatches a job whenever it sees that job's own event would loop
-//! forever. The guard counts, per payload type, the events an orchestrator handles in
-//! one-second windows of the runtime clock; past the limit, further events of that type are
-//! dropped *for this orchestrator only* (other subscribers of the bus still get them), and the
-//! first drop of each window is reported to the dispatcher's observers
-//! ([`Observer::on_event_dropped`](crate::Observer::on_event_dropped)). A window starts at the
-//! first event of its type after the previous window ended.
+//! forever, and so would two orchestrators that answer each other's events. The guard works
+//! by causation, not by rate: every event carries its causal depth (see
+//! [`Event::causal_depth`](crate::Event::causal_depth)), which grows by one each time an
+//! orchestrator reacts to an event by dispatching or publishing. An orchestrator does not
+//! handle an event deeper than its guard's limit (default [`DEFAULT_MAX_DEPTH`]): the chain is
+//! cut there, and nothing else is ever dropped, so a burst of independent events (a thousand
+//! jobs dispatched at once) is delivered in full.
 //!
-//! [`JobLifecycle`](crate::JobLifecycle) events are counted per variant (`Started`,
-//! `Progress`, `Retrying` and each terminal kind apart), so that a job reporting progress many
-//! times a second cannot use up the budget of its own terminal event; a per-type limit for
-//! `JobLifecycle` applies to each variant's window. Job bookkeeping is never dropped: a tracked
-//! job's terminal event still ends its tracking even when the guard keeps it from the handler.
+//! # Rate limits (lossy, opt-in)
+//!
+//! [`LoopGuard::with_rate_limit`] and [`LoopGuard::with_rate_limit_for`] add per-type limits
+//! of events handled per one-second window of the runtime clock. They are **lossy**: past the
+//! limit, events of that type are not handled by this orchestrator, loop or not. Use them only
+//! to shed load you can afford to lose. [`JobLifecycle`](crate::JobLifecycle) events are
+//! counted per variant, so a job's progress cannot use up its terminal event's budget.
+//!
+//! # Every drop is visible
+//!
+//! A dropped event is counted per orchestrator and per payload type
+//! ([`OrchestratorHandle::dropped_events`](crate::OrchestratorHandle::dropped_events)),
+//! reported to the dispatcher's observers with its causal chain
+//! ([`Observer::on_event_dropped`](crate::Observer::on_event_dropped)), and given to the
+//! orchestrator itself ([`Orchestrator::on_dropped`](crate::Orchestrator::on_dropped)). Job
+//! bookkeeping is never skipped: a tracked job's terminal event ends its tracking even when the
+//! guard keeps it from the handler.
 
 use core::any::TypeId;
+use core::fmt;
 use core::num::NonZeroU32;
 use core::time::Duration;
 
 use hashbrown::HashMap;
 
+use crate::event::Event;
 use crate::runtime::Instant;
 
-/// The default limit: 50 events of one type per second.
-pub const DEFAULT_LIMIT: NonZeroU32 = match NonZeroU32::new(50) {
-    Some(n) => n,
-    None => NonZeroU32::MIN,
-};
+/// The default causal depth limit: an orchestrator handles events of depth 0 to 50.
+pub const DEFAULT_MAX_DEPTH: u32 = 50;
 
 const WINDOW: Duration = Duration::from_secs(1);
 
-/// Per-type limits of events an orchestrator handles per one-second window.
-///
-/// A zero limit cannot be expressed (`NonZeroU32`); `u32::MAX` effectively turns the guard off
-/// for a type, and [`StormGuard::disabled`] for all.
+/// An orchestrator's loop protection: a causal depth limit, and optional (lossy) rate limits.
 ///
 /// ```
 /// use core::num::NonZeroU32;
-/// use orchestrator_core::StormGuard;
+/// use orchestrator_core::LoopGuard;
 ///
 /// struct Tick;
-/// let guard = StormGuard::new()
-///     .with_default_limit(NonZeroU32::new(100).unwrap())
-///     .with_limit_for::<Tick>(NonZeroU32::new(1000).unwrap());
-/// assert_eq!(guard.limit_for::<Tick>().get(), 1000);
-/// assert_eq!(guard.limit_for::<String>().get(), 100);
+/// let guard = LoopGuard::new().max_depth(10);
+/// assert_eq!(guard.depth_limit(), Some(10));
+/// assert_eq!(guard.rate_limit_for::<Tick>(), None); // no rate limit unless asked for
+///
+/// let lossy = LoopGuard::new().with_rate_limit_for::<Tick>(NonZeroU32::new(100).unwrap());
+/// assert_eq!(lossy.rate_limit_for::<Tick>().map(|n| n.get()), Some(100));
+/// assert_eq!(LoopGuard::unlimited().depth_limit(), None);
 /// ```
 #[derive(Debug, Clone)]
-pub struct StormGuard {
-    default: NonZeroU32,
-    overrides: HashMap<TypeId, NonZeroU32>,
-    enabled: bool,
+pub struct LoopGuard {
+    max_depth: Option<u32>,
+    default_rate: Option<NonZeroU32>,
+    rates: HashMap<TypeId, NonZeroU32>,
 }
 
-impl Default for StormGuard {
+impl Default for LoopGuard {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl StormGuard {
-    /// The default guard: 50 events per type per second.
+impl LoopGuard {
+    /// The default guard: chains deeper than [`DEFAULT_MAX_DEPTH`] are cut; no rate limit.
     pub fn new() -> Self {
         Self {
-            default: DEFAULT_LIMIT,
-            overrides: HashMap::new(),
-            enabled: true,
+            max_depth: Some(DEFAULT_MAX_DEPTH),
+            default_rate: None,
+            rates: HashMap::new(),
         }
     }
 
-    /// A guard that never drops anything.
-    pub fn disabled() -> Self {
+    /// A guard that cuts nothing: no depth limit, no rate limit. A loop then runs forever.
+    pub fn unlimited() -> Self {
         Self {
-            enabled: false,
+            max_depth: None,
             ..Self::new()
         }
     }
 
-    /// Sets the limit for every type without its own.
-    pub fn with_default_limit(mut self, limit: NonZeroU32) -> Self {
-        self.default = limit;
+    /// Cuts chains deeper than `depth`: events of causal depth `0..=depth` are handled.
+    pub fn max_depth(mut self, depth: u32) -> Self {
+        self.max_depth = Some(depth);
         self
     }
 
-    /// Sets the limit for events whose payload is a `P`.
-    pub fn with_limit_for<P: 'static>(mut self, limit: NonZeroU32) -> Self {
-        self.overrides.insert(TypeId::of::<P>(), limit);
+    /// Returns the depth limit, if any.
+    pub fn depth_limit(&self) -> Option<u32> {
+        self.max_depth
+    }
+
+    /// Limits every payload type without its own limit to `per_second` handled events per
+    /// one-second window. **Lossy**: events past the limit are dropped (counted and reported).
+    pub fn with_rate_limit(mut self, per_second: NonZeroU32) -> Self {
+        self.default_rate = Some(per_second);
         self
     }
 
-    /// Returns the limit that applies to payload type `P`.
-    pub fn limit_for<P: 'static>(&self) -> NonZeroU32 {
-        self.limit(TypeId::of::<P>())
+    /// Limits payload type `P` to `per_second` handled events per one-second window.
+    /// **Lossy**: events past the limit are dropped (counted and reported).
+    pub fn with_rate_limit_for<P: 'static>(mut self, per_second: NonZeroU32) -> Self {
+        self.rates.insert(TypeId::of::<P>(), per_second);
+        self
     }
 
-    /// Returns `true` unless the guard was disabled.
-    pub fn is_enabled(&self) -> bool {
-        self.enabled
+    /// Returns the rate limit that applies to payload type `P`, if any.
+    pub fn rate_limit_for<P: 'static>(&self) -> Option<NonZeroU32> {
+        self.rate(TypeId::of::<P>())
     }
 
-    fn limit(&self, type_id: TypeId) -> NonZeroU32 {
-        self.overrides
-            .get(&type_id)
-            .copied()
-            .unwrap_or(self.default)
+    fn rate(&self, type_id: TypeId) -> Option<NonZeroU32> {
+        self.rates.get(&type_id).copied().or(self.default_rate)
+    }
+
+    fn has_rates(&self) -> bool {
+        self.default_rate.is_some() || !self.rates.is_empty()
     }
 }
 
-/// What the guard decided for one event.
+/// Why an orchestrator did not handle an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    Admit,
-    /// Dropped; `report` on the first drop of the window; `limit` is the limit exceeded.
-    Drop {
-        report: bool,
+#[non_exhaustive]
+pub enum DropReason {
+    /// The event's causal depth is over the guard's limit: a chain of reactions was cut.
+    TooDeep {
+        /// The limit.
         limit: u32,
     },
+    /// More events of its type arrived in the current one-second window than the opt-in rate
+    /// limit allows.
+    RateLimited {
+        /// The limit per window.
+        limit: u32,
+    },
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::TooDeep { limit } => {
+                write!(f, "causal chain deeper than the limit of {limit}")
+            }
+            DropReason::RateLimited { limit } => {
+                write!(f, "more than {limit} events of its type in one second")
+            }
+        }
+    }
+}
+
+/// An event an orchestrator did not handle, with why; see [`LoopGuard`].
+///
+/// Its [`event`](Self::event) tells the rest: its type, its job, its causal depth and the
+/// chain of reactions that produced it ([`Event::causal_chain`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DroppedEvent<'a> {
+    pub(crate) orchestrator: &'static str,
+    pub(crate) event: &'a Event,
+    pub(crate) reason: DropReason,
+}
+
+impl<'a> DroppedEvent<'a> {
+    /// Returns the name of the orchestrator that dropped it.
+    pub fn orchestrator(&self) -> &'static str {
+        self.orchestrator
+    }
+
+    /// Returns the event.
+    pub fn event(&self) -> &'a Event {
+        self.event
+    }
+
+    /// Returns why it was dropped.
+    pub fn reason(&self) -> DropReason {
+        self.reason
+    }
 }
 
 /// The counting state of one orchestrator's guard (owned by its event loop: no lock).
 #[derive(Debug)]
 pub(crate) struct GuardState {
-    config: StormGuard,
+    config: LoopGuard,
     windows: HashMap<(TypeId, u8), Window>,
 }
 
@@ -129,49 +196,53 @@ pub(crate) struct GuardState {
 struct Window {
     start: Instant,
     count: u32,
-    reported: bool,
 }
 
 impl GuardState {
-    pub(crate) fn new(config: StormGuard) -> Self {
+    pub(crate) fn new(config: LoopGuard) -> Self {
         Self {
             config,
             windows: HashMap::new(),
         }
     }
 
-    /// Counts one event of payload type `type_id` (and sub-kind `kind`, for payload types
-    /// whose variants are counted apart) at `now`.
+    /// Decides whether to handle an event of causal depth `depth`, payload type `type_id`
+    /// (and sub-kind `kind`, for payload types whose variants are counted apart) at `now`.
     pub(crate) fn check(
         &mut self,
+        depth: u32,
         type_id: TypeId,
         kind: u8,
         now: impl FnOnce() -> Instant,
-    ) -> Verdict {
-        if !self.config.enabled {
-            return Verdict::Admit;
+    ) -> Result<(), DropReason> {
+        if let Some(limit) = self.config.max_depth {
+            if depth > limit {
+                return Err(DropReason::TooDeep { limit });
+            }
         }
+        if !self.config.has_rates() {
+            return Ok(());
+        }
+        let Some(limit) = self.config.rate(type_id) else {
+            return Ok(());
+        };
         let now = now();
-        let limit = self.config.limit(type_id).get();
         let window = self.windows.entry((type_id, kind)).or_insert(Window {
             start: now,
             count: 0,
-            reported: false,
         });
         if now.saturating_duration_since(window.start) >= WINDOW {
             *window = Window {
                 start: now,
                 count: 0,
-                reported: false,
             };
         }
         window.count = window.count.saturating_add(1);
-        if window.count <= limit {
-            return Verdict::Admit;
+        if window.count <= limit.get() {
+            Ok(())
+        } else {
+            Err(DropReason::RateLimited { limit: limit.get() })
         }
-        let report = !window.reported;
-        window.reported = true;
-        Verdict::Drop { report, limit }
     }
 }
 
@@ -183,93 +254,43 @@ mod tests {
         Instant::from_elapsed(Duration::from_millis(ms))
     }
 
+    fn n(v: u32) -> NonZeroU32 {
+        NonZeroU32::new(v).unwrap()
+    }
+
     #[test]
-    fn admits_up_to_the_limit_per_window_and_reports_once() {
+    fn cuts_by_depth_only_by_default() {
+        let mut g = GuardState::new(LoopGuard::new().max_depth(3));
+        let t = TypeId::of::<u8>();
+        for i in 0..10_000 {
+            assert_eq!(g.check(i % 4, t, 0, || at(0)), Ok(()), "a burst is never cut");
+        }
+        assert_eq!(g.check(4, t, 0, || at(0)), Err(DropReason::TooDeep { limit: 3 }));
+        let mut unlimited = GuardState::new(LoopGuard::unlimited());
+        assert_eq!(unlimited.check(u32::MAX, t, 0, || at(0)), Ok(()));
+    }
+
+    #[test]
+    fn rate_limits_are_opt_in_per_window() {
         struct A;
         struct B;
         let mut g = GuardState::new(
-            StormGuard::new()
-                .with_default_limit(NonZeroU32::new(3).unwrap())
-                .with_limit_for::<B>(NonZeroU32::new(1).unwrap()),
+            LoopGuard::new()
+                .with_rate_limit(n(3))
+                .with_rate_limit_for::<B>(n(1)),
         );
         let a = TypeId::of::<A>();
         let b = TypeId::of::<B>();
-        let verdicts: alloc::vec::Vec<_> = (0..6).map(|i| g.check(a, 0, || at(i * 10))).collect();
+        let verdicts: alloc::vec::Vec<_> =
+            (0..5).map(|i| g.check(0, a, 0, || at(i * 10))).collect();
+        let limited = Err(DropReason::RateLimited { limit: 3 });
+        assert_eq!(verdicts, [Ok(()), Ok(()), Ok(()), limited, limited]);
+        assert_eq!(g.check(0, b, 0, || at(60)), Ok(()), "types are counted apart");
         assert_eq!(
-            verdicts,
-            [
-                Verdict::Admit,
-                Verdict::Admit,
-                Verdict::Admit,
-                Verdict::Drop {
-                    report: true,
-                    limit: 3
-                },
-                Verdict::Drop {
-                    report: false,
-                    limit: 3
-                },
-                Verdict::Drop {
-                    report: false,
-                    limit: 3
-                },
-            ]
+            g.check(0, b, 0, || at(70)),
+            Err(DropReason::RateLimited { limit: 1 })
         );
-        assert_eq!(
-            g.check(b, 0, || at(60)),
-            Verdict::Admit,
-            "types are counted apart"
-        );
-        assert_eq!(
-            g.check(b, 0, || at(70)),
-            Verdict::Drop {
-                report: true,
-                limit: 1
-            }
-        );
-        assert_eq!(
-            g.check(a, 0, || at(999)),
-            Verdict::Drop {
-                report: false,
-                limit: 3
-            }
-        );
-        assert_eq!(g.check(a, 0, || at(1000)), Verdict::Admit, "a new window");
-        assert_eq!(
-            g.check(b, 0, || at(1059)),
-            Verdict::Drop {
-                report: false,
-                limit: 1
-            },
-            "B's window started at 60"
-        );
-        assert_eq!(g.check(b, 0, || at(1060)), Verdict::Admit);
-    }
-
-    #[test]
-    fn kinds_of_one_type_have_their_own_windows() {
-        let mut g = GuardState::new(StormGuard::new().with_default_limit(NonZeroU32::MIN));
-        let t = TypeId::of::<u8>();
-        assert_eq!(g.check(t, 1, || at(0)), Verdict::Admit);
-        assert_eq!(
-            g.check(t, 1, || at(1)),
-            Verdict::Drop {
-                report: true,
-                limit: 1
-            }
-        );
-        assert_eq!(
-            g.check(t, 2, || at(2)),
-            Verdict::Admit,
-            "another kind, another window"
-        );
-    }
-
-    #[test]
-    fn disabled_guard_admits_everything() {
-        let mut g = GuardState::new(StormGuard::disabled());
-        for i in 0..10_000 {
-            assert_eq!(g.check(TypeId::of::<u8>(), 0, || at(i % 5)), Verdict::Admit);
-        }
+        assert_eq!(g.check(0, a, 0, || at(1000)), Ok(()), "a new window");
+        assert_eq!(g.check(0, b, 1, || at(71)), Ok(()), "another kind, another window");
     }
 }

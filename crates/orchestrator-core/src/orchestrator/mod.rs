@@ -5,54 +5,81 @@
 //! job this orchestrator dispatched and that has not finished) or **passive** (everything
 //! else). Starting one ([`OrchestratorBuilder::start`]) subscribes it to its bus and spawns its
 //! event loop on the dispatcher's runtime; the returned [`OrchestratorHandle`] reads the state
-//! (synchronously, or as a [`StateStream`]), dispatches tracked jobs, and disposes it.
+//! (synchronously, or as a [`StateStream`]), dispatches tracked jobs, waits for them to be
+//! handled, and disposes it.
+//!
+//! # Status
+//!
+//! An orchestrator is in one [`OrchestratorStatus`] at a time:
+//!
+//! ```text
+//! Built ──start()──▶ Running ──dispose()──────▶ Disposed
+//!   │                   └──its bus closed────▶ Stopped
+//!   └──dispose()──────────────────────────────▶ Disposed
+//! ```
+//!
+//! Only a running orchestrator handles events and accepts dispatches; a dispatch through a
+//! built or ended one is rejected ([`Rejection::NotStarted`](crate::Rejection::NotStarted),
+//! [`Rejection::Disposed`](crate::Rejection::Disposed)).
 //!
 //! # Tracking
 //!
-//! A job dispatched through an orchestrator is tracked *before* it is dispatched, so none of
-//! its events can be seen untracked, and it publishes its lifecycle events (all but
-//! `Progress`, unless the dispatch asks for all with `lifecycle_events(true)`) so that its
-//! terminal event reaches the bus. Every event of the job up to and including that terminal
+//! A job dispatched through an orchestrator (any [`Dispatch`](crate::Dispatch) method of its
+//! handle or of its handler's context, plain or configured) is tracked *before* it is
+//! dispatched, so none of its events can be seen untracked, and it publishes its lifecycle
+//! events (all but `Progress`, unless the dispatch turns them on) on the orchestrator's bus so
+//! that its terminal event arrives. Every event of the job up to and including that terminal
 //! event arrives as active; tracking ends when this orchestrator's loop takes the terminal
-//! event (so in its handler, `is_job_running` is already `false`). No timer is involved: a late
-//! event of the job (a revalidated cache value, say) still arrives as active.
+//! event (so in its handler, `is_job_running` is already `false`), even if the loop guard
+//! keeps the event from the handler. No timer is involved: a late event of the job (a
+//! revalidated cache value, say) still arrives as active.
+//! [`OrchestratorHandle::handled`] waits until the orchestrator has handled a job's terminal
+//! event.
+//!
+//! # Loop protection
+//!
+//! Every orchestrator has a [`LoopGuard`]: it cuts chains of reactions deeper than a limit and
+//! drops nothing else; see the guard's docs.
 //!
 //! # Disposal
 //!
 //! [`OrchestratorHandle::dispose`] stops event handling (an event being handled finishes, no
-//! further one starts), ends the state streams, and refuses state changes and dispatches from
-//! then on. Jobs it started keep running unless cancelled. Other subscribers of the bus are
-//! unaffected.
+//! further one starts), ends the state streams, forgets its tracked jobs, and refuses state
+//! changes and dispatches from then on. Jobs it started keep running unless cancelled. Other
+//! subscribers of the bus are unaffected. An orchestrator whose bus closes stops the same way.
 
 mod group;
 mod guard;
 
 use alloc::boxed::Box;
-use alloc::string::String;
+use alloc::vec::Vec;
+use core::any::TypeId;
+use core::cell::OnceCell;
 use core::fmt;
+use core::future::Future;
 use core::pin::Pin;
-use core::task::Poll;
+use core::task::{Context, Poll};
 
-use event_listener::EventListener;
+use event_listener::{Event as Notify, EventListener};
 use futures_core::{FusedStream, Stream};
-use hashbrown::HashSet;
+use hashbrown::HashMap;
 
-use crate::builder::{Extras, JobBuilder};
-use crate::bus::{SignalBus, Subscription, TypedEvent, TypedSubscription};
+use crate::builder::{Route, Sealed, Tracker, Via};
+use crate::bus::{PublishError, SignalBus, Subscription, TypedEvent, TypedSubscription};
 use crate::cancel::CancellationToken;
+use crate::cause::{Cause, Reaction, ambient};
 use crate::dispatcher::Dispatcher;
-use crate::event::Event;
-use crate::handle::JobHandle;
+use crate::event::{Event, Meta};
 use crate::id::JobId;
-use crate::job::{Job, JobOptions};
 use crate::lifecycle::JobLifecycle;
+use crate::outcome::Rejection;
 use crate::runtime::{SpawnErrorKind, Task};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering};
+use crate::sync::{Arc, AtomicU8, Mutex, Ordering, poll_notified};
 use crate::watch::{StateStream, Watch};
 
 pub use group::OrchestratorGroup;
-pub use guard::{DEFAULT_LIMIT, StormGuard};
-use guard::{GuardState, Verdict};
+pub use guard::{DEFAULT_MAX_DEPTH, DropReason, DroppedEvent, LoopGuard};
+use guard::GuardState;
 
 /// Whether an event belongs to one of the orchestrator's own running jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +94,39 @@ impl Origin {
     /// Returns `true` for [`Origin::Active`].
     pub fn is_active(self) -> bool {
         self == Origin::Active
+    }
+}
+
+/// Where an orchestrator is in its life; see the [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OrchestratorStatus {
+    /// Built, not started: it handles nothing and refuses dispatches.
+    Built,
+    /// Started: it handles events and dispatches tracked jobs.
+    Running,
+    /// Disposed: it handles nothing more; its state stays readable.
+    Disposed,
+    /// Its bus closed: it handles nothing more; its state stays readable.
+    Stopped,
+}
+
+impl OrchestratorStatus {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => OrchestratorStatus::Built,
+            1 => OrchestratorStatus::Running,
+            2 => OrchestratorStatus::Disposed,
+            _ => OrchestratorStatus::Stopped,
+        }
+    }
+
+    /// Returns `true` once it has ended (disposed or stopped).
+    pub fn is_ended(self) -> bool {
+        matches!(
+            self,
+            OrchestratorStatus::Disposed | OrchestratorStatus::Stopped
+        )
     }
 }
 
@@ -102,15 +162,31 @@ pub trait Orchestrator: Send + 'static {
 
     /// Handles one event of the bus, in publish order.
     ///
-    /// With `std`, a panic here is caught, reported to the dispatcher's observers
-    /// ([`Observer::on_handler_panic`](crate::Observer::on_handler_panic)), and the
-    /// orchestrator goes on with the next event.
+    /// Jobs dispatched and events emitted through `cx` carry this event's causal depth plus
+    /// one (see [`LoopGuard`]). With `std`, a panic here is caught, reported to the
+    /// dispatcher's observers ([`Observer::on_handler_panic`](crate::Observer::on_handler_panic)),
+    /// and the orchestrator goes on with the next event.
     fn on_event(
         &mut self,
         event: &Event,
         origin: Origin,
         cx: &mut OrchestratorContext<'_, Self::State>,
     );
+
+    /// Learns that the loop guard kept an event from [`on_event`](Self::on_event): a chain
+    /// of reactions was cut, or an opt-in rate limit was exceeded. Does nothing by default.
+    ///
+    /// The drop is also counted
+    /// ([`OrchestratorHandle::dropped_events`]) and reported to the observers. What this
+    /// method dispatches or emits is one step deeper than the dropped event, so it is cut too
+    /// if it reaches this orchestrator again.
+    fn on_dropped(
+        &mut self,
+        dropped: &DroppedEvent<'_>,
+        cx: &mut OrchestratorContext<'_, Self::State>,
+    ) {
+        let _ = (dropped, cx);
+    }
 
     /// Starts configuring an orchestrator with this behaviour, an initial state and the
     /// dispatcher its jobs go through.
@@ -123,15 +199,19 @@ pub trait Orchestrator: Send + 'static {
             initial,
             dispatcher: dispatcher.clone(),
             bus: None,
-            guard: StormGuard::new(),
+            guard: LoopGuard::new(),
             name: core::any::type_name::<Self>(),
         }
     }
 }
 
-/// What an event handler can do: read and change the state, dispatch tracked jobs.
+/// What an event handler can do: read and change the state, dispatch tracked jobs
+/// ([`Dispatch`](crate::Dispatch)), emit events. What it dispatches or emits carries the
+/// handled event's causal depth plus one.
 pub struct OrchestratorContext<'a, S> {
     shared: &'a Shared<S>,
+    reaction: Reaction,
+    cause: OnceCell<Cause>,
 }
 
 impl<S: Clone + Send + Sync + 'static> OrchestratorContext<'_, S> {
@@ -150,45 +230,32 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorContext<'_, S> {
         self.shared.state.update(|s| *s = state);
     }
 
-    /// Dispatches a tracked job (see [`OrchestratorHandle::dispatch`]).
+    /// Publishes `payload` on this orchestrator's bus, one causal step deeper than the event
+    /// being handled; returns how many subscriptions it was queued for.
     ///
     /// # Errors
     ///
-    /// [`OrchestratorError::Disposed`] if the orchestrator was disposed meanwhile.
-    pub fn dispatch<J: Job>(&mut self, job: J) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        self.shared.dispatch(job, JobOptions::new())
+    /// [`PublishError`] with the event if the bus is closed.
+    pub fn emit<P: Send + Sync + 'static>(&self, payload: P) -> Result<usize, PublishError> {
+        self.emit_to(&self.shared.bus, payload)
     }
 
-    /// Dispatches a tracked job with options.
+    /// Publishes `payload` on `bus`, one causal step deeper than the event being handled.
     ///
     /// # Errors
     ///
-    /// [`OrchestratorError::Disposed`] if the orchestrator was disposed meanwhile.
-    pub fn dispatch_with<J: Job>(
-        &mut self,
-        job: J,
-        options: JobOptions,
-    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        self.shared.dispatch(job, options)
-    }
-
-    /// Dispatches a tracked job configured with a [`JobBuilder`] (cache, placeholder, dedup,
-    /// ...); the dispatch uses this orchestrator's dispatcher and bus.
-    ///
-    /// # Errors
-    ///
-    /// [`OrchestratorError::Disposed`] if the orchestrator was disposed meanwhile.
-    pub fn dispatch_job<J: Job>(
-        &mut self,
-        builder: JobBuilder<'_, J>,
-    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        self.shared.dispatch_built(builder)
-    }
-
-    /// Starts a [`JobBuilder`] on this orchestrator's dispatcher (dispatch it with
-    /// [`dispatch_job`](Self::dispatch_job) to have it tracked).
-    pub fn job<J: Job>(&self, job: J) -> JobBuilder<'_, J> {
-        self.shared.dispatcher.job(job)
+    /// [`PublishError`] with the event if `bus` is closed.
+    pub fn emit_to<P: Send + Sync + 'static>(
+        &self,
+        bus: &SignalBus,
+        payload: P,
+    ) -> Result<usize, PublishError> {
+        let meta = Meta {
+            timestamp: self.shared.dispatcher.runtime().now(),
+            cause: self.cause().clone(),
+            ..Meta::default()
+        };
+        bus.publish(Event::build(payload, meta))
     }
 
     /// Returns `true` while job `id` is one of this orchestrator's running jobs.
@@ -196,9 +263,22 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorContext<'_, S> {
         self.shared.is_tracked(id)
     }
 
-    /// Returns the bus this orchestrator listens to and dispatches on.
-    pub fn bus(&self) -> &SignalBus {
-        &self.shared.bus
+    fn cause(&self) -> &Cause {
+        self.cause.get_or_init(|| self.reaction.cause())
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Sealed for OrchestratorContext<'_, S> {
+    fn route(&self) -> Route<'_> {
+        Route {
+            via: Via::Borrowed(&self.shared.dispatcher),
+            tracker: Some(self.shared),
+            cause: self
+                .cause
+                .get_or_init(|| self.reaction.cause())
+                .clone(),
+            parent: None,
+        }
     }
 }
 
@@ -217,7 +297,7 @@ pub struct OrchestratorBuilder<O: Orchestrator> {
     initial: O::State,
     dispatcher: Dispatcher,
     bus: Option<SignalBus>,
-    guard: StormGuard,
+    guard: LoopGuard,
     name: &'static str,
 }
 
@@ -228,13 +308,14 @@ impl<O: Orchestrator> OrchestratorBuilder<O> {
         self
     }
 
-    /// Sets the storm guard (default: [`StormGuard::new`], 50 events per type per second).
-    pub fn guard(mut self, guard: StormGuard) -> Self {
+    /// Sets the loop guard (default: [`LoopGuard::new`], chains deeper than
+    /// [`DEFAULT_MAX_DEPTH`] are cut, nothing else is dropped).
+    pub fn guard(mut self, guard: LoopGuard) -> Self {
         self.guard = guard;
         self
     }
 
-    /// Names the orchestrator in observer reports (default: its type name).
+    /// Names the orchestrator in observer reports and rejections (default: its type name).
     pub fn name(mut self, name: &'static str) -> Self {
         self.name = name;
         self
@@ -246,11 +327,14 @@ impl<O: Orchestrator> OrchestratorBuilder<O> {
         let shared = Arc::new(Shared {
             name: self.name,
             state: Arc::new(Watch::new(self.initial)),
-            tracked: Mutex::new(HashSet::new()),
-            disposed: AtomicBool::new(false),
-            started: AtomicBool::new(false),
+            tracked: Mutex::new(Tracked {
+                status: OrchestratorStatus::Built,
+                jobs: HashMap::new(),
+            }),
+            status: AtomicU8::new(OrchestratorStatus::Built as u8),
             stop: CancellationToken::new(),
-            dropped: AtomicUsize::new(0),
+            drops: Mutex::new(Drops::default()),
+            handled: Notify::new(),
             dispatcher: self.dispatcher,
             bus,
             pending: Mutex::new(None),
@@ -288,69 +372,140 @@ impl<O: Orchestrator> fmt::Debug for OrchestratorBuilder<O> {
 
 type StartLoop = Box<dyn FnOnce(Subscription) -> Task + Send>;
 
+/// The jobs an orchestrator tracks, and its status (changed under the same lock, so a job is
+/// never tracked by an orchestrator that has ended).
+struct Tracked {
+    status: OrchestratorStatus,
+    /// `true` while the job runs; `false` while its terminal event is being handled.
+    jobs: HashMap<JobId, bool>,
+}
+
+/// Drop counts by payload type.
+#[derive(Default)]
+struct Drops {
+    total: u64,
+    by_type: HashMap<TypeId, (&'static str, u64)>,
+}
+
 /// What the handle and the event loop share.
 struct Shared<S> {
     name: &'static str,
     dispatcher: Dispatcher,
     bus: SignalBus,
     state: Arc<Watch<S>>,
-    /// Jobs dispatched by this orchestrator whose terminal event it has not handled yet.
-    tracked: Mutex<HashSet<JobId>>,
-    disposed: AtomicBool,
-    started: AtomicBool,
-    /// Cancelled on dispose: wakes the event loop and ends `on` subscriptions.
+    tracked: Mutex<Tracked>,
+    /// A lock-free copy of `tracked.status`, for reads.
+    status: AtomicU8,
+    /// Cancelled when it ends: wakes the event loop and ends `on` subscriptions.
     stop: CancellationToken,
-    dropped: AtomicUsize,
+    drops: Mutex<Drops>,
+    /// Notified after a tracked job's terminal event was handled, and when it ends.
+    handled: Notify,
     /// The event loop, until it is started.
     pending: Mutex<Option<StartLoop>>,
 }
 
-impl<S> Shared<S> {
+impl<S: Clone> Shared<S> {
+    fn status(&self) -> OrchestratorStatus {
+        OrchestratorStatus::from_u8(self.status.load(Ordering::Acquire))
+    }
+
+    fn set_status(&self, tracked: &mut Tracked, status: OrchestratorStatus) {
+        tracked.status = status;
+        self.status.store(status as u8, Ordering::Release);
+    }
+
     fn is_tracked(&self, id: JobId) -> bool {
-        self.tracked.with(|t| t.contains(&id))
+        self.tracked
+            .with(|t| t.jobs.get(&id).copied().unwrap_or(false))
     }
 
-    fn is_disposed(&self) -> bool {
-        self.disposed.load(Ordering::Acquire)
-    }
-
-    fn dispatch<J: Job>(
-        &self,
-        job: J,
-        options: JobOptions,
-    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        self.dispatch_full(job, options, Extras::none())
-    }
-
-    fn dispatch_built<J: Job>(
-        &self,
-        builder: JobBuilder<'_, J>,
-    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        let (_, job, options, extras) = builder.into_parts();
-        self.dispatch_full(job, options, extras)
-    }
-
-    fn dispatch_full<J: Job>(
-        &self,
-        job: J,
-        options: JobOptions,
-        extras: Extras<J>,
-    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        if self.is_disposed() {
-            return Err(OrchestratorError::Disposed);
+    /// Ends the orchestrator (disposed, or stopped by its bus); returns `false` if it had
+    /// already ended.
+    fn end(&self, status: OrchestratorStatus) -> bool {
+        let ended = self.tracked.with(|t| {
+            if t.status.is_ended() {
+                return false;
+            }
+            self.set_status(t, status);
+            t.jobs.clear();
+            true
+        });
+        if ended {
+            self.pending.with(Option::take);
+            self.state.close();
+            self.stop.cancel();
+            self.handled.notify(usize::MAX);
         }
-        if !self.started.load(Ordering::Acquire) {
-            return Err(OrchestratorError::NotStarted);
-        }
-        let id = JobId::next();
-        // Tracked before dispatch: no event of the job can be seen untracked.
-        self.tracked.with(|t| t.insert(id));
-        let options = options.with_bus(self.bus.clone()).with_lifecycle_tracking();
-        Ok(self.dispatcher.dispatch_full(id, job, options, extras))
+        ended
+    }
+
+    fn poll_handled_id(
+        &self,
+        id: JobId,
+        listener: &mut Option<EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), OrchestratorError>> {
+        poll_notified(&self.handled, listener, cx, || {
+            self.tracked.with(|t| {
+                if t.status.is_ended() {
+                    Some(Err(OrchestratorError::Disposed))
+                } else if t.jobs.contains_key(&id) {
+                    None
+                } else {
+                    Some(Ok(()))
+                }
+            })
+        })
+    }
+}
+
+/// The type-erased part of an orchestrator that [`Handled`] waits on.
+trait HandledSource: Send + Sync {
+    fn poll_handled(
+        &self,
+        id: JobId,
+        listener: &mut Option<EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), OrchestratorError>>;
+}
+
+impl<S: Clone + Send + Sync> HandledSource for Shared<S> {
+    fn poll_handled(
+        &self,
+        id: JobId,
+        listener: &mut Option<EventListener>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), OrchestratorError>> {
+        self.poll_handled_id(id, listener, cx)
+    }
+}
+
+impl<S: Clone + Send + Sync> Tracker for Shared<S> {
+    fn bus(&self) -> &SignalBus {
+        &self.bus
+    }
+
+    fn track(&self, id: JobId) -> Result<(), Rejection> {
+        self.tracked.with(|t| match t.status {
+            OrchestratorStatus::Running => {
+                t.jobs.insert(id, true);
+                Ok(())
+            }
+            OrchestratorStatus::Built => Err(Rejection::NotStarted {
+                orchestrator: self.name,
+            }),
+            _ => Err(Rejection::Disposed {
+                orchestrator: self.name,
+            }),
+        })
     }
 }
 
 /// A handle to a built orchestrator. Cheap to clone; clones control the same orchestrator.
+///
+/// It dispatches tracked jobs through [`Dispatch`](crate::Dispatch): their events arrive as
+/// [`Origin::Active`] until this orchestrator has handled their terminal event.
 pub struct OrchestratorHandle<S> {
     shared: Arc<Shared<S>>,
 }
@@ -364,78 +519,37 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorHandle<S> {
     /// [`OrchestratorError::Spawn`] if the runtime refused the loop (the orchestrator is then
     /// disposed).
     pub fn start(&self) -> Result<(), OrchestratorError> {
-        if self.shared.is_disposed() {
-            return Err(OrchestratorError::Disposed);
-        }
-        let Some(start) = self.shared.pending.with(Option::take) else {
-            return Err(OrchestratorError::AlreadyStarted);
-        };
-        // Subscribe before anything can be dispatched through it.
-        let subscription = self.shared.bus.subscribe();
-        self.shared.started.store(true, Ordering::Release);
+        let shared = &self.shared;
+        let start = shared.tracked.with(|t| match t.status {
+            OrchestratorStatus::Built => {
+                let start = shared.pending.with(Option::take);
+                if start.is_some() {
+                    shared.set_status(t, OrchestratorStatus::Running);
+                }
+                start.ok_or(OrchestratorError::AlreadyStarted)
+            }
+            OrchestratorStatus::Running => Err(OrchestratorError::AlreadyStarted),
+            _ => Err(OrchestratorError::Disposed),
+        })?;
+        // Subscribed before anything can be dispatched through it.
+        let subscription = shared.bus.subscribe();
         let task = start(subscription);
-        self.shared
-            .dispatcher
-            .runtime()
-            .spawn(task)
-            .map_err(|refused| {
-                self.dispose();
-                OrchestratorError::Spawn(refused.kind())
-            })
+        shared.dispatcher.runtime().spawn(task).map_err(|refused| {
+            self.dispose();
+            OrchestratorError::Spawn(refused.kind())
+        })
     }
 
-    /// Returns a copy of the current state (the initial state after disposal stays readable
-    /// as the last state).
+    /// Returns a copy of the current state (after disposal, the last state stays readable).
     pub fn state(&self) -> S {
         self.shared.state.get()
     }
 
-    /// Returns a stream of states: the current one first, then each change, until disposal.
+    /// Returns a stream of states: the current one first, then each change, until the
+    /// orchestrator ends. [`StateStream::wait_for`] waits for a state that satisfies a
+    /// predicate.
     pub fn states(&self) -> StateStream<S> {
         StateStream::new(self.shared.state.clone())
-    }
-
-    /// Dispatches a tracked job: its events arrive as [`Origin::Active`] until this
-    /// orchestrator has handled its terminal event.
-    ///
-    /// # Errors
-    ///
-    /// [`OrchestratorError::Disposed`] after disposal, [`OrchestratorError::NotStarted`]
-    /// before [`start`](Self::start) (its events could not be observed).
-    pub fn dispatch<J: Job>(&self, job: J) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        self.shared.dispatch(job, JobOptions::new())
-    }
-
-    /// Dispatches a tracked job with options (its bus is always the orchestrator's).
-    ///
-    /// # Errors
-    ///
-    /// As [`dispatch`](Self::dispatch).
-    pub fn dispatch_with<J: Job>(
-        &self,
-        job: J,
-        options: JobOptions,
-    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        self.shared.dispatch(job, options)
-    }
-
-    /// Dispatches a tracked job configured with a [`JobBuilder`] (cache, placeholder, dedup,
-    /// ...), made with [`job`](Self::job); it goes through this orchestrator's dispatcher and
-    /// bus.
-    ///
-    /// # Errors
-    ///
-    /// As [`dispatch`](Self::dispatch).
-    pub fn dispatch_job<J: Job>(
-        &self,
-        builder: JobBuilder<'_, J>,
-    ) -> Result<JobHandle<J::Output>, OrchestratorError> {
-        self.shared.dispatch_built(builder)
-    }
-
-    /// Starts a [`JobBuilder`] on this orchestrator's dispatcher.
-    pub fn job<J: Job>(&self, job: J) -> JobBuilder<'_, J> {
-        self.shared.dispatcher.job(job)
     }
 
     /// Returns `true` while job `id` is one of this orchestrator's running jobs.
@@ -443,45 +557,81 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorHandle<S> {
         self.shared.is_tracked(id)
     }
 
-    /// Returns how many of its jobs are running.
+    /// Returns how many of its jobs are running (tracked, terminal event not handled yet).
     pub fn running_jobs(&self) -> usize {
-        self.shared.tracked.with(|t| t.len())
+        self.shared.tracked.with(|t| t.jobs.len())
     }
 
-    /// Returns how many events its storm guard has dropped so far (wrapping on overflow).
-    pub fn dropped_events(&self) -> usize {
-        self.shared.dropped.load(Ordering::Relaxed)
+    /// Returns a future that completes once this orchestrator has handled job `id`'s
+    /// terminal event (its handler has returned, or its guard dropped the event), at once if
+    /// the job is not one of its running jobs.
+    ///
+    /// # Errors
+    ///
+    /// The future yields [`OrchestratorError::Disposed`] if the orchestrator ends (disposed,
+    /// or its bus closed) first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future loses nothing; a new one sees the same state.
+    pub fn handled(&self, id: JobId) -> Handled {
+        Handled {
+            source: self.shared.clone(),
+            id,
+            listener: None,
+        }
+    }
+
+    /// Returns how many events its loop guard has dropped so far.
+    pub fn dropped_events(&self) -> u64 {
+        self.shared.drops.with(|d| d.total)
+    }
+
+    /// Returns how many events whose payload is a `P` its loop guard has dropped so far.
+    pub fn dropped_events_of<P: 'static>(&self) -> u64 {
+        self.shared.drops.with(|d| {
+            d.by_type
+                .get(&TypeId::of::<P>())
+                .map_or(0, |(_, count)| *count)
+        })
+    }
+
+    /// Returns the dropped events by payload type name (in no particular order).
+    pub fn dropped_event_types(&self) -> Vec<(&'static str, u64)> {
+        self.shared
+            .drops
+            .with(|d| d.by_type.values().copied().collect())
     }
 
     /// Returns a stream of the events whose payload is a `P`, that ends when the orchestrator
-    /// is disposed (or its bus closes).
+    /// ends.
     pub fn on<P: Send + Sync + 'static>(&self) -> OnEvent<P> {
         OnEvent {
             inner: self.shared.bus.subscribe_to::<P>(),
             stop: self.shared.stop.clone(),
             listener: None,
-            ended: self.shared.is_disposed(),
+            ended: self.shared.status().is_ended(),
         }
     }
 
-    /// Stops the orchestrator; see the [module docs](self). Idempotent.
+    /// Disposes the orchestrator; see the [module docs](self). Idempotent.
     pub fn dispose(&self) {
-        if self.shared.disposed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.shared.pending.with(Option::take);
-        self.shared.state.close();
-        self.shared.stop.cancel();
+        self.shared.end(OrchestratorStatus::Disposed);
+    }
+
+    /// Returns where the orchestrator is in its life.
+    pub fn status(&self) -> OrchestratorStatus {
+        self.shared.status()
     }
 
     /// Returns `true` once disposed.
     pub fn is_disposed(&self) -> bool {
-        self.shared.is_disposed()
+        self.shared.status() == OrchestratorStatus::Disposed
     }
 
-    /// Returns `true` once started (and until disposed).
+    /// Returns `true` once started and until it ends.
     pub fn is_running(&self) -> bool {
-        self.shared.started.load(Ordering::Acquire) && !self.shared.is_disposed()
+        self.shared.status() == OrchestratorStatus::Running
     }
 
     /// Returns the orchestrator's name (its type name unless set).
@@ -492,6 +642,17 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorHandle<S> {
     /// Returns the bus it listens to.
     pub fn bus(&self) -> &SignalBus {
         &self.shared.bus
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Sealed for OrchestratorHandle<S> {
+    fn route(&self) -> Route<'_> {
+        Route {
+            via: Via::Borrowed(&self.shared.dispatcher),
+            tracker: Some(&*self.shared),
+            cause: Cause::ambient(),
+            parent: None,
+        }
     }
 }
 
@@ -507,8 +668,34 @@ impl<S> fmt::Debug for OrchestratorHandle<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OrchestratorHandle")
             .field("name", &self.shared.name)
-            .field("disposed", &self.shared.is_disposed())
+            .field(
+                "status",
+                &OrchestratorStatus::from_u8(self.shared.status.load(Ordering::Acquire)),
+            )
             .finish_non_exhaustive()
+    }
+}
+
+/// The future returned by [`OrchestratorHandle::handled`].
+#[must_use = "futures do nothing unless you .await or poll them"]
+pub struct Handled {
+    source: Arc<dyn HandledSource>,
+    id: JobId,
+    listener: Option<EventListener>,
+}
+
+impl Future for Handled {
+    type Output = Result<(), OrchestratorError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        this.source.poll_handled(this.id, &mut this.listener, cx)
+    }
+}
+
+impl fmt::Debug for Handled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handled").field("id", &self.id).finish()
     }
 }
 
@@ -536,13 +723,14 @@ async fn event_loop<O: Orchestrator>(
         })
         .await;
         let Some(event) = next else {
-            return;
+            break;
         };
-        if shared.is_disposed() {
-            return;
+        if shared.status().is_ended() {
+            break;
         }
         handle_event(&shared, &mut orchestrator, &mut guard, &event);
     }
+    shared.end(OrchestratorStatus::Stopped);
 }
 
 fn handle_event<O: Orchestrator>(
@@ -551,61 +739,66 @@ fn handle_event<O: Orchestrator>(
     guard: &mut GuardState,
     event: &Event,
 ) {
-    let origin = match event.correlation_id() {
-        Some(id) if shared.is_tracked(id) => Origin::Active,
-        _ => Origin::Passive,
-    };
-    // A job's terminal event is its last: untrack it now (the handler still gets it as
-    // active, and sees the job as no longer running). This bookkeeping happens even if the
-    // guard keeps the event from the handler.
+    let id = event.correlation_id();
     let lifecycle = event.downcast_ref::<JobLifecycle>();
-    if origin.is_active() && lifecycle.is_some_and(JobLifecycle::is_terminal) {
-        if let Some(id) = event.correlation_id() {
-            shared.tracked.with(|t| t.remove(&id));
-        }
-    }
+    let terminal = lifecycle.is_some_and(JobLifecycle::is_terminal);
+    // A job's terminal event is its last: its job stops running now (the handler still gets
+    // it as active, and sees the job as no longer running), and is forgotten once handled.
+    // This bookkeeping happens even if the guard keeps the event from the handler.
+    let origin = match id {
+        Some(id) => shared.tracked.with(|t| match t.jobs.get_mut(&id) {
+            Some(running) if *running => {
+                *running = !terminal;
+                Origin::Active
+            }
+            _ => Origin::Passive,
+        }),
+        None => Origin::Passive,
+    };
     let kind = lifecycle.map_or(0, JobLifecycle::kind);
     let now = || shared.dispatcher.runtime().now();
-    match guard.check(event.payload_type_id(), kind, now) {
-        Verdict::Admit => {
-            let mut cx = OrchestratorContext { shared };
-            if let Err(message) = catch_panic(|| orchestrator.on_event(event, origin, &mut cx)) {
-                shared
-                    .dispatcher
-                    .observers()
-                    .each(|o| o.on_handler_panic(shared.name, &message));
-            }
+    let verdict = guard.check(event.causal_depth(), event.payload_type_id(), kind, now);
+    let mut cx = OrchestratorContext {
+        shared,
+        reaction: Reaction::new(shared.name, event),
+        cause: OnceCell::new(),
+    };
+    let _ambient = ambient::enter(cx.reaction.clone());
+    let outcome = match verdict {
+        Ok(()) => crate::panic::catch(|| orchestrator.on_event(event, origin, &mut cx)),
+        Err(reason) => {
+            let dropped = DroppedEvent {
+                orchestrator: shared.name,
+                event,
+                reason,
+            };
+            shared.drops.with(|d| {
+                d.total = d.total.saturating_add(1);
+                let entry = d
+                    .by_type
+                    .entry(event.payload_type_id())
+                    .or_insert((event.payload_type_name(), 0));
+                entry.1 = entry.1.saturating_add(1);
+            });
+            shared
+                .dispatcher
+                .observers()
+                .each(|o| o.on_event_dropped(&dropped));
+            crate::panic::catch(|| orchestrator.on_dropped(&dropped, &mut cx))
         }
-        Verdict::Drop { report, limit } => {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
-            if report {
-                let event_type = event.payload_type_name();
-                shared
-                    .dispatcher
-                    .observers()
-                    .each(|o| o.on_event_dropped(shared.name, event_type, limit));
-            }
+    };
+    if let Err(message) = outcome {
+        shared
+            .dispatcher
+            .observers()
+            .each(|o| o.on_handler_panic(shared.name, &message));
+    }
+    if origin.is_active() && terminal {
+        if let Some(id) = id {
+            shared.tracked.with(|t| t.jobs.remove(&id));
+            shared.handled.notify(usize::MAX);
         }
     }
-}
-
-#[cfg(feature = "std")]
-fn catch_panic(f: impl FnOnce()) -> Result<(), String> {
-    std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        if let Some(s) = payload.downcast_ref::<&'static str>() {
-            String::from(*s)
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            String::from("<non-string panic payload>")
-        }
-    })
-}
-
-#[cfg(not(feature = "std"))]
-fn catch_panic(f: impl FnOnce()) -> Result<(), String> {
-    f();
-    Ok(())
 }
 
 /// A stream of one payload type that ends when its orchestrator is disposed; see
