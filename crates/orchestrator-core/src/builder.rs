@@ -23,7 +23,7 @@ type Outcome<T> = Result<Success<T>, JobError>;
 /// Publishes a job's placeholder before its work starts.
 pub(crate) type PlaceholderFn<T> = Box<dyn FnOnce(&JobShared<T>) + Send>;
 
-/// The typed parts of a dispatch that [`JobOptions`] cannot hold (boxed: a plain dispatch
+/// The typed parts of a dispatch that `JobOptions` cannot hold (boxed: a plain dispatch
 /// moves one null pointer).
 pub(crate) struct Extras<J: Job>(Option<Box<ExtrasSet<J>>>);
 

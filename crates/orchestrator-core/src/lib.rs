@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use orchestrator_core::testing::VirtualRuntime;
-//! use orchestrator_core::{Dispatcher, Executor, Job, JobContext, JobOptions, RetryPolicy};
+//! use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext, RetryPolicy};
 //! use core::time::Duration;
 //!
 //! struct Add(u32, u32);
@@ -26,7 +26,7 @@
 //! impl Executor<Add> for Adder {
 //!     type Error = core::convert::Infallible;
 //!     async fn execute(&self, job: &Add, cx: JobContext) -> Result<u32, Self::Error> {
-//!         cx.progress(1.0);
+//!         cx.report_progress(1.0);
 //!         Ok(job.0 + job.1)
 //!     }
 //! }
@@ -34,10 +34,11 @@
 //! let rt = VirtualRuntime::new(); // or TokioRuntime::default(), SmolRuntime::default(), ...
 //! let dispatcher = Dispatcher::new(rt.clone());
 //! dispatcher.register(Adder);
-//! let options = JobOptions::new()
-//!     .with_timeout(Duration::from_secs(5))
-//!     .with_retry(RetryPolicy::exponential(3, Duration::from_millis(100)));
-//! let handle = dispatcher.dispatch_with(Add(2, 3), options);
+//! let handle = dispatcher
+//!     .job(Add(2, 3))
+//!     .timeout(Duration::from_secs(5))
+//!     .retry(RetryPolicy::exponential(3, Duration::from_millis(100)))
+//!     .dispatch();
 //! assert_eq!(rt.block_on(handle).unwrap().value, 5);
 //! ```
 //!

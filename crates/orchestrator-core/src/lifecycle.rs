@@ -1,7 +1,7 @@
 //! Lifecycle events: what happens to a job, published on its bus for those who opt in.
 //!
 //! With lifecycle events on (per dispatcher, [`DispatcherBuilder::lifecycle_events`], or per
-//! dispatch, [`JobOptions::with_lifecycle_events`]), a job publishes [`JobLifecycle`] events on
+//! dispatch, [`JobBuilder::lifecycle_events`]), a job publishes [`JobLifecycle`] events on
 //! its bus, in this order: `Placeholder` (if it has one), `Started`, `CacheHit` (on a hit),
 //! then any `Progress` and `Retrying`, then exactly one
 //! terminal event (`Succeeded`, `Failed`, `Cancelled`, `TimedOut` or `Rejected`; a rejected
@@ -10,7 +10,7 @@
 //! publishes them all but `Progress` (unless the dispatch turns them on explicitly).
 //!
 //! [`DispatcherBuilder::lifecycle_events`]: crate::DispatcherBuilder::lifecycle_events
-//! [`JobOptions::with_lifecycle_events`]: crate::JobOptions::with_lifecycle_events
+//! [`JobBuilder::lifecycle_events`]: crate::JobBuilder::lifecycle_events
 
 use alloc::borrow::Cow;
 use core::error::Error;

@@ -7,7 +7,7 @@
 //!   with the cached value and [`DataSource::Cached`](crate::DataSource::Cached), without
 //!   calling the executor, unless the policy says `revalidate`: then the executor runs anyway
 //!   (stale-while-revalidate), and its fresh result updates the cache and is published as the
-//!   job's output event with `DataSource::Fresh` (for an [`EventJob`](crate::EventJob)). The job
+//!   job's output event with `DataSource::Fresh` (for a job with an [`output_event`](crate::Job::output_event)). The job
 //!   stays running, and active for the orchestrator that dispatched it, until revalidation ends.
 //! - **miss** (absent, expired, a value of another type, or a provider error): the executor
 //!   runs; a success is stored with the policy's TTL.
