@@ -127,4 +127,4 @@ pub use progress::Progress;
 pub use retry::{InvalidRetryPolicy, RetryPolicy, RetryPolicyBuilder};
 pub use saga::{CompensationFailure, RollbackReport, Saga, StepError};
 pub use state::{AsyncState, JobResult, JobResultExt};
-pub use watch::StateStream;
+pub use watch::{StateClosed, StateStream, WaitForState};

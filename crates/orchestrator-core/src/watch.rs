@@ -5,6 +5,7 @@
 //! it looked are skipped). Closing ends every stream, and refuses later values.
 
 use core::fmt;
+use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
 
@@ -39,6 +40,14 @@ impl<T: Clone> Watch<T> {
 
     pub(crate) fn get(&self) -> T {
         self.state.with(|s| s.value.clone())
+    }
+
+    /// Returns the value and marks it as seen, whether or not the watch is closed.
+    fn get_seen(&self, seen: &mut u64) -> T {
+        self.state.with(|s| {
+            *seen = s.version;
+            s.value.clone()
+        })
     }
 
     /// Changes the value with `f`; returns `false` (and does not call `f`) once closed.
@@ -109,7 +118,162 @@ impl<S: Clone> StateStream<S> {
             ended: false,
         }
     }
+
+    /// Waits for a state that satisfies `predicate`, like tokio's `watch::Receiver::wait_for`.
+    ///
+    /// The returned future checks the current state first, then each change, and resolves with
+    /// the first state for which `predicate` returns `true`. States are values, not a log: a
+    /// state replaced before the future looked is never checked, but the latest one always is.
+    /// It resolves with [`StateClosed`] if the orchestrator is disposed before any state
+    /// satisfies `predicate`. The current state is checked even after disposal (it stays
+    /// readable, like [`OrchestratorHandle::state`](crate::OrchestratorHandle::state)); later
+    /// changes are never made.
+    ///
+    /// Every state given to `predicate` counts as seen by this stream: the stream does not
+    /// yield it again. `predicate` runs in the task that polls the future, with no lock held.
+    ///
+    /// # Cancel safety
+    ///
+    /// The future is cancel safe: dropping it before it completes loses no state. A new
+    /// `wait_for` checks the current state again, so a state that became current while nobody
+    /// was waiting is still found.
+    ///
+    /// ```
+    /// use orchestrator_core::testing::VirtualRuntime;
+    /// use orchestrator_core::{Dispatcher, Event, Orchestrator, OrchestratorContext, Origin};
+    ///
+    /// struct Clicked;
+    /// struct Counter;
+    /// impl Orchestrator for Counter {
+    ///     type State = u32;
+    ///     fn on_event(&mut self, event: &Event, _: Origin, cx: &mut OrchestratorContext<'_, u32>) {
+    ///         if event.is::<Clicked>() {
+    ///             cx.update(|n| *n += 1);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let rt = VirtualRuntime::new();
+    /// let dispatcher = Dispatcher::new(rt.clone());
+    /// let counter = Counter.builder(0, &dispatcher).start().unwrap();
+    /// let mut states = counter.states();
+    /// for _ in 0..3 {
+    ///     dispatcher.bus().emit(Clicked).unwrap();
+    /// }
+    /// assert_eq!(rt.block_on(states.wait_for(|n| *n >= 3)), Ok(3));
+    ///
+    /// counter.dispose();
+    /// let never = rt.block_on(states.wait_for(|n| *n > 10)).unwrap_err();
+    /// assert_eq!(never.to_string(), "the state stream ended: the orchestrator was disposed");
+    /// ```
+    pub fn wait_for<F: FnMut(&S) -> bool>(&mut self, predicate: F) -> WaitForState<'_, S, F> {
+        WaitForState {
+            stream: self,
+            predicate,
+            checked_current: false,
+        }
+    }
 }
+
+/// The future returned by [`StateStream::wait_for`]: the first state that satisfies a
+/// predicate, or [`StateClosed`].
+///
+/// ```
+/// use core::future::Future;
+/// use core::pin::pin;
+/// use core::task::{Context, Poll, Waker};
+/// use orchestrator_core::testing::VirtualRuntime;
+/// use orchestrator_core::{Dispatcher, Event, Orchestrator, OrchestratorContext, Origin};
+///
+/// struct Idle;
+/// impl Orchestrator for Idle {
+///     type State = &'static str;
+///     fn on_event(&mut self, _: &Event, _: Origin, _: &mut OrchestratorContext<'_, Self::State>) {}
+/// }
+///
+/// let rt = VirtualRuntime::new();
+/// let dispatcher = Dispatcher::new(rt.clone());
+/// let idle = Idle.builder("ready", &dispatcher).start().unwrap();
+/// let mut states = idle.states();
+/// let cx = &mut Context::from_waker(Waker::noop());
+/// // The current state counts: ready on the first poll.
+/// assert_eq!(pin!(states.wait_for(|s| *s == "ready")).poll(cx), Poll::Ready(Ok("ready")));
+/// let mut waiting = pin!(states.wait_for(|s| *s == "done"));
+/// assert!(waiting.as_mut().poll(cx).is_pending());
+/// idle.dispose();
+/// assert!(matches!(waiting.poll(cx), Poll::Ready(Err(_))));
+/// ```
+#[must_use = "futures do nothing unless you .await or poll them"]
+pub struct WaitForState<'a, S, F> {
+    stream: &'a mut StateStream<S>,
+    predicate: F,
+    /// Set once the current state was checked; from then on only changes are.
+    checked_current: bool,
+}
+
+// The predicate is only ever called through `&mut F`; it is never pinned.
+impl<S, F> Unpin for WaitForState<'_, S, F> {}
+
+impl<S: Clone, F: FnMut(&S) -> bool> Future for WaitForState<'_, S, F> {
+    type Output = Result<S, StateClosed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<S, StateClosed>> {
+        let this = self.get_mut();
+        let stream = &mut *this.stream;
+        if !this.checked_current {
+            this.checked_current = true;
+            let current = stream.watch.get_seen(&mut stream.seen);
+            if (this.predicate)(&current) {
+                return Poll::Ready(Ok(current));
+            }
+        }
+        loop {
+            if stream.ended {
+                return Poll::Ready(Err(StateClosed));
+            }
+            match core::task::ready!(stream.watch.poll_changed(
+                &mut stream.seen,
+                &mut stream.listener,
+                cx
+            )) {
+                Some(state) if (this.predicate)(&state) => return Poll::Ready(Ok(state)),
+                Some(_) => {}
+                None => stream.ended = true,
+            }
+        }
+    }
+}
+
+impl<S, F> fmt::Debug for WaitForState<'_, S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitForState")
+            .field("stream", &self.stream)
+            .field("checked_current", &self.checked_current)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The error of [`StateStream::wait_for`]: the orchestrator was disposed before any of its
+/// states satisfied the predicate.
+///
+/// ```
+/// use orchestrator_core::StateClosed;
+/// assert_eq!(
+///     StateClosed.to_string(),
+///     "the state stream ended: the orchestrator was disposed"
+/// );
+/// let _: &dyn core::error::Error = &StateClosed;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StateClosed;
+
+impl fmt::Display for StateClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the state stream ended: the orchestrator was disposed")
+    }
+}
+
+impl core::error::Error for StateClosed {}
 
 impl<S: Clone> Stream for StateStream<S> {
     type Item = S;

@@ -15,6 +15,34 @@
 //! With the `test-util` feature, [`VirtualRuntime`](crate::testing::VirtualRuntime) implements
 //! the same traits over a virtual clock, so timeouts and backoff schedules are tested instantly
 //! and deterministically.
+//!
+//! # Ownership
+//!
+//! A [`Dispatcher`](crate::Dispatcher) keeps the runtime value it is given, and every task it
+//! spawns (a job, an orchestrator's event loop) holds the dispatcher. The value a dispatcher
+//! gets must therefore be a **handle** that does not keep the tasks alive, or the tasks would
+//! keep themselves alive forever. This is tokio's model: the `Runtime` owns the tasks, a
+//! `Handle` only reaches them, and spawning through a handle whose runtime is gone fails.
+//!
+//! - The adapters are handles: `TokioRuntime` spawns on a tokio runtime that the application
+//!   owns (and drops).
+//! - [`TaskPool`], [`PoolRuntime`] and [`VirtualRuntime`](crate::testing::VirtualRuntime) are
+//!   owned by the value their `new` returns; their clones are handles. Give dispatchers a
+//!   clone and keep the owner for as long as jobs should run. Dropping the owner drops the
+//!   unfinished tasks (their jobs resolve as cancelled), and later spawns are refused with
+//!   [`SpawnErrorKind::Shutdown`] (dispatches resolve as rejected; nothing panics).
+//!
+//! ```
+//! use orchestrator_core::runtime::{Spawn, Task, TaskPool};
+//!
+//! let owner = TaskPool::new();
+//! let handle = owner.clone();
+//! handle.spawn(Task::new(core::future::pending())).unwrap();
+//! assert_eq!(owner.len(), 1);
+//! drop(owner);
+//! assert!(handle.is_empty());
+//! assert!(handle.spawn(Task::new(async {})).unwrap_err().kind().is_shutdown());
+//! ```
 
 mod pool;
 
@@ -105,6 +133,10 @@ impl fmt::Debug for Sleep {
 /// Implementations must run the task to completion unless the runtime itself shuts down, and
 /// must not poll it after it returned `Ready`. A task that is dropped before it finishes is
 /// still accounted for: the job it carries resolves as cancelled (see `docs/semantics.md`).
+///
+/// The value a dispatcher stores must not own the tasks it spawns, since those tasks hold the
+/// dispatcher: make it a handle to a runtime owned elsewhere, and refuse tasks with
+/// [`SpawnErrorKind::Shutdown`] once that runtime is gone (see [Ownership](self#ownership)).
 pub trait Spawn: Send + Sync + 'static {
     /// Starts `task` in the background.
     ///

@@ -21,7 +21,18 @@ const RUN_BUDGET: usize = 128;
 /// [`Spawn::spawn`] on a pool only queues the task; nothing runs until the host calls
 /// [`TaskPool::run_until_stalled`] or polls the [`TaskPool::run`] future. This is how the core
 /// runs on hosts with static tasks (embassy) or without threads: one host task polls
-/// `pool.run()` forever. The pool is cheap to clone; clones share the same tasks.
+/// `pool.run()` forever.
+///
+/// # Ownership
+///
+/// The value [`new`](TaskPool::new) returns is the pool's **owner**; its clones are
+/// **handles**, like tokio's `Runtime` and `Handle`. Every value spawns, drives and inspects
+/// the same tasks, but only the owner keeps them alive: dropping it
+/// [shuts the pool down](TaskPool::shutdown), and from then on every handle refuses tasks with
+/// [`SpawnErrorKind::Shutdown`]. A job's task holds its dispatcher, and the dispatcher holds the
+/// runtime it was given, so give dispatchers a clone and keep the owner: the tasks then never
+/// keep their own pool alive, and dropping the owner, the dispatchers and the handles frees
+/// everything.
 ///
 /// ```
 /// use orchestrator_core::runtime::{Spawn, Task, TaskPool};
@@ -36,10 +47,19 @@ const RUN_BUDGET: usize = 128;
 /// pool.run_until_stalled();
 /// assert!(ran.load(Ordering::SeqCst));
 /// assert_eq!(pool.len(), 0);
+///
+/// let handle = pool.clone();
+/// handle.spawn(Task::new(core::future::pending())).unwrap();
+/// assert_eq!(pool.len(), 1);
+/// drop(pool); // the owner: its pending task is dropped
+/// assert!(handle.is_empty() && handle.is_shut_down());
+/// let refused = handle.spawn(Task::new(async {})).unwrap_err();
+/// assert!(refused.kind().is_shutdown());
 /// ```
-#[derive(Clone, Default)]
 pub struct TaskPool {
     inner: Arc<PoolInner>,
+    /// `true` for the value `new` returned: dropping it shuts the pool down.
+    owner: bool,
 }
 
 #[derive(Default)]
@@ -103,9 +123,45 @@ impl PoolInner {
 }
 
 impl TaskPool {
-    /// Creates an empty pool.
+    /// Creates an empty pool and returns its owner (see [Ownership](TaskPool#ownership)).
+    ///
+    /// ```
+    /// use orchestrator_core::runtime::TaskPool;
+    /// let pool = TaskPool::new();
+    /// assert!(pool.is_owner() && pool.is_empty());
+    /// ```
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            inner: Arc::default(),
+            owner: true,
+        }
+    }
+
+    /// Returns `true` for the pool's owner, `false` for its handles (its clones).
+    ///
+    /// ```
+    /// use orchestrator_core::runtime::TaskPool;
+    /// let pool = TaskPool::new();
+    /// assert!(pool.is_owner());
+    /// assert!(!pool.clone().is_owner());
+    /// ```
+    pub fn is_owner(&self) -> bool {
+        self.owner
+    }
+
+    /// Returns `true` once the pool was shut down, by [`shutdown`](Self::shutdown) or by
+    /// dropping its owner.
+    ///
+    /// ```
+    /// use orchestrator_core::runtime::TaskPool;
+    /// let pool = TaskPool::new();
+    /// let handle = pool.clone();
+    /// assert!(!handle.is_shut_down());
+    /// drop(pool);
+    /// assert!(handle.is_shut_down());
+    /// ```
+    pub fn is_shut_down(&self) -> bool {
+        self.inner.state.with(|s| s.shut_down)
     }
 
     /// Returns the number of tasks that have not finished yet.
@@ -137,8 +193,17 @@ impl TaskPool {
     /// Drops every unfinished task and refuses later spawns with
     /// [`SpawnErrorKind::Shutdown`](super::SpawnErrorKind::Shutdown).
     ///
-    /// Jobs whose tasks are dropped resolve as cancelled. Call it to tear a pool down: a job's
-    /// task holds the runtime, so a pool with pending tasks is otherwise kept alive by them.
+    /// Jobs whose tasks are dropped resolve as cancelled. Dropping the pool's owner does the
+    /// same; call it to stop the tasks earlier, or through a handle. Idempotent.
+    ///
+    /// ```
+    /// use orchestrator_core::runtime::{Spawn, Task, TaskPool};
+    /// let pool = TaskPool::new();
+    /// pool.spawn(Task::new(core::future::pending())).unwrap();
+    /// pool.clone().shutdown();
+    /// assert!(pool.is_empty() && pool.is_shut_down());
+    /// assert!(pool.spawn(Task::new(async {})).unwrap_err().kind().is_shutdown());
+    /// ```
     pub fn shutdown(&self) {
         let tasks: Vec<Task> = self.inner.state.with(|s| {
             s.shut_down = true;
@@ -155,7 +220,8 @@ impl TaskPool {
     /// Returns a future that drives the pool forever.
     ///
     /// It polls ready tasks, yields to its host every 128 polls, and sleeps (returns
-    /// `Pending`) while no task is ready. It never completes.
+    /// `Pending`) while no task is ready. It never completes. It holds a handle, so it does not
+    /// keep the tasks alive: once the owner is dropped it has nothing left to poll.
     pub fn run(&self) -> RunPool {
         RunPool { pool: self.clone() }
     }
@@ -197,6 +263,31 @@ impl TaskPool {
         });
         drop(finished); // outside the lock: dropping a task runs its destructors
         true
+    }
+}
+
+impl Default for TaskPool {
+    /// Same as [`TaskPool::new`]: an owner.
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clone for TaskPool {
+    /// Returns a handle: it shares the tasks but does not keep them alive.
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            owner: false,
+        }
+    }
+}
+
+impl Drop for TaskPool {
+    fn drop(&mut self) {
+        if self.owner {
+            self.shutdown();
+        }
     }
 }
 
@@ -245,6 +336,7 @@ impl fmt::Debug for TaskPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (live, ready) = self.inner.state.with(|s| (s.live, s.ready.len()));
         f.debug_struct("TaskPool")
+            .field("owner", &self.owner)
             .field("live", &live)
             .field("ready", &ready)
             .finish()
@@ -284,6 +376,54 @@ impl Future for RunPool {
 /// Dispatching on it queues jobs in the pool; the host polls [`PoolRuntime::run`] (or calls
 /// [`TaskPool::run_until_stalled`]) to make progress. Cheap to clone: clones share the pool
 /// and the timer.
+///
+/// Like its pool, the value [`new`](PoolRuntime::new) returns is the owner and its clones are
+/// handles (see [Ownership](TaskPool#ownership)): give the dispatcher a clone and keep the
+/// owner for as long as jobs should run. Dropping the owner drops the unfinished tasks (their
+/// jobs resolve as cancelled), and later dispatches are rejected with
+/// [`SpawnErrorKind::Shutdown`].
+///
+/// ```
+/// use core::future::Future;
+/// use core::pin::pin;
+/// use core::task::{Context, Poll, Waker};
+/// use core::time::Duration;
+/// use orchestrator_core::runtime::{Instant, PoolRuntime, Sleep, Timer};
+/// use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
+///
+/// struct Frozen; // a host clock that never moves
+/// impl Timer for Frozen {
+///     fn sleep(&self, _: Duration) -> Sleep {
+///         Sleep::new(core::future::pending())
+///     }
+///     fn now(&self) -> Instant {
+///         Instant::ZERO
+///     }
+/// }
+/// struct Double(u32);
+/// impl Job for Double {
+///     type Output = u32;
+/// }
+/// struct Doubler;
+/// impl Executor<Double> for Doubler {
+///     type Error = core::convert::Infallible;
+///     async fn execute(&self, job: &Double, _: JobContext) -> Result<u32, Self::Error> {
+///         Ok(job.0 * 2)
+///     }
+/// }
+///
+/// let rt = PoolRuntime::new(Frozen);
+/// let dispatcher = Dispatcher::new(rt.clone()); // a handle
+/// dispatcher.register(Doubler);
+/// let mut handle = dispatcher.dispatch(Double(21));
+/// let cx = &mut Context::from_waker(Waker::noop());
+/// assert!(pin!(rt.run()).poll(cx).is_pending()); // runs the job, then waits for more
+/// assert!(matches!(pin!(&mut handle).poll(cx), Poll::Ready(Ok(done)) if done.value == 42));
+///
+/// drop(rt); // the owner: the dispatcher's handle now refuses tasks
+/// let refused = pin!(dispatcher.dispatch(Double(1))).poll(cx);
+/// assert!(matches!(refused, Poll::Ready(Err(e)) if e.is_rejected()));
+/// ```
 #[derive(Debug)]
 pub struct PoolRuntime<T> {
     pool: TaskPool,
@@ -300,7 +440,8 @@ impl<T> Clone for PoolRuntime<T> {
 }
 
 impl<T: Timer> PoolRuntime<T> {
-    /// Creates a runtime that queues tasks in a new pool and uses `timer` for time.
+    /// Creates a runtime that queues tasks in a new pool and uses `timer` for time; the value
+    /// returned is the pool's owner.
     pub fn new(timer: T) -> Self {
         Self {
             pool: TaskPool::new(),
@@ -332,5 +473,32 @@ impl<T: Timer> Timer for PoolRuntime<T> {
 
     fn now(&self) -> Instant {
         self.timer.now()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task holding a handle of its own pool (as a job's task holds its dispatcher, which
+    /// holds the runtime) does not keep the pool alive once the owner is dropped.
+    #[test]
+    fn a_task_holding_a_handle_does_not_keep_its_pool_alive() {
+        let owner = TaskPool::new();
+        let queue = Arc::downgrade(&owner.inner);
+        let handle = owner.clone();
+        owner
+            .spawn(Task::new(async move {
+                core::future::pending::<()>().await;
+                drop(handle);
+            }))
+            .ok();
+        assert_eq!(owner.run_until_stalled(), 1);
+        assert_eq!(owner.len(), 1);
+        drop(owner);
+        assert!(
+            queue.upgrade().is_none(),
+            "the queue and its task were freed"
+        );
     }
 }
