@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use orchestrator_core::runtime::{PoolRuntime, Spawn, SpawnErrorKind, Task};
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    Dispatcher, Event, Executor, Job, JobContext, JobError, Observer, Orchestrator,
+    Dispatch, Dispatcher, Event, Executor, Job, JobContext, JobError, Observer, Orchestrator,
     OrchestratorContext, OrchestratorError, Origin, Rejection,
 };
 
@@ -103,9 +103,9 @@ fn a_virtual_runtime_dropped_without_shutdown_frees_its_tasks_dispatcher_and_orc
     d.register::<Park, _>(Exec(drops.probe()));
     let counter = Counter(drops.probe()).builder(0, &d).start().unwrap();
 
-    let quick = counter.dispatch(Quick).unwrap();
+    let quick = counter.dispatch(Quick);
     assert_eq!(rt.block_on(quick).unwrap().value, 7);
-    let mut parked = counter.dispatch(Park).unwrap();
+    let mut parked = counter.dispatch(Park);
     rt.run_until_stalled();
     assert!(counter.state() > 0, "the orchestrator saw its jobs' events");
     assert!(poll_once(&mut parked).is_pending());
@@ -168,8 +168,8 @@ fn a_pool_runtime_dropped_without_shutdown_frees_its_tasks_dispatcher_and_orches
     d.register::<Park, _>(Exec(drops.probe()));
     let counter = Counter(drops.probe()).builder(0, &d).start().unwrap();
 
-    let mut quick = counter.dispatch(Quick).unwrap();
-    let mut parked = counter.dispatch(Park).unwrap();
+    let mut quick = counter.dispatch(Quick);
+    let mut parked = counter.dispatch(Park);
     let mut driver = Box::pin(rt.run());
     assert!(poll_once(&mut driver).is_pending(), "the driver never ends");
     assert!(matches!(poll_once(&mut quick), Poll::Ready(Ok(s)) if s.value == 7));
