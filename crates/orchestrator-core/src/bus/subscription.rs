@@ -199,6 +199,20 @@ impl<P: Send + Sync + 'static> TypedSubscription<P> {
             _payload: PhantomData,
         }
     }
+
+    /// Returns a `P` event that is ready now, without waiting (skipping events of other
+    /// types that are ready).
+    pub fn try_next(&mut self) -> Option<TypedEvent<P>> {
+        loop {
+            let event = self.inner.try_next()?;
+            if event.is::<P>() {
+                return Some(TypedEvent {
+                    event,
+                    _payload: PhantomData,
+                });
+            }
+        }
+    }
 }
 
 impl<P: Send + Sync + 'static> Stream for TypedSubscription<P> {
