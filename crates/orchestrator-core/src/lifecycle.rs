@@ -76,7 +76,7 @@ impl JobLifecycle {
         )
     }
 
-    /// A small number per variant (the storm guard counts variants apart).
+    /// A small number per variant (the loop guard's opt-in rate limits count variants apart).
     pub(crate) fn kind(&self) -> u8 {
         match self {
             JobLifecycle::Started => 1,

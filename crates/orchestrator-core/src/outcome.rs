@@ -1,6 +1,6 @@
 //! The terminal outcome of a job: [`Success`] or [`JobError`].
 //!
-//! Every dispatched job ends in exactly one of five outcomes (contract item 4): succeeded
+//! Every dispatched job ends in exactly one of five outcomes: succeeded
 //! ([`Success`]), failed ([`JobError::Failed`]), cancelled ([`JobError::Cancelled`]), timed out
 //! ([`JobError::TimedOut`]) or rejected ([`JobError::Rejected`]). A
 //! [`JobHandle`](crate::JobHandle) resolves to `Result<Success<T>, JobError>` once.

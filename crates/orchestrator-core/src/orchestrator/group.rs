@@ -1,4 +1,4 @@
-//! Groups of orchestrators started and disposed together (the seeds' orchestrator manager).
+//! Groups of orchestrators started and disposed together.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
