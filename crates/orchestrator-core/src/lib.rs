@@ -54,7 +54,7 @@
 //!   implementation (for example critical-section's own `std` feature).
 //! - `serde`: `Serialize`/`Deserialize` for the plain data types (`AsyncState`, `DataSource`,
 //!   `JobId`, `Progress`).
-//! - `test-util`: [`testing::VirtualRuntime`], a deterministic runtime with a virtual clock.
+//! - `test-util`: `testing::VirtualRuntime`, a deterministic runtime with a virtual clock.
 //! - `conformance`: the conformance suite that every runtime adapter runs (implies
 //!   `test-util` and `std`).
 
@@ -98,9 +98,11 @@ mod sync;
 mod watch;
 
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
 pub use breaker::{BreakerConfig, BreakerState};

@@ -10,7 +10,7 @@ use alloc::borrow::Cow;
 /// One progress report.
 ///
 /// The value is clamped to `0.0..=1.0` on construction. A NaN value makes an invalid report,
-/// which [`JobContext::report`](crate::JobContext::report) ignores.
+/// which [`JobContext::report_progress`](crate::JobContext::report_progress) ignores.
 ///
 /// ```
 /// use orchestrator_core::Progress;

@@ -129,6 +129,21 @@ impl<T> JobResultExt<T> for JobResult<T> {
     }
 }
 
+/// The state of asynchronously loaded data: initial, loading, success, failure, refreshing.
+///
+/// Data loaded once stays through later loading, refreshing and failure, so a screen can keep
+/// showing it next to a spinner or an error. The transitions ([`set_loading`](Self::set_loading),
+/// [`set_success`](Self::set_success), [`set_failure`](Self::set_failure),
+/// [`set_refreshing`](Self::set_refreshing), [`settle`](Self::settle)) change the state in
+/// place; they keep data on failure and clear the error on loading and success (the
+/// [module docs](self) have the full table). The default is [`Initial`](Self::Initial).
+///
+/// With the `serde` feature it is `Serialize`/`Deserialize` (externally tagged, variant names
+/// as written here).
+///
+/// ```
+/// use orchestrator_core::state::AsyncState;
+///
 /// let mut users: AsyncState<Vec<&str>, &str> = AsyncState::default();
 /// users.set_loading();
 /// assert!(users.is_loading());

@@ -168,6 +168,7 @@ impl SignalBus {
     ///
     /// Tests that need isolation should use [`SignalBus::new`] instead.
     #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
     pub fn global() -> SignalBus {
         static GLOBAL: std::sync::OnceLock<SignalBus> = std::sync::OnceLock::new();
         GLOBAL.get_or_init(SignalBus::new).clone()

@@ -16,7 +16,7 @@ use super::support::{
 };
 use crate::runtime::Runtime;
 use crate::sync::Arc;
-use crate::{CancellationToken, DataSource, Dispatcher, JobError, JobOptions, RetryPolicy};
+use crate::{CancellationToken, DataSource, Dispatch, Dispatcher, JobError, RetryPolicy};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const SHORT: Duration = Duration::from_millis(20);
@@ -54,7 +54,7 @@ pub async fn dispatch_resolves_with_output_and_fresh_source(rt: Arc<dyn Runtime>
     });
     let done = d.dispatch(Value(41)).await.expect("success");
     assert_eq!(done.value, 42);
-    assert_eq!(done.source, DataSource::Fresh);
+    assert_eq!(done.data_source, DataSource::Fresh);
     assert_eq!(probe.calls(), 1);
 }
 
@@ -163,13 +163,14 @@ pub async fn retry_until_success_counts_attempts(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
     d.register(FlakyExec(probe.clone()));
-    let options = JobOptions::new().with_retry(RetryPolicy::fixed(5, Duration::from_millis(1)));
     let job = Flaky {
         fail_first: 2,
         permanent: false,
     };
     let done = d
-        .dispatch_with(job, options)
+        .job(job)
+        .retry(RetryPolicy::fixed(5, Duration::from_millis(1)))
+        .dispatch()
         .await
         .expect("third attempt succeeds");
     assert_eq!(done.value, 3);
@@ -181,15 +182,13 @@ pub async fn retry_exhaustion_yields_exactly_one_failure(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
     d.register(FlakyExec(probe.clone()));
-    let options =
-        JobOptions::new().with_retry(RetryPolicy::exponential(3, Duration::from_millis(1)));
-    let mut handle = d.dispatch_with(
-        Flaky {
+    let mut handle = d
+        .job(Flaky {
             fail_first: u32::MAX,
             permanent: false,
-        },
-        options,
-    );
+        })
+        .retry(RetryPolicy::exponential(3, Duration::from_millis(1)))
+        .dispatch();
     let err = (&mut handle).await.expect_err("exhausted");
     let failure = err.failure().expect("a failure");
     assert_eq!(failure.attempts(), 4);
@@ -219,7 +218,9 @@ pub async fn should_retry_false_stops_retrying(rt: Arc<dyn Runtime>) {
         permanent: true,
     };
     let err = d
-        .dispatch_with(job, JobOptions::new().with_retry(policy))
+        .job(job)
+        .retry(policy)
+        .dispatch()
         .await
         .expect_err("permanent");
     assert_eq!(err.failure().map(|f| f.attempts()), Some(1));
@@ -234,8 +235,12 @@ pub async fn panic_becomes_failure_and_dispatcher_keeps_working(rt: Arc<dyn Runt
         add: 0,
         probe: Probe::new(),
     });
-    let options = JobOptions::new().with_retry(RetryPolicy::fixed(3, Duration::ZERO));
-    let err = d.dispatch_with(Boom, options).await.expect_err("panicked");
+    let err = d
+        .job(Boom)
+        .retry(RetryPolicy::fixed(3, Duration::ZERO))
+        .dispatch()
+        .await
+        .expect_err("panicked");
     let failure = err.failure().expect("a failure");
     assert!(failure.is_panic());
     assert_eq!(failure.panic_message(), Some("boom"));
@@ -259,10 +264,9 @@ pub async fn cancel_before_start_never_runs_the_executor(rt: Arc<dyn Runtime>) {
     let token = CancellationToken::new();
     token.cancel_with("not needed");
     let err = d
-        .dispatch_with(
-            Hang { hang_first: 1 },
-            JobOptions::new().with_cancellation(token),
-        )
+        .job(Hang { hang_first: 1 })
+        .cancellation(token)
+        .dispatch()
         .await
         .expect_err("cancelled");
     assert_eq!(cancelled_reason(&err), Some("not needed"));
@@ -292,10 +296,10 @@ pub async fn token_cancel_mid_run_cancels_the_job(rt: Arc<dyn Runtime>) {
     let probe = Probe::new();
     d.register(HangExec(probe.clone()));
     let token = CancellationToken::new();
-    let handle = d.dispatch_with(
-        Hang { hang_first: 1 },
-        JobOptions::new().with_cancellation(token.clone()),
-    );
+    let handle = d
+        .job(Hang { hang_first: 1 })
+        .cancellation(token.clone())
+        .dispatch();
     probe.started.wait().await;
     token.cancel();
     let err = handle.await.expect_err("cancelled");
@@ -309,16 +313,14 @@ pub async fn cancel_during_backoff_stops_at_once(rt: Arc<dyn Runtime>) {
     let probe = Probe::new();
     d.register(FlakyExec(probe.clone()));
     let token = CancellationToken::new();
-    let options = JobOptions::new()
-        .with_retry(RetryPolicy::fixed(3, HOUR))
-        .with_cancellation(token.clone());
-    let handle = d.dispatch_with(
-        Flaky {
+    let handle = d
+        .job(Flaky {
             fail_first: u32::MAX,
             permanent: false,
-        },
-        options,
-    );
+        })
+        .retry(RetryPolicy::fixed(3, HOUR))
+        .cancellation(token.clone())
+        .dispatch();
     probe.started.wait().await; // the first attempt failed; the pipeline backs off
     token.cancel_with("backoff");
     let err = handle.await.expect_err("cancelled");
@@ -332,10 +334,9 @@ pub async fn total_timeout_drops_hanging_work(rt: Arc<dyn Runtime>) {
     let probe = Probe::new();
     d.register(HangExec(probe.clone()));
     let err = d
-        .dispatch_with(
-            Hang { hang_first: 1 },
-            JobOptions::new().with_timeout(SHORT),
-        )
+        .job(Hang { hang_first: 1 })
+        .timeout(SHORT)
+        .dispatch()
         .await
         .expect_err("timed out");
     assert!(
@@ -358,7 +359,9 @@ pub async fn zero_timeout_times_out_without_running(rt: Arc<dyn Runtime>) {
         probe: probe.clone(),
     });
     let err = d
-        .dispatch_with(Value(1), JobOptions::new().with_timeout(Duration::ZERO))
+        .job(Value(1))
+        .timeout(Duration::ZERO)
+        .dispatch()
         .await
         .expect_err("timed out");
     assert!(err.is_timed_out());
@@ -371,17 +374,14 @@ pub async fn timeout_during_retries_is_timed_out(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
     d.register(FlakyExec(probe.clone()));
-    let options = JobOptions::new()
-        .with_retry(RetryPolicy::fixed(u32::MAX, Duration::from_millis(5)))
-        .with_timeout(SHORT);
     let err = d
-        .dispatch_with(
-            Flaky {
-                fail_first: u32::MAX,
-                permanent: false,
-            },
-            options,
-        )
+        .job(Flaky {
+            fail_first: u32::MAX,
+            permanent: false,
+        })
+        .retry(RetryPolicy::fixed(u32::MAX, Duration::from_millis(5)))
+        .timeout(SHORT)
+        .dispatch()
         .await
         .expect_err("timed out");
     assert!(err.is_timed_out(), "{err:?}");
@@ -397,19 +397,20 @@ pub async fn attempt_timeout_is_retried(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
     d.register(HangExec(probe.clone()));
-    let options = JobOptions::new()
-        .with_attempt_timeout(SHORT)
-        .with_retry(RetryPolicy::fixed(1, Duration::ZERO));
     let done = d
-        .dispatch_with(Hang { hang_first: 1 }, options)
+        .job(Hang { hang_first: 1 })
+        .attempt_timeout(SHORT)
+        .retry(RetryPolicy::fixed(1, Duration::ZERO))
+        .dispatch()
         .await
         .expect("second attempt succeeds");
     assert_eq!(done.value, 2);
     assert!(probe.dropped.is_open());
 
-    let options = JobOptions::new().with_attempt_timeout(SHORT);
     let err = d
-        .dispatch_with(Hang { hang_first: 5 }, options)
+        .job(Hang { hang_first: 5 })
+        .attempt_timeout(SHORT)
+        .dispatch()
         .await
         .expect_err("no retry policy");
     let failure = err.failure().expect("an attempt timeout is a failure");
@@ -432,23 +433,20 @@ pub async fn shared_token_cancels_every_job_it_is_shared_by(rt: Arc<dyn Runtime>
         probe: Probe::new(),
     });
     let token = CancellationToken::new();
-    let with = || JobOptions::new().with_cancellation(token.clone());
+    let hang = || Hang {
+        hang_first: u32::MAX,
+    };
     assert_eq!(
-        d.dispatch_with(Value(3), with()).await.expect("done").value,
+        d.job(Value(3))
+            .cancellation(token.clone())
+            .dispatch()
+            .await
+            .expect("done")
+            .value,
         3
     );
-    let a = d.dispatch_with(
-        Hang {
-            hang_first: u32::MAX,
-        },
-        with(),
-    );
-    let b = d.dispatch_with(
-        Hang {
-            hang_first: u32::MAX,
-        },
-        with(),
-    );
+    let a = d.job(hang()).cancellation(token.clone()).dispatch();
+    let b = d.job(hang()).cancellation(token.clone()).dispatch();
     while probe.calls() < 2 {
         probe.started.wait().await;
         crate::conformance::support::settle(&rt).await;
@@ -465,18 +463,18 @@ pub async fn child_token_cancel_is_scoped(rt: Arc<dyn Runtime>) {
     d.register(HangExec(probe.clone()));
     let parent = CancellationToken::new();
     let (c1, c2) = (parent.child_token(), parent.child_token());
-    let mut h1 = d.dispatch_with(
-        Hang {
+    let mut h1 = d
+        .job(Hang {
             hang_first: u32::MAX,
-        },
-        JobOptions::new().with_cancellation(c1.clone()),
-    );
-    let mut h2 = d.dispatch_with(
-        Hang {
+        })
+        .cancellation(c1.clone())
+        .dispatch();
+    let mut h2 = d
+        .job(Hang {
             hang_first: u32::MAX,
-        },
-        JobOptions::new().with_cancellation(c2),
-    );
+        })
+        .cancellation(c2)
+        .dispatch();
     c1.cancel();
     assert!((&mut h1).await.expect_err("child").is_cancelled());
     assert!(!parent.is_cancelled());
@@ -539,7 +537,7 @@ pub async fn progress_after_the_outcome_goes_nowhere(rt: Arc<dyn Runtime>) {
     probe.release.open();
     (&mut handle).await.expect("success");
     let cx = probe.contexts.with(|c| c[0].clone());
-    assert!(!cx.progress(0.9), "ignored after the outcome");
+    assert!(!cx.report_progress(0.9), "ignored after the outcome");
     assert_eq!(handle.current_progress().map(|p| p.value()), Some(0.3));
 }
 
@@ -582,7 +580,7 @@ pub async fn shutdown_rejects_new_dispatches_and_running_jobs_finish(rt: Arc<dyn
     d.register(ReportExec(probe.clone()));
     let running = d.dispatch(Report(vec![]));
     probe.started.wait().await;
-    d.shutdown();
+    d.close();
     let err = d.dispatch(Report(vec![])).await.expect_err("rejected");
     assert_eq!(err.rejection(), Some(&crate::Rejection::Shutdown));
     probe.release.open();
@@ -654,7 +652,7 @@ fn watcher(
         d,
     )
     // These cases count every event; the guard has its own tests.
-    .guard(crate::StormGuard::disabled())
+    .guard(crate::LoopGuard::unlimited())
     .start()
     .expect("the orchestrator starts");
     (handle, sightings)
@@ -676,7 +674,7 @@ async fn wait_for(
 
 fn event_dispatcher(rt: &Arc<dyn Runtime>) -> Dispatcher {
     let d = dispatcher(rt);
-    d.register_event_job(AddExec);
+    d.register(AddExec);
     d
 }
 
@@ -704,10 +702,10 @@ pub async fn bus_delivers_every_event_in_order_to_every_subscriber(rt: Arc<dyn R
 pub async fn event_job_and_lifecycle_events_arrive_in_order(rt: Arc<dyn Runtime>) {
     let d = event_dispatcher(&rt);
     let mut sub = d.bus().subscribe();
-    let handle = d.dispatch_with(
-        Add { n: 7, gate: None },
-        JobOptions::new().with_lifecycle_events(true),
-    );
+    let handle = d
+        .job(Add { n: 7, gate: None })
+        .lifecycle_events(true)
+        .dispatch();
     let id = handle.id();
     handle.await.expect("success");
     let mut kinds = Vec::new();
@@ -730,7 +728,7 @@ pub async fn event_job_and_lifecycle_events_arrive_in_order(rt: Arc<dyn Runtime>
             kinds.push("note");
         } else {
             assert_eq!(e.downcast_ref::<Added>(), Some(&Added(7)));
-            assert_eq!(e.source(), Some(DataSource::Fresh));
+            assert_eq!(e.data_source(), Some(DataSource::Fresh));
             kinds.push("added");
         }
     }
@@ -743,10 +741,11 @@ pub async fn two_orchestrators_see_one_job_as_active_and_passive(rt: Arc<dyn Run
     let d = event_dispatcher(&rt);
     let (a, seen_a) = watcher(&d, true);
     let (b, seen_b) = watcher(&d, true);
-    let job = a.dispatch(Add { n: 5, gate: None }).expect("dispatched");
+    let job = a.dispatch(Add { n: 5, gate: None });
     let id = job.id();
     job.await.expect("success");
-    wait_for(&a, |t| t.terminals == 1).await;
+    a.handled(id).await.expect("a handled its job");
+    assert_eq!(a.state().terminals, 1);
     wait_for(&b, |t| t.terminals == 1).await;
     let a_events = seen_a.with(|s| core::mem::take(&mut s.events));
     let b_events = seen_b.with(|s| core::mem::take(&mut s.events));
@@ -779,15 +778,17 @@ pub async fn three_concurrent_jobs_are_all_active(rt: Arc<dyn Runtime>) {
                 n,
                 gate: Some(gate.clone()),
             })
-            .expect("dispatched")
         })
         .collect();
     assert_eq!(a.running_jobs(), 3);
     gate.open();
     for j in jobs {
+        let id = j.id();
         j.await.expect("success");
+        a.handled(id).await.expect("handled");
     }
-    let tally = wait_for(&a, |t| t.terminals == 3).await;
+    let tally = a.state();
+    assert_eq!(tally.terminals, 3);
     assert_eq!(tally.sum, 6);
     let events = seen.with(|s| core::mem::take(&mut s.events));
     assert_eq!(events.len(), 12);
@@ -811,7 +812,7 @@ pub async fn scoped_bus_isolation(rt: Arc<dyn Runtime>) {
             &d,
         )
         .bus(bus.clone())
-        .guard(crate::StormGuard::disabled())
+        .guard(crate::LoopGuard::unlimited())
         .start()
         .expect("starts");
         (handle, sightings)
@@ -820,11 +821,11 @@ pub async fn scoped_bus_isolation(rt: Arc<dyn Runtime>) {
     let (o2, seen2) = build(&scope2);
     let mut on_dispatcher_bus = d.bus().subscribe();
     let mut on_global = crate::SignalBus::global().subscribe_to::<Added>();
-    o1.dispatch(Add { n: 1, gate: None })
-        .expect("dispatched")
-        .await
-        .expect("success");
-    wait_for(&o1, |t| t.terminals == 1).await;
+    let job = o1.dispatch(Add { n: 1, gate: None });
+    let id = job.id();
+    job.await.expect("success");
+    o1.handled(id).await.expect("handled");
+    assert_eq!(o1.state().terminals, 1);
     super::support::settle(&rt).await;
     assert_eq!(seen1.with(|s| s.events.len()), 4);
     assert!(seen2.with(|s| s.events.is_empty()));
@@ -849,12 +850,15 @@ pub async fn tracked_before_observed_every_first_event_is_active(rt: Arc<dyn Run
     let d = event_dispatcher(&rt);
     let (a, seen) = watcher(&d, false);
     let handles: Vec<_> = (0..N)
-        .map(|n| a.dispatch(Add { n, gate: None }).expect("dispatched"))
+        .map(|n| a.dispatch(Add { n, gate: None }))
         .collect();
     for h in handles {
+        let id = h.id();
         h.await.expect("success");
+        a.handled(id).await.expect("handled");
     }
-    let tally = wait_for(&a, |t| t.terminals == N).await;
+    let tally = a.state();
+    assert_eq!(tally.terminals, N);
     assert_eq!(tally.sum, N * (N - 1) / 2);
     let (count, passive) = seen.with(|s| {
         (
@@ -878,12 +882,10 @@ pub async fn dispose_while_a_job_runs(rt: Arc<dyn Runtime>) {
     let (a, seen) = watcher(&d, true);
     let (b, _) = watcher(&d, false);
     let gate = super::support::Gate::new();
-    let job = a
-        .dispatch(Add {
-            n: 9,
-            gate: Some(gate.clone()),
-        })
-        .expect("dispatched");
+    let job = a.dispatch(Add {
+        n: 9,
+        gate: Some(gate.clone()),
+    });
     let mut states = a.states();
     assert_eq!(next(&mut states).await, Some(Tally::default()));
     a.dispose();
@@ -893,7 +895,17 @@ pub async fn dispose_while_a_job_runs(rt: Arc<dyn Runtime>) {
     assert_eq!(next(&mut states).await, None, "no state after disposal");
     assert_eq!(a.state().sum, 0);
     assert!(seen.with(|s| s.events.iter().all(|&(_, kind, _)| kind == "lifecycle")));
-    assert!(a.dispatch(Add { n: 1, gate: None }).is_err());
+    let refused = a
+        .dispatch(Add { n: 1, gate: None })
+        .await
+        .expect_err("a disposed orchestrator dispatches nothing");
+    assert!(
+        matches!(
+            refused.rejection(),
+            Some(crate::Rejection::Disposed { .. })
+        ),
+        "{refused:?}"
+    );
     b.dispose();
 }
 
@@ -908,7 +920,7 @@ pub async fn cache_hit_and_revalidation(rt: Arc<dyn Runtime>) {
         .dispatch()
         .await
         .expect("success");
-    assert_eq!((first.value, first.source), (1, DataSource::Fresh));
+    assert_eq!((first.value, first.data_source), (1, DataSource::Fresh));
     let hit = d
         .job(Add { n: 2, gate: None })
         .cache(crate::CachePolicy::new("sum"))
@@ -916,7 +928,7 @@ pub async fn cache_hit_and_revalidation(rt: Arc<dyn Runtime>) {
         .await
         .expect("success");
     assert_eq!(
-        (hit.value, hit.source),
+        (hit.value, hit.data_source),
         (1, DataSource::Cached),
         "executor skipped"
     );
@@ -929,16 +941,16 @@ pub async fn cache_hit_and_revalidation(rt: Arc<dyn Runtime>) {
         .cache(crate::CachePolicy::new("sum").revalidate())
         .dispatch();
     let stale = handle.await.expect("the cached value at once");
-    assert_eq!((stale.value, stale.source), (1, DataSource::Cached));
+    assert_eq!((stale.value, stale.data_source), (1, DataSource::Cached));
     probe_gate.open();
     let cached_event = next(&mut added).await.expect("the cached value's event");
     assert_eq!(
-        (cached_event.0, cached_event.event().source()),
+        (cached_event.0, cached_event.event().data_source()),
         (1, Some(DataSource::Cached))
     );
     let fresh = next(&mut added).await.expect("the fresh value's event");
     assert_eq!(
-        (fresh.0, fresh.event().source()),
+        (fresh.0, fresh.event().data_source()),
         (3, Some(DataSource::Fresh))
     );
     let after = d
@@ -948,7 +960,7 @@ pub async fn cache_hit_and_revalidation(rt: Arc<dyn Runtime>) {
         .await
         .expect("success");
     assert_eq!(
-        (after.value, after.source),
+        (after.value, after.data_source),
         (3, DataSource::Cached),
         "the fresh value was stored"
     );

@@ -206,7 +206,7 @@ impl Executor<Report> for ReportExec {
     async fn execute(&self, job: &Report, cx: JobContext) -> Result<(), TestError> {
         self.0.enter();
         for &v in &job.0 {
-            cx.report(Progress::new(v).with_message("working"));
+            cx.report_progress(Progress::new(v).with_message("working"));
         }
         self.0.contexts.with(|c| c.push(cx.clone()));
         self.0.started.open();
@@ -221,22 +221,20 @@ pub(crate) async fn settle(rt: &Arc<dyn crate::runtime::Runtime>) {
     rt.sleep(core::time::Duration::from_millis(1)).await;
 }
 
-/// An EventJob: returns `n` (after waiting on `gate` if given); its event is `Added(n)`.
+/// A job with an output event: returns `n` (after waiting on `gate` if given); its event is
+/// `Added(n)`.
 pub(crate) struct Add {
     pub(crate) n: u64,
     pub(crate) gate: Option<Gate>,
 }
 impl Job for Add {
     type Output = u64;
+    fn output_event(&self, n: &u64) -> Option<impl Send + Sync + 'static> {
+        Some(Added(*n))
+    }
 }
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Added(pub(crate) u64);
-impl crate::job::EventJob for Add {
-    type Event = Added;
-    fn event(&self, n: &u64) -> Added {
-        Added(*n)
-    }
-}
 pub(crate) struct AddExec;
 impl Executor<Add> for AddExec {
     type Error = TestError;

@@ -19,8 +19,8 @@
 //! ```
 //!
 //! Only a running orchestrator handles events and accepts dispatches; a dispatch through a
-//! built or ended one is rejected ([`Rejection::NotStarted`](crate::Rejection::NotStarted),
-//! [`Rejection::Disposed`](crate::Rejection::Disposed)).
+//! built or ended one is rejected ([`Rejection::NotStarted`](crate::Rejection),
+//! [`Rejection::Disposed`](crate::Rejection)).
 //!
 //! # Tracking
 //!

@@ -12,7 +12,7 @@
 //! [`PoolRuntime`]: jobs are queued in a [`TaskPool`] and the host polls one future,
 //! [`TaskPool::run`], that drives them all.
 //!
-//! With the `test-util` feature, [`VirtualRuntime`](crate::testing::VirtualRuntime) implements
+//! With the `test-util` feature, `testing::VirtualRuntime` implements
 //! the same traits over a virtual clock, so timeouts and backoff schedules are tested instantly
 //! and deterministically.
 //!
@@ -26,7 +26,7 @@
 //!
 //! - The adapters are handles: `TokioRuntime` spawns on a tokio runtime that the application
 //!   owns (and drops).
-//! - [`TaskPool`], [`PoolRuntime`] and [`VirtualRuntime`](crate::testing::VirtualRuntime) are
+//! - [`TaskPool`], [`PoolRuntime`] and `testing::VirtualRuntime` are
 //!   owned by the value their `new` returns; their clones are handles. Give dispatchers a
 //!   clone and keep the owner for as long as jobs should run. Dropping the owner drops the
 //!   unfinished tasks (their jobs resolve as cancelled), and later spawns are refused with
