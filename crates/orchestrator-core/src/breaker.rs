@@ -1,18 +1,4 @@
 //! The failure circuit breaker per job type (book chapter 5.5).
-//!
-//! ```text
-//!  Closed ──(threshold failures within `window`)──▶ Open ──(cooldown elapsed, next dispatch)──▶ HalfOpen
-//!    ▲                                                ▲                                              │
-//!    └────────────── trial succeeds ──────────────────┼──────────── trial fails ─────────────────────┘
-//! ```
-//!
-//! While open, dispatches of the job type are rejected at once with
-//! [`Rejection::CircuitOpen`](crate::Rejection::CircuitOpen), without running anything. After
-//! the cooldown, the next dispatch is the one trial (others are still rejected while it runs);
-//! its success closes the breaker, its failure opens it again. Failed and timed-out jobs count
-//! as failures; cancelled and rejected ones do not. Off by default; configured per job type on
-//! the dispatcher; every transition is reported to the observers
-//! ([`Observer::on_breaker_transition`](crate::Observer::on_breaker_transition)).
 
 use alloc::collections::VecDeque;
 use core::fmt;
@@ -21,6 +7,20 @@ use core::time::Duration;
 use crate::runtime::Instant;
 
 /// When a job type's breaker opens, and for how long.
+///
+/// ```text
+///  Closed ──(threshold failures within `window`)──▶ Open ──(cooldown elapsed, next dispatch)──▶ HalfOpen
+///    ▲                                                ▲                                              │
+///    └────────────── trial succeeds ──────────────────┼──────────── trial fails ─────────────────────┘
+/// ```
+///
+/// While open, dispatches of the job type are rejected at once with
+/// [`Rejection::CircuitOpen`](crate::Rejection::CircuitOpen), without running anything. After
+/// the cooldown, the next dispatch is the one trial (others are still rejected while it runs);
+/// its success closes the breaker, its failure opens it again. Failed and timed-out jobs count
+/// as failures; cancelled and rejected ones do not. Off by default; configured per job type on
+/// the dispatcher; every transition is reported to the observers
+/// ([`Observer::on_breaker_transition`](crate::Observer::on_breaker_transition)).
 ///
 /// ```
 /// use core::time::Duration;

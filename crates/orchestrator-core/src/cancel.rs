@@ -1,11 +1,4 @@
 //! Cooperative and forced cancellation.
-//!
-//! A [`CancellationToken`] is a shared flag with wake-ups. Cancelling is idempotent; the first
-//! reason wins. A job dispatched with a token is cancelled when the token is: its work future
-//! is dropped at once (the executor need not check the token), and its handle resolves as
-//! cancelled. One token may be shared by many jobs; a job that finishes never detaches the
-//! others. [`CancellationToken::child_token`] makes a token that is cancelled with its parent
-//! but can also be cancelled alone.
 
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
@@ -19,6 +12,13 @@ use event_listener::{Event, EventListener};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak, poll_notified};
 
 /// A cloneable handle to a shared cancellation flag.
+///
+/// A [`CancellationToken`] is a shared flag with wake-ups. Cancelling is idempotent; the first
+/// reason wins. A job dispatched with a token is cancelled when the token is: its work future
+/// is dropped at once (the executor need not check the token), and its handle resolves as
+/// cancelled. One token may be shared by many jobs; a job that finishes never detaches the
+/// others. [`CancellationToken::child_token`] makes a token that is cancelled with its parent
+/// but can also be cancelled alone.
 ///
 /// ```
 /// use orchestrator_core::CancellationToken;

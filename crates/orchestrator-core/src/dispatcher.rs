@@ -185,7 +185,7 @@ impl Dispatcher {
     }
 
     /// Configures the failure circuit breaker of job type `J` (replacing any previous one);
-    /// see [`breaker`](crate::breaker).
+    /// see [`BreakerConfig`](crate::BreakerConfig).
     pub fn set_circuit_breaker<J: Job>(&self, config: BreakerConfig) {
         self.inner
             .breakers

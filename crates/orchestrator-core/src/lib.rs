@@ -71,11 +71,11 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-pub mod breaker;
+mod breaker;
 mod builder;
-pub mod bus;
-pub mod cache;
-pub mod cancel;
+mod bus;
+mod cache;
+mod cancel;
 mod cause;
 mod dispatcher;
 mod event;
@@ -84,16 +84,16 @@ mod handle;
 mod id;
 mod job;
 mod lifecycle;
-pub mod observer;
-pub mod orchestrator;
+mod observer;
+mod orchestrator;
 mod outcome;
 mod panic;
 mod pipeline;
-pub mod progress;
-pub mod retry;
+mod progress;
+mod retry;
 pub mod runtime;
-pub mod saga;
-pub mod state;
+mod saga;
+mod state;
 mod sync;
 mod watch;
 
@@ -105,11 +105,14 @@ pub mod testing;
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
-pub use breaker::{BreakerConfig, BreakerState};
+pub use breaker::{BreakerConfig, BreakerState, InvalidBreakerConfig};
 pub use builder::{Dispatch, JobBuilder};
 pub use bus::{PublishError, SignalBus, Subscription, TypedEvent, TypedSubscription};
-pub use cache::{CachePolicy, InMemoryCache, InvalidateCache};
-pub use cancel::CancellationToken;
+pub use cache::{
+    CacheEntry, CacheError, CachePolicy, CacheProvider, CacheStats, CacheValue, InMemoryCache,
+    InvalidCacheConfig, InvalidateCache, Invalidation,
+};
+pub use cancel::{CancellationToken, WaitForCancellation, WaitForCancellationOwned};
 pub use cause::{CausalChain, CauseStep};
 pub use dispatcher::{DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder, Shutdown, ShutdownReport};
 pub use event::{Event, JobType};

@@ -1,11 +1,4 @@
 //! Observers: hooks into every job and event, for logging, metrics and tracing.
-//!
-//! An [`Observer`] has one method per hook, each with an empty default, so an implementation
-//! overrides only what it needs. Observers are registered on a dispatcher
-//! ([`DispatcherBuilder::observer`](crate::DispatcherBuilder::observer)); several compose and
-//! are called in registration order. Hooks run outside every lock of the core. With `std`, a
-//! panicking observer is contained: the panic is swallowed, the job and the other observers go
-//! on. Without observers the hooks cost one emptiness check.
 
 use alloc::vec::Vec;
 use core::error::Error;
@@ -30,6 +23,14 @@ pub struct JobInfo {
 }
 
 /// Hooks into the life of jobs and events. Every method has an empty default.
+///
+/// An [`Observer`] has one method per hook, each with an empty default, so an implementation
+/// overrides only what it needs. Observers are registered on a dispatcher
+/// ([`DispatcherBuilder::observer`](crate::DispatcherBuilder::observer)); several compose and
+/// are called in registration order. Hooks run outside every lock of the core. With `std`, a
+/// panicking observer is contained: the panic is swallowed, the job and the other observers go
+/// on. Without observers the hooks cost one emptiness check.
+///
 #[allow(unused_variables)]
 pub trait Observer: Send + Sync + 'static {
     /// A job's task started (before its first attempt).

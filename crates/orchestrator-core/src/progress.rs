@@ -1,13 +1,13 @@
 //! Progress reports: a value in `0.0..=1.0`, an optional message, an optional step count.
-//!
-//! Progress is a *state*, not a log: a job's handle keeps the latest report, and a
-//! [`ProgressStream`](crate::ProgressStream) yields reports in order, skipping ones that were
-//! overwritten before the subscriber looked (like `tokio::sync::watch`), always ending with the
-//! last report the job made. Use events for data that must not be conflated.
 
 use alloc::borrow::Cow;
 
 /// One progress report.
+///
+/// Progress is a *state*, not a log: a job's handle keeps the latest report, and a
+/// [`ProgressStream`](crate::ProgressStream) yields reports in order, skipping ones that were
+/// overwritten before the subscriber looked (like `tokio::sync::watch`), always ending with the
+/// last report the job made. Use events for data that must not be conflated.
 ///
 /// The value is clamped to `0.0..=1.0` on construction. A NaN value makes an invalid report,
 /// which [`JobContext::report_progress`](crate::JobContext::report_progress) ignores.

@@ -1,11 +1,4 @@
 //! Retry policies: how many attempts, how long to wait between them, which errors to retry.
-//!
-//! A job with a [`RetryPolicy`] runs at most `max_retries + 1` attempts. Before retry `n`
-//! (0-based) the pipeline sleeps `base_delay * multiplier^n`, capped at `max_delay`, then
-//! shortened by up to `jitter` of itself. The arithmetic saturates: retry 50 or `u32::MAX`
-//! gives `max_delay`, never an overflow or a panic. The sleeps count against the job's total
-//! timeout. Cancellation and the total timeout are never retried; a per-attempt timeout and an
-//! executor error are, subject to [`RetryPolicy::retry_if`]. Panics are never retried.
 
 use alloc::boxed::Box;
 use core::error::Error;
@@ -17,6 +10,13 @@ use crate::sync::Arc;
 type Predicate = dyn Fn(&(dyn Error + 'static), u32) -> bool + Send + Sync;
 
 /// When and how often a failed job is tried again.
+///
+/// A job with a [`RetryPolicy`] runs at most `max_retries + 1` attempts. Before retry `n`
+/// (0-based) the pipeline sleeps `base_delay * multiplier^n`, capped at `max_delay`, then
+/// shortened by up to `jitter` of itself. The arithmetic saturates: retry 50 or `u32::MAX`
+/// gives `max_delay`, never an overflow or a panic. The sleeps count against the job's total
+/// timeout. Cancellation and the total timeout are never retried; a per-attempt timeout and an
+/// executor error are, subject to [`RetryPolicy::retry_if`]. Panics are never retried.
 ///
 /// Policies are validated when they are built: [`RetryPolicy::fixed`] and
 /// [`RetryPolicy::exponential`] are valid by construction, [`RetryPolicy::builder`] checks its

@@ -1,113 +1,4 @@
 //! Sagas: multi-step work whose completed steps can be undone by compensations.
-//!
-//! A [`Saga`] runs steps one at a time. [`Saga::step`] awaits the step's *action*; when the
-//! action succeeds, the saga records the step's *compensation* (the async work that undoes
-//! it) and returns the action's value. Then:
-//!
-//! - [`commit`](Saga::commit) forgets every recorded compensation: the work stands.
-//! - [`rollback`](Saga::rollback) runs the recorded compensations, last step first.
-//!
-//! ## Failing steps
-//!
-//! When a step's action fails, the saga rolls back **automatically** before `step` returns:
-//! the compensations of the steps completed so far run (last-in-first-out) and
-//! [`StepError`] carries the failing step's name, the action's error and the
-//! [`RollbackReport`]. The failing step itself has no compensation to run: an action that
-//! fails must leave nothing behind (or be split into smaller steps). After a failed step the
-//! saga is empty and can be reused.
-//!
-//! Failures that are not a step's (a check between two steps, a user who gives up) are
-//! handled by calling [`rollback`](Saga::rollback) yourself.
-//!
-//! ## Rollback
-//!
-//! Compensations run one at a time, in reverse order of their steps. A compensation that
-//! fails does not stop the rollback: the others still run, and every failure is listed, with
-//! its step's name, in the [`RollbackReport`]. Nothing is retried; a compensation that must
-//! not fail should retry inside itself (for example by dispatching a job with a
-//! [`RetryPolicy`](crate::RetryPolicy)).
-//!
-//! ## Dropping
-//!
-//! Dropping a saga that still holds compensations runs none of them and does not panic: the
-//! compensations' futures are dropped without being polled. Commit or roll back explicitly.
-//!
-//! ## Jobs as steps
-//!
-//! An action or compensation is any future, so a step can dispatch a job and await its
-//! handle. Dispatching starts the job at once, so dispatch the undo job *inside* the
-//! compensation's `async` block, where it waits for a rollback:
-//!
-//! ```
-//! use orchestrator_core::saga::Saga;
-//! use orchestrator_core::testing::VirtualRuntime;
-//! use orchestrator_core::{Dispatcher, Executor, Job, JobContext, JobError};
-//!
-//! struct Reserve(u32);
-//! impl Job for Reserve {
-//!     type Output = u64; // a reservation id
-//! }
-//! struct Release(u64);
-//! impl Job for Release {
-//!     type Output = ();
-//! }
-//!
-//! struct Warehouse;
-//! impl Executor<Reserve> for Warehouse {
-//!     type Error = core::convert::Infallible;
-//!     async fn execute(&self, job: &Reserve, _cx: JobContext) -> Result<u64, Self::Error> {
-//!         Ok(1000 + u64::from(job.0))
-//!     }
-//! }
-//! impl Executor<Release> for Warehouse {
-//!     type Error = core::convert::Infallible;
-//!     async fn execute(&self, _job: &Release, _cx: JobContext) -> Result<(), Self::Error> {
-//!         Ok(())
-//!     }
-//! }
-//!
-//! let rt = VirtualRuntime::new();
-//! let dispatcher = Dispatcher::new(rt.clone());
-//! dispatcher.register::<Reserve, _>(Warehouse);
-//! dispatcher.register::<Release, _>(Warehouse);
-//!
-//! let report = rt.block_on(async {
-//!     let mut saga = Saga::<JobError>::new();
-//!     let id = saga
-//!         .step(
-//!             "reserve",
-//!             async { Ok(dispatcher.dispatch(Reserve(7)).await?.value) },
-//!             |&id| {
-//!                 let dispatcher = dispatcher.clone();
-//!                 async move {
-//!                     dispatcher.dispatch(Release(id)).await?;
-//!                     Ok(())
-//!                 }
-//!             },
-//!         )
-//!         .await
-//!         .unwrap();
-//!     assert_eq!(id, 1007);
-//!     // Payment was declined: undo the reservation.
-//!     saga.rollback().await
-//! });
-//! assert!(report.is_clean());
-//! assert_eq!(report.compensated(), ["reserve"]);
-//! ```
-//!
-//! ## Cancel safety
-//!
-//! The futures of [`step`](Saga::step) and [`rollback`](Saga::rollback) may be dropped at any
-//! `.await`. Dropping `step` while its action runs drops the action and records nothing for
-//! it; earlier steps stay recorded. Dropping a rollback drops the compensation it was
-//! awaiting (which is not run again) and its report; the compensations it had not reached
-//! stay in the saga. A compensation that panics propagates the panic the same way.
-//!
-//! ## Threads
-//!
-//! Compensations must be `Send` so that a saga can live in a task of a multi-threaded
-//! runtime. Actions need not be: they are awaited inside `step`, whose future is `Send`
-//! whenever the action is.
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
@@ -126,13 +17,122 @@ struct Completed<'a, E> {
     compensation: Compensation<'a, E>,
 }
 
-/// Steps run in order, each with a compensation that undoes it; see the [module docs](self).
+/// Steps run in order, each with a compensation that undoes it; see below.
+///
+/// A [`Saga`] runs steps one at a time. [`Saga::step`] awaits the step's *action*; when the
+/// action succeeds, the saga records the step's *compensation* (the async work that undoes
+/// it) and returns the action's value. Then:
+///
+/// - [`commit`](Saga::commit) forgets every recorded compensation: the work stands.
+/// - [`rollback`](Saga::rollback) runs the recorded compensations, last step first.
+///
+/// ## Failing steps
+///
+/// When a step's action fails, the saga rolls back **automatically** before `step` returns:
+/// the compensations of the steps completed so far run (last-in-first-out) and
+/// [`StepError`] carries the failing step's name, the action's error and the
+/// [`RollbackReport`]. The failing step itself has no compensation to run: an action that
+/// fails must leave nothing behind (or be split into smaller steps). After a failed step the
+/// saga is empty and can be reused.
+///
+/// Failures that are not a step's (a check between two steps, a user who gives up) are
+/// handled by calling [`rollback`](Saga::rollback) yourself.
+///
+/// ## Rollback
+///
+/// Compensations run one at a time, in reverse order of their steps. A compensation that
+/// fails does not stop the rollback: the others still run, and every failure is listed, with
+/// its step's name, in the [`RollbackReport`]. Nothing is retried; a compensation that must
+/// not fail should retry inside itself (for example by dispatching a job with a
+/// [`RetryPolicy`](crate::RetryPolicy)).
+///
+/// ## Dropping
+///
+/// Dropping a saga that still holds compensations runs none of them and does not panic: the
+/// compensations' futures are dropped without being polled. Commit or roll back explicitly.
+///
+/// ## Jobs as steps
+///
+/// An action or compensation is any future, so a step can dispatch a job and await its
+/// handle. Dispatching starts the job at once, so dispatch the undo job *inside* the
+/// compensation's `async` block, where it waits for a rollback:
+///
+/// ```
+/// use orchestrator_core::Saga;
+/// use orchestrator_core::testing::VirtualRuntime;
+/// use orchestrator_core::{Dispatcher, Executor, Job, JobContext, JobError};
+///
+/// struct Reserve(u32);
+/// impl Job for Reserve {
+///     type Output = u64; // a reservation id
+/// }
+/// struct Release(u64);
+/// impl Job for Release {
+///     type Output = ();
+/// }
+///
+/// struct Warehouse;
+/// impl Executor<Reserve> for Warehouse {
+///     type Error = core::convert::Infallible;
+///     async fn execute(&self, job: &Reserve, _cx: JobContext) -> Result<u64, Self::Error> {
+///         Ok(1000 + u64::from(job.0))
+///     }
+/// }
+/// impl Executor<Release> for Warehouse {
+///     type Error = core::convert::Infallible;
+///     async fn execute(&self, _job: &Release, _cx: JobContext) -> Result<(), Self::Error> {
+///         Ok(())
+///     }
+/// }
+///
+/// let rt = VirtualRuntime::new();
+/// let dispatcher = Dispatcher::new(rt.clone());
+/// dispatcher.register::<Reserve, _>(Warehouse);
+/// dispatcher.register::<Release, _>(Warehouse);
+///
+/// let report = rt.block_on(async {
+///     let mut saga = Saga::<JobError>::new();
+///     let id = saga
+///         .step(
+///             "reserve",
+///             async { Ok(dispatcher.dispatch(Reserve(7)).await?.value) },
+///             |&id| {
+///                 let dispatcher = dispatcher.clone();
+///                 async move {
+///                     dispatcher.dispatch(Release(id)).await?;
+///                     Ok(())
+///                 }
+///             },
+///         )
+///         .await
+///         .unwrap();
+///     assert_eq!(id, 1007);
+///     // Payment was declined: undo the reservation.
+///     saga.rollback().await
+/// });
+/// assert!(report.is_clean());
+/// assert_eq!(report.compensated(), ["reserve"]);
+/// ```
+///
+/// ## Cancel safety
+///
+/// The futures of [`step`](Saga::step) and [`rollback`](Saga::rollback) may be dropped at any
+/// `.await`. Dropping `step` while its action runs drops the action and records nothing for
+/// it; earlier steps stay recorded. Dropping a rollback drops the compensation it was
+/// awaiting (which is not run again) and its report; the compensations it had not reached
+/// stay in the saga. A compensation that panics propagates the panic the same way.
+///
+/// ## Threads
+///
+/// Compensations must be `Send` so that a saga can live in a task of a multi-threaded
+/// runtime. Actions need not be: they are awaited inside `step`, whose future is `Send`
+/// whenever the action is.
 ///
 /// `E` is the error type of the actions and compensations (for dispatched jobs, usually
 /// [`JobError`](crate::JobError)); `'a` bounds what the compensations may borrow.
 ///
 /// ```
-/// use orchestrator_core::saga::Saga;
+/// use orchestrator_core::Saga;
 ///
 /// futures::executor::block_on(async {
 ///     let mut saga = Saga::<&str>::new();
@@ -151,7 +151,7 @@ impl<'a, E> Saga<'a, E> {
     /// Creates a saga with no steps.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// let saga = Saga::<()>::new();
     /// assert!(saga.is_empty());
@@ -170,7 +170,7 @@ impl<'a, E> Saga<'a, E> {
     /// Keep its work inside the future (an `async move` block).
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<&str>::new();
@@ -189,7 +189,7 @@ impl<'a, E> Saga<'a, E> {
     /// # Cancel safety
     ///
     /// Dropped while the action runs, nothing is recorded for this step; see the
-    /// [module docs](self#cancel-safety) for a drop during the automatic rollback.
+    /// [type docs](Saga#cancel-safety) for a drop during the automatic rollback.
     pub async fn step<T, A, C, F>(
         &mut self,
         name: impl Into<Cow<'static, str>>,
@@ -225,7 +225,7 @@ impl<'a, E> Saga<'a, E> {
     /// [`rollback`](Self::rollback) runs nothing for these steps.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<()>::new();
@@ -245,7 +245,7 @@ impl<'a, E> Saga<'a, E> {
     /// report with its step's name. The saga is empty afterwards.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<&str>::new();
@@ -284,7 +284,7 @@ impl<'a, E> Saga<'a, E> {
     /// Returns the number of completed steps whose compensations are recorded.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<()>::new();
@@ -300,7 +300,7 @@ impl<'a, E> Saga<'a, E> {
     /// Returns `true` if no compensation is recorded (nothing to roll back).
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// assert!(Saga::<()>::new().is_empty());
     /// ```
@@ -312,7 +312,7 @@ impl<'a, E> Saga<'a, E> {
     /// the steps ran.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<()>::new();
@@ -347,7 +347,7 @@ impl<E> fmt::Debug for Saga<'_, E> {
 /// What a rollback did: which compensations ran, in order, and which of them failed.
 ///
 /// ```
-/// use orchestrator_core::saga::Saga;
+/// use orchestrator_core::Saga;
 ///
 /// futures::executor::block_on(async {
 ///     let mut saga = Saga::<u8>::new();
@@ -371,7 +371,7 @@ impl<E> RollbackReport<E> {
     /// Returns how many compensations ran (whether they succeeded or failed).
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// let report = futures::executor::block_on(Saga::<()>::new().rollback());
     /// assert_eq!(report.ran(), 0);
@@ -384,7 +384,7 @@ impl<E> RollbackReport<E> {
     /// reverse of the steps' order).
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<()>::new();
@@ -400,7 +400,7 @@ impl<E> RollbackReport<E> {
     /// Returns the compensations that failed, in the order they ran.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<&str>::new();
@@ -417,7 +417,7 @@ impl<E> RollbackReport<E> {
     /// Returns the compensations that failed, consuming the report.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// let report = futures::executor::block_on(Saga::<()>::new().rollback());
     /// assert!(report.into_failures().is_empty());
@@ -429,7 +429,7 @@ impl<E> RollbackReport<E> {
     /// Returns `true` if every compensation that ran succeeded.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<()>::new();
@@ -445,7 +445,7 @@ impl<E> RollbackReport<E> {
 /// A compensation that failed during a rollback: its step's name and its error.
 ///
 /// ```
-/// use orchestrator_core::saga::CompensationFailure;
+/// use orchestrator_core::CompensationFailure;
 ///
 /// let failure = CompensationFailure { step: "refund".into(), error: "bank offline" };
 /// assert_eq!(failure.to_string(), "compensation of step `refund` failed: bank offline");
@@ -477,7 +477,7 @@ impl<E: Error + 'static> Error for CompensationFailure<E> {
 /// The error of [`Saga::step`]: the step's action failed and the saga rolled back.
 ///
 /// ```
-/// use orchestrator_core::saga::Saga;
+/// use orchestrator_core::Saga;
 ///
 /// futures::executor::block_on(async {
 ///     let mut saga = Saga::<&str>::new();
@@ -510,7 +510,7 @@ impl<E> StepError<E> {
     /// Returns the action's error, dropping the step name and the rollback report.
     ///
     /// ```
-    /// use orchestrator_core::saga::Saga;
+    /// use orchestrator_core::Saga;
     ///
     /// futures::executor::block_on(async {
     ///     let mut saga = Saga::<u8>::new();

@@ -1,61 +1,4 @@
 //! Results and UI-facing async state: [`JobResult`] and [`AsyncState`].
-//!
-//! ## `JobResult`: a job's outcome
-//!
-//! A [`JobHandle`](crate::JobHandle) resolves to a [`JobResult<T>`]: a plain
-//! `Result<Success<T>, JobError>`, so `?`, `match` and every `Result` method work. The
-//! [`JobResultExt`] trait adds the shortcuts a screen usually needs: [`is_success`],
-//! [`data`], [`error`], [`data_source`], [`is_cancelled`], [`is_timed_out`].
-//!
-//! ```
-//! use orchestrator_core::{DataSource, JobResultExt};
-//! # use orchestrator_core::testing::VirtualRuntime;
-//! # use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
-//! # struct Ping;
-//! # impl Job for Ping { type Output = u8; }
-//! # struct Pong;
-//! # impl Executor<Ping> for Pong {
-//! #     type Error = core::convert::Infallible;
-//! #     async fn execute(&self, _: &Ping, _: JobContext) -> Result<u8, Self::Error> { Ok(7) }
-//! # }
-//! # let rt = VirtualRuntime::new();
-//! # let dispatcher = Dispatcher::new(rt.clone());
-//! # dispatcher.register(Pong);
-//! let result = rt.block_on(dispatcher.dispatch(Ping));
-//! assert!(result.is_success());
-//! assert_eq!(result.data(), Some(&7));
-//! assert_eq!(result.data_source(), Some(DataSource::Fresh));
-//! ```
-//!
-//! [`is_success`]: JobResultExt::is_success
-//! [`data`]: JobResultExt::data
-//! [`error`]: JobResultExt::error
-//! [`data_source`]: JobResultExt::data_source
-//! [`is_cancelled`]: JobResultExt::is_cancelled
-//! [`is_timed_out`]: JobResultExt::is_timed_out
-//!
-//! ## `AsyncState`: data that survives transitions
-//!
-//! [`AsyncState<T, E>`] is the state of one piece of asynchronously loaded data, as a screen
-//! shows it. Its transitions take `&mut self`, so they fit
-//! [`OrchestratorContext::update`](crate::orchestrator::OrchestratorContext::update), and they
-//! follow one contract: **transitions keep data on failure and clear the error on loading and
-//! success.** In full (`-` is "no data"):
-//!
-//! | from ╲ call        | [`set_loading`]     | [`set_success(d)`]  | [`set_failure(e)`]    | [`set_refreshing`]  |
-//! |--------------------|---------------------|---------------------|-----------------------|---------------------|
-//! | `Initial`          | `Loading { - }`     | `Success { d }`     | `Failure { e, - }`    | `Loading { - }`     |
-//! | `Loading { x }`    | `Loading { x }`     | `Success { d }`     | `Failure { e, x }`    | `Refreshing { x }`¹ |
-//! | `Success { x }`    | `Loading { x }`     | `Success { d }`     | `Failure { e, x }`    | `Refreshing { x }`  |
-//! | `Failure { _, x }` | `Loading { x }`     | `Success { d }`     | `Failure { e, x }`    | `Refreshing { x }`¹ |
-//! | `Refreshing { x }` | `Loading { x }`     | `Success { d }`     | `Failure { e, x }`    | `Refreshing { x }`  |
-//!
-//! ¹ `Refreshing` always holds data; without data, `set_refreshing` gives `Loading { - }`.
-//!
-//! [`set_loading`]: AsyncState::set_loading
-//! [`set_success(d)`]: AsyncState::set_success
-//! [`set_failure(e)`]: AsyncState::set_failure
-//! [`set_refreshing`]: AsyncState::set_refreshing
 
 use crate::outcome::{DataSource, JobError, Success};
 
@@ -131,18 +74,41 @@ impl<T> JobResultExt<T> for JobResult<T> {
 
 /// The state of asynchronously loaded data: initial, loading, success, failure, refreshing.
 ///
+/// ## `AsyncState`: data that survives transitions
+///
+/// [`AsyncState<T, E>`] is the state of one piece of asynchronously loaded data, as a screen
+/// shows it. Its transitions take `&mut self`, so they fit
+/// [`OrchestratorContext::update`](crate::OrchestratorContext::update), and they
+/// follow one contract: **transitions keep data on failure and clear the error on loading and
+/// success.** In full (`-` is "no data"):
+///
+/// | from ╲ call        | [`set_loading`]     | [`set_success(d)`]  | [`set_failure(e)`]    | [`set_refreshing`]  |
+/// |--------------------|---------------------|---------------------|-----------------------|---------------------|
+/// | `Initial`          | `Loading { - }`     | `Success { d }`     | `Failure { e, - }`    | `Loading { - }`     |
+/// | `Loading { x }`    | `Loading { x }`     | `Success { d }`     | `Failure { e, x }`    | `Refreshing { x }`¹ |
+/// | `Success { x }`    | `Loading { x }`     | `Success { d }`     | `Failure { e, x }`    | `Refreshing { x }`  |
+/// | `Failure { _, x }` | `Loading { x }`     | `Success { d }`     | `Failure { e, x }`    | `Refreshing { x }`¹ |
+/// | `Refreshing { x }` | `Loading { x }`     | `Success { d }`     | `Failure { e, x }`    | `Refreshing { x }`  |
+///
+/// ¹ `Refreshing` always holds data; without data, `set_refreshing` gives `Loading { - }`.
+///
+/// [`set_loading`]: AsyncState::set_loading
+/// [`set_success(d)`]: AsyncState::set_success
+/// [`set_failure(e)`]: AsyncState::set_failure
+/// [`set_refreshing`]: AsyncState::set_refreshing
+///
 /// Data loaded once stays through later loading, refreshing and failure, so a screen can keep
 /// showing it next to a spinner or an error. The transitions ([`set_loading`](Self::set_loading),
 /// [`set_success`](Self::set_success), [`set_failure`](Self::set_failure),
 /// [`set_refreshing`](Self::set_refreshing), [`settle`](Self::settle)) change the state in
 /// place; they keep data on failure and clear the error on loading and success (the
-/// [module docs](self) have the full table). The default is [`Initial`](Self::Initial).
+/// table above has them all). The default is [`Initial`](Self::Initial).
 ///
 /// With the `serde` feature it is `Serialize`/`Deserialize` (externally tagged, variant names
 /// as written here).
 ///
 /// ```
-/// use orchestrator_core::state::AsyncState;
+/// use orchestrator_core::AsyncState;
 ///
 /// let mut users: AsyncState<Vec<&str>, &str> = AsyncState::default();
 /// users.set_loading();
@@ -200,7 +166,7 @@ impl<T, E> AsyncState<T, E> {
     /// Starts a load: becomes `Loading`, keeping any data and clearing any error.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let mut state = AsyncState::Failure { error: "timeout", data: Some(1) };
     /// state.set_loading();
@@ -215,7 +181,7 @@ impl<T, E> AsyncState<T, E> {
     /// Records a successful load: becomes `Success` with `data`, clearing any error.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let mut state = AsyncState::Failure { error: "timeout", data: None };
     /// state.set_success(5);
@@ -230,7 +196,7 @@ impl<T, E> AsyncState<T, E> {
     /// An earlier error is replaced.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let mut state: AsyncState<u8, &str> = AsyncState::Refreshing { data: 9 };
     /// state.set_failure("offline");
@@ -249,7 +215,7 @@ impl<T, E> AsyncState<T, E> {
     /// [`set_loading`](Self::set_loading).
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let mut shown: AsyncState<u8, ()> = AsyncState::Success { data: 1 };
     /// shown.set_refreshing();
@@ -272,7 +238,7 @@ impl<T, E> AsyncState<T, E> {
     /// With a job handle: `state.settle(handle.await.map(Success::into_value))`.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let mut state: AsyncState<u8, &str> = AsyncState::Loading { data: Some(1) };
     /// state.settle(Err("offline"));
@@ -290,7 +256,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns the data, whatever the state, if there is any.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let state: AsyncState<u8, &str> = AsyncState::Failure { error: "x", data: Some(4) };
     /// assert_eq!(state.data(), Some(&4));
@@ -307,7 +273,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns the data, if there is any, dropping the rest of the state.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let state: AsyncState<String, ()> = AsyncState::Refreshing { data: "hi".into() };
     /// assert_eq!(state.into_data().as_deref(), Some("hi"));
@@ -323,7 +289,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns the error of a `Failure`.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let state: AsyncState<(), &str> = AsyncState::Failure { error: "denied", data: None };
     /// assert_eq!(state.error(), Some(&"denied"));
@@ -338,7 +304,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns `true` if nothing was requested yet.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// assert!(AsyncState::<(), ()>::default().is_initial());
     /// ```
@@ -349,7 +315,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns `true` while a load is under way: `Loading` or `Refreshing`.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// assert!(AsyncState::<u8, ()>::Refreshing { data: 1 }.is_loading());
     /// assert!(AsyncState::<u8, ()>::Loading { data: None }.is_loading());
@@ -365,7 +331,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns `true` while data already shown is being reloaded.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// assert!(AsyncState::<u8, ()>::Refreshing { data: 1 }.is_refreshing());
     /// assert!(!AsyncState::<u8, ()>::Loading { data: Some(1) }.is_refreshing());
@@ -377,7 +343,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns `true` if the last load succeeded.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// assert!(AsyncState::<u8, ()>::Success { data: 1 }.is_success());
     /// ```
@@ -388,7 +354,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns `true` if the last load failed.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// assert!(AsyncState::<u8, ()>::Failure { error: (), data: Some(1) }.is_failure());
     /// ```
@@ -399,7 +365,7 @@ impl<T, E> AsyncState<T, E> {
     /// Returns `true` if there is data to show, whatever the state.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// assert!(AsyncState::<u8, ()>::Loading { data: Some(1) }.has_data());
     /// assert!(!AsyncState::<u8, ()>::Failure { error: (), data: None }.has_data());
@@ -411,7 +377,7 @@ impl<T, E> AsyncState<T, E> {
     /// Maps the data with `f`, keeping the state and the error.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let state: AsyncState<Vec<u8>, ()> = AsyncState::Refreshing { data: vec![1, 2, 3] };
     /// assert_eq!(state.map_data(|v| v.len()), AsyncState::Refreshing { data: 3 });
@@ -432,7 +398,7 @@ impl<T, E> AsyncState<T, E> {
     /// Maps the error with `f`, keeping the state and the data.
     ///
     /// ```
-    /// use orchestrator_core::state::AsyncState;
+    /// use orchestrator_core::AsyncState;
     ///
     /// let state: AsyncState<u8, u16> = AsyncState::Failure { error: 404, data: Some(1) };
     /// let state = state.map_error(|code| if code == 404 { "not found" } else { "other" });

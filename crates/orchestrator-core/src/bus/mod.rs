@@ -1,32 +1,4 @@
 //! The signal bus: a lossless, ordered, many-subscriber event channel.
-//!
-//! A [`SignalBus`] is cheap to clone; clones are handles to the same bus.
-//! [`SignalBus::new`] makes an isolated (scoped) bus; with `std`, [`SignalBus::global`] returns
-//! the process-wide one. [`SignalBus::subscribe`] returns a [`Subscription`], a
-//! [`Stream`](futures_core::Stream) of [`Event`]s; [`SignalBus::subscribe_to`] returns a
-//! [`TypedSubscription`] that yields only one payload type.
-//!
-//! ## Ordering
-//!
-//! Publishing takes the bus's lock, so every publish has a place in one total order, and every
-//! subscriber sees the events it receives in that order. In particular the events of one
-//! publisher (one job, one task) arrive in the order they were published.
-//!
-//! ## Lagging
-//!
-//! Nothing is lost and nothing blocks: a subscription receives every event published while it
-//! exists, however slowly it reads. The price is memory: an event stays queued (one `Event`, a
-//! reference count, plus a counter: 24 bytes on 64-bit targets, the payload itself shared)
-//! until every subscription that was present when it was published has taken it or has been
-//! dropped. A subscription that is never read therefore keeps every later event alive; drop
-//! subscriptions you no longer read. Publishers never wait.
-//!
-//! ## Closing
-//!
-//! [`SignalBus::close`] closes the bus; so does dropping its last `SignalBus` handle.
-//! Publishing on a closed bus fails with [`PublishError`], which gives the event back.
-//! Subscriptions first yield every event published before the close, then end (`None`).
-//! Subscribing to a closed bus gives a subscription that ends at once.
 
 mod subscription;
 
@@ -41,6 +13,34 @@ use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 pub use subscription::{Subscription, TypedEvent, TypedSubscription};
 
 /// A handle to an event bus. Cheap to clone.
+///
+/// A [`SignalBus`] is cheap to clone; clones are handles to the same bus.
+/// [`SignalBus::new`] makes an isolated (scoped) bus; with `std`, [`SignalBus::global`] returns
+/// the process-wide one. [`SignalBus::subscribe`] returns a [`Subscription`], a
+/// [`Stream`](futures_core::Stream) of [`Event`]s; [`SignalBus::subscribe_to`] returns a
+/// [`TypedSubscription`] that yields only one payload type.
+///
+/// ## Ordering
+///
+/// Publishing takes the bus's lock, so every publish has a place in one total order, and every
+/// subscriber sees the events it receives in that order. In particular the events of one
+/// publisher (one job, one task) arrive in the order they were published.
+///
+/// ## Lagging
+///
+/// Nothing is lost and nothing blocks: a subscription receives every event published while it
+/// exists, however slowly it reads. The price is memory: an event stays queued (one `Event`, a
+/// reference count, plus a counter: 24 bytes on 64-bit targets, the payload itself shared)
+/// until every subscription that was present when it was published has taken it or has been
+/// dropped. A subscription that is never read therefore keeps every later event alive; drop
+/// subscriptions you no longer read. Publishers never wait.
+///
+/// ## Closing
+///
+/// [`SignalBus::close`] closes the bus; so does dropping its last `SignalBus` handle.
+/// Publishing on a closed bus fails with [`PublishError`], which gives the event back.
+/// Subscriptions first yield every event published before the close, then end (`None`).
+/// Subscribing to a closed bus gives a subscription that ends at once.
 ///
 /// ```
 /// use futures::StreamExt;

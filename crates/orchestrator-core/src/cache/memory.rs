@@ -16,7 +16,7 @@ use crate::sync::Mutex;
 ///
 /// ```
 /// use core::time::Duration;
-/// use orchestrator_core::cache::{CacheEntry, CacheProvider, InMemoryCache};
+/// use orchestrator_core::{CacheEntry, CacheProvider, InMemoryCache};
 /// use orchestrator_core::runtime::Instant;
 /// use std::sync::Arc;
 ///

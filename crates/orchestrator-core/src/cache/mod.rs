@@ -1,22 +1,4 @@
 //! Caching job outputs: the provider trait, per-dispatch cache policies, the in-memory LRU.
-//!
-//! A dispatch with a [`CachePolicy`] (through [`JobBuilder::cache`](crate::JobBuilder::cache))
-//! first looks its key up in the dispatcher's [`CacheProvider`]:
-//!
-//! - **hit** (not expired, and holding a value of the job's output type): the handle resolves
-//!   with the cached value and [`DataSource::Cached`](crate::DataSource::Cached), without
-//!   calling the executor, unless the policy says `revalidate`: then the executor runs anyway
-//!   (stale-while-revalidate), and its fresh result updates the cache and is published as the
-//!   job's output event with `DataSource::Fresh` (for a job with an [`output_event`](crate::Job::output_event)). The job
-//!   stays running, and active for the orchestrator that dispatched it, until revalidation ends.
-//! - **miss** (absent, expired, a value of another type, or a provider error): the executor
-//!   runs; a success is stored with the policy's TTL.
-//! - `force_refresh` skips the lookup (but still stores the fresh result).
-//!
-//! A failed job never evicts or overwrites an entry. A provider's read or write errors are
-//! reported to the observers ([`Observer::on_cache_error`](crate::Observer::on_cache_error)) and
-//! treated as a miss. Entries are invalidated by key, prefix or predicate, from code
-//! ([`Dispatcher::cache`](crate::Dispatcher::cache)) or as a job ([`InvalidateCache`]).
 
 mod memory;
 
@@ -132,6 +114,24 @@ impl Error for CacheError {
 }
 
 /// How one dispatch uses the cache.
+///
+/// A dispatch with a [`CachePolicy`] (through [`JobBuilder::cache`](crate::JobBuilder::cache))
+/// first looks its key up in the dispatcher's [`CacheProvider`]:
+///
+/// - **hit** (not expired, and holding a value of the job's output type): the handle resolves
+///   with the cached value and [`DataSource::Cached`](crate::DataSource::Cached), without
+///   calling the executor, unless the policy says `revalidate`: then the executor runs anyway
+///   (stale-while-revalidate), and its fresh result updates the cache and is published as the
+///   job's output event with `DataSource::Fresh` (for a job with an [`output_event`](crate::Job::output_event)). The job
+///   stays running, and active for the orchestrator that dispatched it, until revalidation ends.
+/// - **miss** (absent, expired, a value of another type, or a provider error): the executor
+///   runs; a success is stored with the policy's TTL.
+/// - `force_refresh` skips the lookup (but still stores the fresh result).
+///
+/// A failed job never evicts or overwrites an entry. A provider's read or write errors are
+/// reported to the observers ([`Observer::on_cache_error`](crate::Observer::on_cache_error)) and
+/// treated as a miss. Entries are invalidated by key, prefix or predicate, from code
+/// ([`Dispatcher::cache`](crate::Dispatcher::cache)) or as a job ([`InvalidateCache`]).
 ///
 /// ```
 /// use core::time::Duration;

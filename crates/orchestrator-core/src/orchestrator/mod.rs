@@ -1,52 +1,4 @@
 //! Orchestrators: state holders that react to events and dispatch jobs.
-//!
-//! An [`Orchestrator`] owns a state value and handles every event of its bus in one method,
-//! [`on_event`](Orchestrator::on_event), told whether the event is **active** (it belongs to a
-//! job this orchestrator dispatched and that has not finished) or **passive** (everything
-//! else). Starting one ([`OrchestratorBuilder::start`]) subscribes it to its bus and spawns its
-//! event loop on the dispatcher's runtime; the returned [`OrchestratorHandle`] reads the state
-//! (synchronously, or as a [`StateStream`]), dispatches tracked jobs, waits for them to be
-//! handled, and disposes it.
-//!
-//! # Status
-//!
-//! An orchestrator is in one [`OrchestratorStatus`] at a time:
-//!
-//! ```text
-//! Built ──start()──▶ Running ──dispose()──────▶ Disposed
-//!   │                   └──its bus closed────▶ Stopped
-//!   └──dispose()──────────────────────────────▶ Disposed
-//! ```
-//!
-//! Only a running orchestrator handles events and accepts dispatches; a dispatch through a
-//! built or ended one is rejected ([`Rejection::NotStarted`](crate::Rejection),
-//! [`Rejection::Disposed`](crate::Rejection)).
-//!
-//! # Tracking
-//!
-//! A job dispatched through an orchestrator (any [`Dispatch`](crate::Dispatch) method of its
-//! handle or of its handler's context, plain or configured) is tracked *before* it is
-//! dispatched, so none of its events can be seen untracked, and it publishes its lifecycle
-//! events (all but `Progress`, unless the dispatch turns them on) on the orchestrator's bus so
-//! that its terminal event arrives. Every event of the job up to and including that terminal
-//! event arrives as active; tracking ends when this orchestrator's loop takes the terminal
-//! event (so in its handler, `is_job_running` is already `false`), even if the loop guard
-//! keeps the event from the handler. No timer is involved: a late event of the job (a
-//! revalidated cache value, say) still arrives as active.
-//! [`OrchestratorHandle::handled`] waits until the orchestrator has handled a job's terminal
-//! event.
-//!
-//! # Loop protection
-//!
-//! Every orchestrator has a [`LoopGuard`]: it cuts chains of reactions deeper than a limit and
-//! drops nothing else; see the guard's docs.
-//!
-//! # Disposal
-//!
-//! [`OrchestratorHandle::dispose`] stops event handling (an event being handled finishes, no
-//! further one starts), ends the state streams, forgets its tracked jobs, and refuses state
-//! changes and dispatches from then on. Jobs it started keep running unless cancelled. Other
-//! subscribers of the bus are unaffected. An orchestrator whose bus closes stops the same way.
 
 mod group;
 mod guard;
@@ -97,7 +49,7 @@ impl Origin {
     }
 }
 
-/// Where an orchestrator is in its life; see the [module docs](self).
+/// Where an orchestrator is in its life; see [`Orchestrator`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum OrchestratorStatus {
@@ -131,6 +83,54 @@ impl OrchestratorStatus {
 }
 
 /// The behaviour of an orchestrator: how it reacts to events.
+///
+/// An [`Orchestrator`] owns a state value and handles every event of its bus in one method,
+/// [`on_event`](Orchestrator::on_event), told whether the event is **active** (it belongs to a
+/// job this orchestrator dispatched and that has not finished) or **passive** (everything
+/// else). Starting one ([`OrchestratorBuilder::start`]) subscribes it to its bus and spawns its
+/// event loop on the dispatcher's runtime; the returned [`OrchestratorHandle`] reads the state
+/// (synchronously, or as a [`StateStream`]), dispatches tracked jobs, waits for them to be
+/// handled, and disposes it.
+///
+/// # Status
+///
+/// An orchestrator is in one [`OrchestratorStatus`] at a time:
+///
+/// ```text
+/// Built ──start()──▶ Running ──dispose()──────▶ Disposed
+///   │                   └──its bus closed────▶ Stopped
+///   └──dispose()──────────────────────────────▶ Disposed
+/// ```
+///
+/// Only a running orchestrator handles events and accepts dispatches; a dispatch through a
+/// built or ended one is rejected ([`Rejection::NotStarted`](crate::Rejection),
+/// [`Rejection::Disposed`](crate::Rejection)).
+///
+/// # Tracking
+///
+/// A job dispatched through an orchestrator (any [`Dispatch`](crate::Dispatch) method of its
+/// handle or of its handler's context, plain or configured) is tracked *before* it is
+/// dispatched, so none of its events can be seen untracked, and it publishes its lifecycle
+/// events (all but `Progress`, unless the dispatch turns them on) on the orchestrator's bus so
+/// that its terminal event arrives. Every event of the job up to and including that terminal
+/// event arrives as active; tracking ends when this orchestrator's loop takes the terminal
+/// event (so in its handler, `is_job_running` is already `false`), even if the loop guard
+/// keeps the event from the handler. No timer is involved: a late event of the job (a
+/// revalidated cache value, say) still arrives as active.
+/// [`OrchestratorHandle::handled`] waits until the orchestrator has handled a job's terminal
+/// event.
+///
+/// # Loop protection
+///
+/// Every orchestrator has a [`LoopGuard`]: it cuts chains of reactions deeper than a limit and
+/// drops nothing else; see the guard's docs.
+///
+/// # Disposal
+///
+/// [`OrchestratorHandle::dispose`] stops event handling (an event being handled finishes, no
+/// further one starts), ends the state streams, forgets its tracked jobs, and refuses state
+/// changes and dispatches from then on. Jobs it started keep running unless cancelled. Other
+/// subscribers of the bus are unaffected. An orchestrator whose bus closes stops the same way.
 ///
 /// ```
 /// use orchestrator_core::testing::VirtualRuntime;
@@ -614,7 +614,7 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorHandle<S> {
         }
     }
 
-    /// Disposes the orchestrator; see the [module docs](self). Idempotent.
+    /// Disposes the orchestrator; see [`Orchestrator`]. Idempotent.
     pub fn dispose(&self) {
         self.shared.end(OrchestratorStatus::Disposed);
     }
