@@ -233,14 +233,16 @@ impl Dispatcher {
                 return rejected::<J>(env, cause, parent_id, options, rejection);
             }
         }
-        let shared = Arc::new(JobShared::new(
+        let mut shared = JobShared::new(
             id,
             JobType::of::<J>(),
             env.clone(),
             &mut options,
             cause,
             parent_id,
-        ));
+        );
+        shared.inherit_bus(parent.and_then(|p| p.bus_override()));
+        let shared = Arc::new(shared);
         shared.register();
         if let Some(parent) = parent {
             parent.adopt(Arc::downgrade(&shared) as Weak<dyn JobControl>);

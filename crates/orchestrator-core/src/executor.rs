@@ -86,7 +86,8 @@ impl<J: Job, E: Executor<J>> Executor<J> for Arc<E> {
 ///
 /// A context dispatches sub-jobs ([`Dispatch`](crate::Dispatch)): on the job's dispatcher,
 /// without the executor holding a dispatcher (no reference cycle). A sub-job carries its
-/// parent's id ([`Event::parent_id`]) and causal depth, and is cancelled when its parent is
+/// parent's id ([`Event::parent_id`]) and causal depth, publishes on its parent's bus unless
+/// it names one, and is cancelled when its parent is
 /// cancelled or times out (it outlives a parent that succeeds or fails, like any
 /// fire-and-forget job). A sub-job dispatched after its parent ended is cancelled at once.
 #[derive(Clone)]

@@ -168,6 +168,8 @@ pub(crate) trait JobControl: Send + Sync + 'static {
     fn cancel(&self, reason: Option<Cow<'static, str>>);
     fn cause(&self) -> &Cause;
     fn parent_id(&self) -> Option<JobId>;
+    /// The bus this job publishes on, when it is not its dispatcher's (sub-jobs inherit it).
+    fn bus_override(&self) -> Option<BusRef>;
     /// The envelope of an event of this job (no data source).
     fn meta(&self) -> Meta;
     fn env(&self) -> &Arc<JobEnv>;
@@ -264,6 +266,14 @@ impl<T> JobShared<T> {
             job_type: Some(self.job_type),
             cause: self.cause.clone(),
             ..Meta::default()
+        }
+    }
+
+    /// Publishes on `bus` unless the dispatch chose a bus itself (a sub-job follows its
+    /// parent's bus).
+    pub(crate) fn inherit_bus(&mut self, bus: Option<BusRef>) {
+        if self.bus.is_none() {
+            self.bus = bus;
         }
     }
 
@@ -659,6 +669,10 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
 
     fn parent_id(&self) -> Option<JobId> {
         self.parent_id
+    }
+
+    fn bus_override(&self) -> Option<BusRef> {
+        self.bus.clone()
     }
 
     fn meta(&self) -> Meta {

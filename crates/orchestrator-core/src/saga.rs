@@ -460,11 +460,7 @@ pub struct CompensationFailure<E> {
 
 impl<E: fmt::Display> fmt::Display for CompensationFailure<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "compensation of step `{}` failed: {}",
-            self.step, self.error
-        )
+        write!(f, "compensation of step `{}` failed", self.step)
     }
 }
 
@@ -528,9 +524,8 @@ impl<E: fmt::Display> fmt::Display for StepError<E> {
         let ran = self.rollback.ran();
         write!(
             f,
-            "saga step `{}` failed: {} (rolled back {ran} step{}",
+            "saga step `{}` failed (rolled back {ran} step{}",
             self.step,
-            self.error,
             if ran == 1 { "" } else { "s" }
         )?;
         match self.rollback.failures.len() {

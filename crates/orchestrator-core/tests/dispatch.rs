@@ -402,3 +402,34 @@ fn handled_resolves_once_the_handler_has_seen_the_terminal_event() {
 }
 
 use std::future::Future as _;
+
+#[test]
+fn sub_jobs_publish_on_their_parents_bus() {
+    let rt = VirtualRuntime::new();
+    let dispatcher = Dispatcher::builder(rt.clone())
+        .lifecycle_events(true)
+        .build();
+    dispatcher
+        .register(FanExec {
+            drops: Arc::new(AtomicUsize::new(0)),
+        })
+        .register(SleepyExec {
+            started: Arc::new(Mutex::new(Vec::new())),
+        });
+    let scoped = SignalBus::new();
+    let mut on_scoped = scoped.subscribe();
+    let mut on_default = dispatcher.bus().subscribe();
+    let parent = dispatcher
+        .job(Fan { children: 1 })
+        .bus(scoped.clone())
+        .dispatch();
+    assert_eq!(rt.block_on(parent).unwrap().value, 1);
+    assert!(on_default.try_next().is_none(), "nothing leaked to the default bus");
+    let mut child_events = 0;
+    while let Some(event) = on_scoped.try_next() {
+        if event.is_from_job::<Sleepy>() {
+            child_events += 1;
+        }
+    }
+    assert_eq!(child_events, 2, "the sub-job's Started and Succeeded");
+}

@@ -103,7 +103,7 @@ impl fmt::Debug for CacheError {
 
 impl fmt::Display for CacheError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cache error: {}", self.error)
+        f.write_str("the cache provider failed")
     }
 }
 
