@@ -745,7 +745,7 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
 
 /// A dispatched job: a future of its outcome, its id, its progress, and a way to cancel it.
 ///
-/// Awaiting the handle yields `Ok(Success { value, source })` or a [`JobError`]. Dropping the
+/// Awaiting the handle yields `Ok(Success { value, data_source })` or a [`JobError`]. Dropping the
 /// handle does **not** cancel the job (fire-and-forget is the default); call
 /// [`cancel`](Self::cancel) for that. The handle is a [`FusedFuture`]: once it has yielded its
 /// outcome, `is_terminated` is `true` and further polls stay pending.

@@ -45,7 +45,7 @@ pub enum JobLifecycle {
     /// Terminal: the job succeeded.
     Succeeded {
         /// Where the value came from.
-        source: DataSource,
+        data_source: DataSource,
     },
     /// Terminal: the executor failed on its last attempt.
     Failed(Failure),
@@ -95,7 +95,7 @@ impl JobLifecycle {
     pub(crate) fn terminal<T>(outcome: &Result<Success<T>, JobError>) -> Self {
         match outcome {
             Ok(success) => JobLifecycle::Succeeded {
-                source: success.data_source,
+                data_source: success.data_source,
             },
             Err(JobError::Failed(failure)) => JobLifecycle::Failed(failure.clone()),
             Err(JobError::Cancelled { reason }) => JobLifecycle::Cancelled {
@@ -124,8 +124,8 @@ impl fmt::Debug for JobLifecycle {
                 .field("delay", delay)
                 .field("error", &format_args!("{error}"))
                 .finish(),
-            JobLifecycle::Succeeded { source } => {
-                f.debug_struct("Succeeded").field("source", source).finish()
+            JobLifecycle::Succeeded { data_source } => {
+                f.debug_struct("Succeeded").field("data_source", data_source).finish()
             }
             JobLifecycle::Failed(failure) => f
                 .debug_struct("Failed")

@@ -37,7 +37,7 @@ pub trait Observer: Send + Sync + 'static {
     fn on_job_start(&self, job: &JobInfo) {}
 
     /// A job succeeded.
-    fn on_job_success(&self, job: &JobInfo, source: DataSource) {}
+    fn on_job_success(&self, job: &JobInfo, data_source: DataSource) {}
 
     /// A job ended without success (failed, cancelled, timed out or rejected).
     fn on_job_error(&self, job: &JobInfo, error: &JobError) {}
