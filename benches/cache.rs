@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use orchestrator_core::{CachePolicy, DataSource, Dispatcher, Executor, Job, JobContext};
+use orchestrator_core::{CachePolicy, DataSource, Dispatch, Dispatcher, Executor, Job, JobContext};
 use orchestrator_tokio::TokioRuntime;
 
 mod common;
@@ -33,7 +33,7 @@ async fn plain(d: &Dispatcher, n: u64) -> Duration {
     let began = Instant::now();
     for _ in 0..n {
         let done = d.dispatch(Noop).await.expect("success");
-        assert_eq!(done.source, DataSource::Fresh);
+        assert_eq!(done.data_source, DataSource::Fresh);
     }
     began.elapsed()
 }
@@ -47,7 +47,7 @@ async fn cache_hit(d: &Dispatcher, n: u64) -> Duration {
             .dispatch()
             .await
             .expect("success");
-        assert_eq!(done.source, DataSource::Cached);
+        assert_eq!(done.data_source, DataSource::Cached);
     }
     began.elapsed()
 }

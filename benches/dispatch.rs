@@ -17,7 +17,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
+use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
 use orchestrator_smol::SmolRuntime;
 use orchestrator_tokio::TokioRuntime;
 

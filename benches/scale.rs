@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use orchestrator_core::{Dispatcher, Event, Executor, Job, JobContext, SignalBus};
+use orchestrator_core::{Dispatch, Dispatcher, Event, Executor, Job, JobContext, SignalBus};
 use orchestrator_tokio::TokioRuntime;
 
 mod common;

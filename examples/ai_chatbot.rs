@@ -3,8 +3,9 @@
 //!
 //! A `ChatOrchestrator` answers a question in three steps, each a job run by its own executor:
 //! `LoadContext` fetches the conversation's history, `Generate` streams the answer token by
-//! token, `SaveAnswer` persists it. The three are [`EventJob`]s: when one succeeds, its output
-//! becomes a domain event (`ContextLoaded`, `AnswerGenerated`, `AnswerSaved`), and the
+//! token, `SaveAnswer` persists it. Each has an output event ([`Job::output_event`]): when one
+//! succeeds, its output becomes a domain event (`ContextLoaded`, `AnswerGenerated`,
+//! `AnswerSaved`), and the
 //! orchestrator dispatches the next step from its event handler. While `Generate` runs, the
 //! orchestrator appends each `Token` event to the answer in its state, and `main` prints the
 //! tokens as they arrive. The storage is down for the first save: the job fails, the
@@ -14,20 +15,21 @@
 //! Run it with `cargo run --example ai_chatbot`.
 //!
 //! The output is deterministic: `main` reads the token events (lossless and ordered) and waits
-//! for conditions on the orchestrator's state stream. Nothing sleeps a fixed time to
-//! synchronize (the executors sleep a few milliseconds to simulate a backend and a model).
+//! until the orchestrator has handled each job it needs (`handled(id)`: the generation, whose
+//! id the tokens carry, then the save the orchestrator started, whose id its state names).
+//! Nothing sleeps a fixed time to synchronize (the executors sleep a few milliseconds to
+//! simulate a backend and a model).
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use orchestrator_core::{
-    Dispatcher, Event, EventJob, Executor, Job, JobContext, JobLifecycle, Orchestrator,
-    OrchestratorContext, OrchestratorHandle, Origin, Progress, StormGuard,
+    Dispatch, Dispatcher, Event, Executor, Job, JobContext, JobId, JobLifecycle, Orchestrator,
+    OrchestratorContext, OrchestratorHandle, Origin, Progress,
 };
 use orchestrator_tokio::TokioRuntime;
 
@@ -54,18 +56,14 @@ struct LoadContext {
 
 impl Job for LoadContext {
     type Output = ChatContext;
+    fn output_event(&self, context: &ChatContext) -> Option<impl Send + Sync + 'static> {
+        Some(ContextLoaded(context.clone()))
+    }
 }
 
 /// Domain event: the context is ready (published when a `LoadContext` job succeeds).
 #[derive(Debug, Clone)]
 struct ContextLoaded(ChatContext);
-
-impl EventJob for LoadContext {
-    type Event = ContextLoaded;
-    fn event(&self, context: &ChatContext) -> ContextLoaded {
-        ContextLoaded(context.clone())
-    }
-}
 
 /// Job (b): generate the answer. It streams [`Token`] events; its output is the whole answer.
 struct Generate {
@@ -74,6 +72,13 @@ struct Generate {
 
 impl Job for Generate {
     type Output = String;
+    fn output_event(&self, answer: &String) -> Option<impl Send + Sync + 'static> {
+        Some(AnswerGenerated {
+            conversation: self.context.conversation,
+            question: self.context.question.clone(),
+            answer: answer.clone(),
+        })
+    }
 }
 
 /// One piece of the answer, emitted by `Generate` as soon as the model produces it.
@@ -100,17 +105,6 @@ struct AnswerGenerated {
     answer: String,
 }
 
-impl EventJob for Generate {
-    type Event = AnswerGenerated;
-    fn event(&self, answer: &String) -> AnswerGenerated {
-        AnswerGenerated {
-            conversation: self.context.conversation,
-            question: self.context.question.clone(),
-            answer: answer.clone(),
-        }
-    }
-}
-
 /// Job (c): append the question and its answer to the conversation. Its output is the new
 /// message's id.
 #[derive(Debug, Clone)]
@@ -122,21 +116,17 @@ struct SaveAnswer {
 
 impl Job for SaveAnswer {
     type Output = u32;
+    fn output_event(&self, message_id: &u32) -> Option<impl Send + Sync + 'static> {
+        Some(AnswerSaved {
+            message_id: *message_id,
+        })
+    }
 }
 
 /// Domain event: the answer is stored as message `message_id`.
 #[derive(Debug, Clone)]
 struct AnswerSaved {
     message_id: u32,
-}
-
-impl EventJob for SaveAnswer {
-    type Event = AnswerSaved;
-    fn event(&self, message_id: &u32) -> AnswerSaved {
-        AnswerSaved {
-            message_id: *message_id,
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -249,7 +239,7 @@ impl Executor<Generate> for ChatBackend {
             });
             emitted.expect("the job is running and its bus is open");
             let done = index + 1;
-            cx.report(
+            cx.report_progress(
                 Progress::new(f64::from(done) / f64::from(total))
                     .with_message(text)
                     .with_step(done, total),
@@ -312,6 +302,8 @@ struct ChatState {
     tokens: u32,
     /// The save to retry: the answer as generated, kept until a save succeeds.
     pending_save: Option<SaveAnswer>,
+    /// The save job this orchestrator started for the answer (for `handled`).
+    save_job: Option<JobId>,
     /// How many times saving was started.
     save_attempts: u32,
     last_error: Option<String>,
@@ -354,11 +346,8 @@ impl Orchestrator for ChatOrchestrator {
             let generate = Generate {
                 context: context.clone(),
             };
-            // An error means this orchestrator was disposed meanwhile: nothing to do. The
-            // handle is dropped: the job runs on, its events report how it went.
-            if let Ok(job) = cx.dispatch(generate) {
-                drop(job);
-            }
+            // The handle is dropped: the job runs on, its events report how it went.
+            drop(cx.dispatch(generate));
         } else if let Some(token) = event.downcast_ref::<Token>() {
             cx.update(|s| {
                 s.answer.push_str(&token.text);
@@ -370,14 +359,13 @@ impl Orchestrator for ChatOrchestrator {
                 question: generated.question.clone(),
                 answer: generated.answer.clone(),
             };
+            let job = cx.dispatch(save.clone()).id();
             cx.update(|s| {
                 debug_assert_eq!(s.answer, generated.answer, "every token was seen");
                 s.answer.clone_from(&generated.answer);
-                s.pending_save = Some(save.clone());
+                s.pending_save = Some(save);
+                s.save_job = Some(job);
             });
-            if let Ok(job) = cx.dispatch(save) {
-                drop(job);
-            }
         } else if let Some(AnswerSaved { message_id }) = event.downcast_ref() {
             cx.update(|s| {
                 s.phase = Phase::Saved;
@@ -419,29 +407,18 @@ impl Orchestrator for ChatOrchestrator {
 /// A generous deadline that only a bug can reach.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// Reads `orchestrator`'s state stream until `done` holds, and returns that state.
-///
-/// States are values, not a log (a slow reader skips intermediate ones), so `done` must be a
-/// condition that stays true until the program acts on it.
-async fn wait_for<S: Clone + Send + Sync + 'static>(
+/// Waits until `orchestrator` has handled job `id`'s terminal event (and so every event of
+/// the job before it), and returns its state then.
+async fn handled<S: Clone + Send + Sync + 'static>(
     orchestrator: &OrchestratorHandle<S>,
     what: &str,
-    mut done: impl FnMut(&S) -> bool,
+    id: JobId,
 ) -> S {
-    let mut states = orchestrator.states();
-    let reached = async {
-        while let Some(state) = states.next().await {
-            if done(&state) {
-                return Some(state);
-            }
-        }
-        None // the stream ended: the orchestrator was disposed
-    };
-    match tokio::time::timeout(DEADLINE, reached).await {
-        Ok(Some(state)) => state,
-        Ok(None) => panic!("{} was disposed before {what}", orchestrator.name()),
+    match tokio::time::timeout(DEADLINE, orchestrator.handled(id)).await {
+        Ok(Ok(())) => orchestrator.state(),
+        Ok(Err(e)) => panic!("{} before {what}: {e}", orchestrator.name()),
         Err(_) => panic!(
-            "{} did not reach {what} within {DEADLINE:?}",
+            "{} did not handle {what} within {DEADLINE:?}",
             orchestrator.name()
         ),
     }
@@ -476,25 +453,18 @@ fn print_state(state: &ChatState) {
     println!("    can retry:    {}", state.can_retry_save());
 }
 
-const RUNNING: &str = "the chat orchestrator is running";
-
 #[tokio::main]
 async fn main() {
     let dispatcher = Dispatcher::new(TokioRuntime::default()); // the one runtime-specific line
     let backend = ChatBackend::new();
     backend.storage_outages.store(1, Ordering::Release); // the first save fails
     dispatcher
-        .register_event_job::<LoadContext, _>(backend.clone())
-        .register_event_job::<Generate, _>(backend.clone())
-        .register_event_job::<SaveAnswer, _>(backend.clone());
+        .register::<LoadContext, _>(backend.clone())
+        .register::<Generate, _>(backend.clone())
+        .register::<SaveAnswer, _>(backend.clone());
 
-    // The storm guard drops, per orchestrator, events of a type past 50 a second (loop
-    // protection). A model streams far more tokens than that: lift the limit for `Token`, or a
-    // long answer would lose words in the orchestrator's state.
-    let many = NonZeroU32::new(100_000).expect("the limit is not zero");
     let chat = ChatOrchestrator
         .builder(ChatState::default(), &dispatcher)
-        .guard(StormGuard::new().with_limit_for::<Token>(many))
         .name("chat")
         .start()
         .expect("tokio accepts the orchestrator's event loop");
@@ -509,7 +479,7 @@ async fn main() {
         conversation: CONVERSATION,
         question: question.to_owned(),
     };
-    let context = chat.dispatch(load).expect(RUNNING).await;
+    let context = chat.dispatch(load).await;
     let context = context.expect("the conversation exists").value;
     println!(
         "2. context loaded: {} earlier messages",
@@ -525,20 +495,26 @@ async fn main() {
             std::io::stdout().flush().expect("stdout accepts the token");
             streamed.push_str(&token.text);
             if token.is_last() {
-                return;
+                // A token is an event of the `Generate` job: it carries the job's id.
+                return token.event().correlation_id();
             }
         }
         panic!("the chat orchestrator was disposed mid-answer");
     };
-    tokio::time::timeout(DEADLINE, read)
+    let generate = tokio::time::timeout(DEADLINE, read)
         .await
-        .expect("the whole answer streams within the deadline");
+        .expect("the whole answer streams within the deadline")
+        .expect("a token is an event of its job");
     println!();
     drop(tokens);
 
-    // The orchestrator dispatched `SaveAnswer` when it saw `AnswerGenerated`; the storage is
-    // down, so the save fails, and the answer must still be there.
-    let state = wait_for(&chat, "a failed save", ChatState::can_retry_save).await;
+    // The orchestrator dispatched `SaveAnswer` when it saw `AnswerGenerated` (before the
+    // generation's terminal event); the storage is down, so the save fails, and the answer
+    // must still be there.
+    let state = handled(&chat, "the generation", generate).await;
+    let save = state.save_job.expect("the chat started a save");
+    let state = handled(&chat, "the first save", save).await;
+    assert!(state.can_retry_save(), "the first save fails");
     println!("4. saving failed; the state keeps the answer and offers a retry:");
     print_state(&state);
     assert_eq!(state.answer, streamed, "the state has every streamed token");
@@ -551,9 +527,11 @@ async fn main() {
     // The user presses "retry": dispatch the kept save again, through the orchestrator, so
     // that its outcome reaches the state like the first one's.
     println!("5. the user retries the save");
-    let saved = chat.dispatch(retry).expect(RUNNING).await;
-    let message_id = saved.expect("the storage is back").value;
-    let state = wait_for(&chat, "the saved answer", |s| s.phase == Phase::Saved).await;
+    let saved = chat.dispatch(retry);
+    let id = saved.id();
+    let message_id = saved.await.expect("the storage is back").value;
+    let state = handled(&chat, "the retried save", id).await;
+    assert_eq!(state.phase, Phase::Saved);
     println!("6. saved as message #{message_id}; final state:");
     print_state(&state);
     assert_eq!(state.saved_as, Some(message_id));

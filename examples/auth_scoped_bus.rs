@@ -10,13 +10,14 @@
 //! Along the way: a wrong password fails at once under a retry policy that retries transient
 //! errors only (`RetryPolicy::retry_if` with the executor's error downcast), a transient outage
 //! is retried, and a token refresh against a hanging identity provider hits its
-//! `JobOptions::with_timeout` budget, upon which the auth orchestrator signs the user out.
+//! `.timeout(..)` budget, upon which the auth orchestrator signs the user out.
 //! At the end `main` asserts what a subscriber on each bus saw.
 //!
 //! Run it with `cargo run --example auth_scoped_bus`. It runs on smol (`smol::block_on`,
 //! `SmolRuntime`); the same program runs on tokio by changing the runtime constructor and the
-//! entry point only. Its output is deterministic: `main` awaits every job it dispatches, and
-//! waits on state streams and bus subscriptions (never a fixed sleep) for what happens next.
+//! entry point only. Its output is deterministic: `main` awaits every job it dispatches, waits
+//! until the auth orchestrator has handled its jobs (`handled(id)`), and waits on the session's
+//! state stream and on bus subscriptions (never a fixed sleep) for what happens next.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orchestrator_core::{
-    Dispatcher, Event, EventJob, Executor, Job, JobContext, JobError, JobLifecycle, JobOptions,
+    Dispatch, Dispatcher, Event, Executor, Job, JobBuilder, JobContext, JobError, JobLifecycle,
     Orchestrator, OrchestratorContext, OrchestratorGroup, OrchestratorHandle, Origin, RetryPolicy,
     SignalBus, Subscription,
 };
@@ -108,16 +109,13 @@ struct SessionTokens {
 
 impl Job for Login {
     type Output = SessionTokens;
-}
 
-/// Login's output becomes the private `Authenticated` event.
-impl EventJob for Login {
-    type Event = Authenticated;
-    fn event(&self, session: &SessionTokens) -> Authenticated {
-        Authenticated {
+    /// Login's output becomes the private `Authenticated` event.
+    fn output_event(&self, session: &SessionTokens) -> Option<impl Send + Sync + 'static> {
+        Some(Authenticated {
             user: session.user.clone(),
             token: session.token.clone(),
-        }
+        })
     }
 }
 
@@ -319,8 +317,7 @@ impl Orchestrator for AuthOrchestrator {
             let public = LoggedIn {
                 user: auth.user.clone(),
             };
-            SignalBus::global()
-                .emit(public)
+            cx.emit_to(&SignalBus::global(), public)
                 .expect("the global bus is never closed in this program");
         } else if let Some(TokenRefreshed { token }) = event.downcast_ref() {
             cx.update(|s| s.token = Some(token.clone()));
@@ -334,10 +331,8 @@ impl Orchestrator for AuthOrchestrator {
             && matches!(event.downcast_ref(), Some(JobLifecycle::TimedOut { .. }))
         {
             // One of its own refreshes ran out of time: the session cannot be kept alive.
-            // (An error here means this orchestrator was disposed meanwhile: nothing to do.)
-            if let Ok(logout) = cx.dispatch(Logout) {
-                drop(logout); // runs without its handle; its events report the outcome
-            }
+            // The job runs without its handle; its events report the outcome.
+            drop(cx.dispatch(Logout));
         }
     }
 }
@@ -407,18 +402,12 @@ async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 async fn wait_for<S: Clone + Send + Sync + 'static>(
     orchestrator: &OrchestratorHandle<S>,
     what: &str,
-    mut done: impl FnMut(&S) -> bool,
+    done: impl FnMut(&S) -> bool,
 ) -> S {
     let mut states = orchestrator.states();
-    let reached = async {
-        while let Some(state) = states.next().await {
-            if done(&state) {
-                return state;
-            }
-        }
-        panic!("{} was disposed before {what}", orchestrator.name())
-    };
-    within(what, reached).await
+    within(what, states.wait_for(done))
+        .await
+        .unwrap_or_else(|_| panic!("{} was disposed before {what}", orchestrator.name()))
 }
 
 /// A subscriber on each bus, and everything they have seen.
@@ -431,21 +420,21 @@ struct Taps {
 }
 
 impl Taps {
-    /// Reads the private bus until an event matching `last` (inclusive).
-    async fn private_until(&mut self, what: &str, mut last: impl FnMut(&Event) -> bool) {
+    /// Reads the private bus until an event matching `last` (inclusive), and returns it.
+    async fn private_until(&mut self, what: &str, mut last: impl FnMut(&Event) -> bool) -> Event {
         let events = &mut self.private;
         let fresh = &mut self.fresh_private;
         let read = async {
             while let Some(event) = events.next().await {
                 let done = last(&event);
-                fresh.push(event);
+                fresh.push(event.clone());
                 if done {
-                    return;
+                    return event;
                 }
             }
             panic!("the private bus closed before {what}");
         };
-        within(what, read).await;
+        within(what, read).await
     }
 
     /// Prints (and records) what each bus delivered since the last call.
@@ -500,7 +489,28 @@ fn login(user: &str, password: &str) -> Login {
     }
 }
 
-const RUNNING: &str = "the auth orchestrator is running";
+/// Transient errors (and per-attempt timeouts) are retried; permanent `AuthError`s are not.
+fn retry_transient() -> RetryPolicy {
+    RetryPolicy::fixed(3, Duration::from_millis(10)).retry_if(|err, _attempt| {
+        !err.downcast_ref::<AuthError>()
+            .is_some_and(AuthError::is_permanent)
+    })
+}
+
+/// The sign-in dispatch configuration: a 2 s budget, transient errors retried.
+fn login_options(job: JobBuilder<'_, Login>) -> JobBuilder<'_, Login> {
+    job.timeout(Duration::from_secs(2)).retry(retry_transient())
+}
+
+/// Waits until `auth` has handled job `id`'s terminal event.
+async fn handled<S: Clone + Send + Sync + 'static>(
+    auth: &OrchestratorHandle<S>,
+    id: orchestrator_core::JobId,
+) {
+    within("the auth orchestrator handles its job", auth.handled(id))
+        .await
+        .expect("the auth orchestrator is running");
+}
 
 fn main() {
     smol::block_on(run());
@@ -514,7 +524,7 @@ async fn run() {
     };
     dispatcher
         .register::<CheckPasswordStrength, _>(service.clone())
-        .register_event_job::<Login, _>(service.clone())
+        .register::<Login, _>(service.clone())
         .register::<RefreshToken, _>(service.clone())
         .register::<Logout, _>(service);
 
@@ -546,29 +556,17 @@ async fn run() {
         .expect("smol's executor accepts both event loops");
     println!("started {group:?}: auth on a private bus, session on the global bus\n");
 
-    // Transient errors (and per-attempt timeouts) are retried; permanent AuthErrors are not.
-    let retry_transient =
-        RetryPolicy::fixed(3, Duration::from_millis(10)).retry_if(|err, _attempt| {
-            !err.downcast_ref::<AuthError>()
-                .is_some_and(AuthError::is_permanent)
-        });
-    let login_options = JobOptions::new()
-        .with_timeout(Duration::from_secs(2))
-        .with_retry(retry_transient);
-
     println!("1. the user types a password");
     let job = CheckPasswordStrength {
         password: "hunter2".to_owned(),
     };
-    let strength = auth.dispatch(job).expect(RUNNING).await;
+    let strength = auth.dispatch(job).await;
     let strength = strength.expect("rating a password does not fail").value;
     println!("    strength: {strength:?}");
     taps.print_new();
 
     println!("2. sign in with a wrong password (policy: up to 3 retries, transient errors only)");
-    let job = auth
-        .dispatch_with(login("alice", "hunter2"), login_options.clone())
-        .expect(RUNNING);
+    let job = login_options(auth.job(login("alice", "hunter2"))).dispatch();
     let failure = match job.await {
         Err(JobError::Failed(failure)) => failure,
         other => panic!("a wrong password fails the job, got {other:?}"),
@@ -583,13 +581,12 @@ async fn run() {
 
     println!("3. sign in again; the auth service drops the first request");
     backend.outages.store(1, Ordering::Release);
-    let job = auth
-        .dispatch_with(
-            login("alice", "correct horse battery staple"),
-            login_options.clone(),
-        )
-        .expect(RUNNING);
+    let job = login_options(auth.job(login("alice", "correct horse battery staple"))).dispatch();
+    let id = job.id();
     let signed_in = job.await.expect("the transient outage is retried").value;
+    // Once auth has handled the login, it has re-published the sign-in on the global bus; the
+    // session (which tracks no job) is then read from its state stream.
+    handled(&auth, id).await;
     println!(
         "    signed in as {} with {}",
         signed_in.user, signed_in.token
@@ -599,10 +596,10 @@ async fn run() {
     taps.print_new();
 
     println!("4. refresh the token");
-    let refresh_options = JobOptions::new().with_timeout(Duration::from_millis(200));
     let job = auth
-        .dispatch_with(RefreshToken, refresh_options)
-        .expect(RUNNING);
+        .job(RefreshToken)
+        .timeout(Duration::from_millis(200))
+        .dispatch();
     let token = job.await.expect("the identity provider answers").value;
     println!("    new token {token}");
     taps.print_new();
@@ -610,9 +607,8 @@ async fn run() {
     println!("5. refresh again; the identity provider hangs (budget 50 ms)");
     backend.idp_hangs.store(true, Ordering::Release);
     let budget = Duration::from_millis(50);
-    let job = auth
-        .dispatch_with(RefreshToken, JobOptions::new().with_timeout(budget))
-        .expect(RUNNING);
+    let job = auth.job(RefreshToken).timeout(budget).dispatch();
+    let id = job.id();
     match job.await {
         Err(JobError::TimedOut { budget: b }) => {
             assert_eq!(b, budget);
@@ -620,19 +616,29 @@ async fn run() {
         }
         other => panic!("a hanging refresh times out, got {other:?}"),
     }
+    // Once auth has handled the refresh's timeout, it has dispatched the logout job.
+    handled(&auth, id).await;
     let now = wait_for(&session, "the session sees LoggedOut", |s| s.user.is_none()).await;
     println!("    session: {now:?}");
     // The logout job was dispatched by the auth orchestrator's handler: read the private bus
     // up to its terminal event, so that every event of this step is printed.
-    taps.private_until("the end of the logout job", |e| {
-        e.is_from_job::<Logout>()
-            && e.downcast_ref::<JobLifecycle>()
-                .is_some_and(JobLifecycle::is_terminal)
-    })
-    .await;
+    let logout_end = taps
+        .private_until("the end of the logout job", |e| {
+            e.is_from_job::<Logout>()
+                && e.downcast_ref::<JobLifecycle>()
+                    .is_some_and(JobLifecycle::is_terminal)
+        })
+        .await;
     taps.print_new();
 
-    let auth_state = wait_for(&auth, "auth handles TokensRevoked", |s| s.token.is_none()).await;
+    // The logout job is auth's own: once auth has handled its end, it has handled its
+    // TokensRevoked event too.
+    let logout_id = logout_end
+        .correlation_id()
+        .expect("a lifecycle event names its job");
+    handled(&auth, logout_id).await;
+    let auth_state = auth.state();
+    assert_eq!(auth_state.token, None);
     let session_state = session.state();
     println!("\nfinal auth state:    {auth_state:?}");
     println!("final session state: {session_state:?}");

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orchestrator_core::{
-    CancellationToken, Dispatcher, Executor, Job, JobContext, JobError, JobHandle, Progress,
-    RetryPolicy, Success,
+    CancellationToken, Dispatch, Dispatcher, Executor, Job, JobContext, JobError, JobHandle,
+    Progress, RetryPolicy, Success,
 };
 use orchestrator_tokio::TokioRuntime;
 
@@ -183,7 +183,7 @@ impl Executor<UploadFile> for UploadServer {
                 return Err(UploadError::NetworkBlip { chunk });
             }
             let done = f64::from(chunk) / f64::from(job.chunks);
-            cx.report(
+            cx.report_progress(
                 Progress::new(done)
                     .with_step(chunk, job.chunks)
                     .with_message(format!("{name}: chunk {chunk}/{}", job.chunks)),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orchestrator_core::{
-    CancellationToken, Dispatcher, Executor, Job, JobContext, JobError, JobOptions, Progress,
+    CancellationToken, Dispatch, Dispatcher, Executor, Job, JobContext, JobError, Progress,
     RetryPolicy,
 };
 use orchestrator_tokio::TokioRuntime;
@@ -42,7 +42,7 @@ impl Executor<FetchProfile> for ProfileService {
     async fn execute(&self, job: &FetchProfile, cx: JobContext) -> Result<String, Unavailable> {
         for step in 1..=4 {
             cx.sleep(Duration::from_millis(20)).await; // runtime-agnostic sleep
-            cx.report(Progress::new(f64::from(step) / 4.0).with_step(step, 4));
+            cx.report_progress(Progress::new(f64::from(step) / 4.0).with_step(step, 4));
         }
         if cx.attempt() == 1 {
             return Err(Unavailable); // retried by the policy below
@@ -64,10 +64,11 @@ async fn main() {
     dispatcher.register(ProfileService);
 
     // 1. Dispatch with a total timeout and a retry policy; watch progress; await the value.
-    let options = JobOptions::new()
-        .with_timeout(Duration::from_secs(5))
-        .with_retry(RetryPolicy::exponential(3, Duration::from_millis(50)));
-    let handle = dispatcher.dispatch_with(FetchProfile { user_id: 7 }, options);
+    let handle = dispatcher
+        .job(FetchProfile { user_id: 7 })
+        .timeout(Duration::from_secs(5))
+        .retry(RetryPolicy::exponential(3, Duration::from_millis(50)))
+        .dispatch();
     let mut progress = handle.progress();
     let watcher = tokio::spawn(async move {
         while let Some(p) = progress.next().await {
@@ -78,14 +79,14 @@ async fn main() {
     watcher
         .await
         .expect("the progress stream ends with the job");
-    println!("fetched {} ({:?})", profile.value, profile.source);
+    println!("fetched {} ({:?})", profile.value, profile.data_source);
 
     // 2. Cancel a running job with a shared token: its work is dropped at once.
     let token = CancellationToken::new();
-    let handle = dispatcher.dispatch_with(
-        FetchProfile { user_id: 8 },
-        JobOptions::new().with_cancellation(token.clone()),
-    );
+    let handle = dispatcher
+        .job(FetchProfile { user_id: 8 })
+        .cancellation(token.clone())
+        .dispatch();
     token.cancel_with("user navigated away");
     match handle.await {
         Err(JobError::Cancelled { reason }) => println!("cancelled: {reason:?}"),

@@ -1,8 +1,8 @@
 //! The seeds' shopping-cart case study, in "observer mode", on tokio.
 //!
 //! A `CartOrchestrator` dispatches the cart's jobs (add an item, remove an item, check out).
-//! They are [`EventJob`]s: on success, each job's output becomes a domain event (`ItemAdded`,
-//! `ItemRemoved`, `CheckedOut`) on the dispatcher's bus. A `BadgeOrchestrator` (the item count
+//! Each job type has an output event ([`Job::output_event`]): on success, its output becomes a
+//! domain event (`ItemAdded`, `ItemRemoved`, `CheckedOut`) on the dispatcher's bus. A `BadgeOrchestrator` (the item count
 //! in the page header) never dispatches anything: it observes the same events **passively**
 //! and keeps its own state. For each event the program prints whether each orchestrator saw it
 //! as `Active` (one of its own running jobs) or `Passive` (anything else, such as an item added
@@ -10,10 +10,11 @@
 //!
 //! Run it with `cargo run --example shopping_cart`.
 //!
-//! The output order is deterministic: `main` awaits each job's handle, then reads both
-//! orchestrators' state streams until each has handled that job's domain event. Nothing
-//! sleeps a fixed time to synchronize (the executors sleep a few milliseconds to simulate a
-//! backend).
+//! The output order is deterministic: `main` awaits each job's handle, waits until the cart
+//! has handled the job (`handled(id)`, for the jobs it tracks), and reads both orchestrators'
+//! state streams until each has seen that job's domain event (the badge tracks no job, and
+//! nobody tracks the other tab's). Nothing sleeps a fixed time to synchronize (the executors
+//! sleep a few milliseconds to simulate a backend).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orchestrator_core::{
-    Dispatcher, Event, EventJob, Executor, Job, JobContext, JobHandle, JobId, Orchestrator,
+    Dispatch, Dispatcher, Event, Executor, Job, JobContext, JobHandle, JobId, Orchestrator,
     OrchestratorContext, OrchestratorGroup, OrchestratorHandle, Origin,
 };
 use orchestrator_tokio::TokioRuntime;
@@ -55,18 +56,14 @@ struct AddItem {
 
 impl Job for AddItem {
     type Output = Line;
+    fn output_event(&self, line: &Line) -> Option<impl Send + Sync + 'static> {
+        Some(ItemAdded(line.clone()))
+    }
 }
 
 /// Domain event: an item was added (published when an `AddItem` job succeeds).
 #[derive(Debug, Clone)]
 struct ItemAdded(Line);
-
-impl EventJob for AddItem {
-    type Event = ItemAdded;
-    fn event(&self, line: &Line) -> ItemAdded {
-        ItemAdded(line.clone())
-    }
-}
 
 /// Job: take a product out of the cart. Its output is the line that was removed.
 struct RemoveItem {
@@ -75,36 +72,28 @@ struct RemoveItem {
 
 impl Job for RemoveItem {
     type Output = Line;
+    fn output_event(&self, line: &Line) -> Option<impl Send + Sync + 'static> {
+        Some(ItemRemoved(line.clone()))
+    }
 }
 
 /// Domain event: an item was removed.
 #[derive(Debug, Clone)]
 struct ItemRemoved(Line);
 
-impl EventJob for RemoveItem {
-    type Event = ItemRemoved;
-    fn event(&self, line: &Line) -> ItemRemoved {
-        ItemRemoved(line.clone())
-    }
-}
-
 /// Job: place the order for everything in the cart.
 struct Checkout;
 
 impl Job for Checkout {
     type Output = Receipt;
+    fn output_event(&self, receipt: &Receipt) -> Option<impl Send + Sync + 'static> {
+        Some(CheckedOut(receipt.clone()))
+    }
 }
 
 /// Domain event: the order was placed and the cart emptied.
 #[derive(Debug, Clone)]
 struct CheckedOut(Receipt);
-
-impl EventJob for Checkout {
-    type Event = CheckedOut;
-    fn event(&self, receipt: &Receipt) -> CheckedOut {
-        CheckedOut(receipt.clone())
-    }
-}
 
 #[derive(Debug)]
 enum CartError {
@@ -321,7 +310,8 @@ impl Orchestrator for BadgeOrchestrator {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Synchronization without sleeping: read a state stream until it shows what we wait for.
+// Synchronization without sleeping: `handled(id)` for an orchestrator's own jobs, and a state
+// stream read until it shows what we wait for otherwise.
 // ---------------------------------------------------------------------------------------------
 
 /// Reads `orchestrator`'s state stream until `done` holds, and returns that state.
@@ -331,21 +321,13 @@ impl Orchestrator for BadgeOrchestrator {
 async fn wait_for<S: Clone + Send + Sync + 'static>(
     orchestrator: &OrchestratorHandle<S>,
     what: &str,
-    mut done: impl FnMut(&S) -> bool,
+    done: impl FnMut(&S) -> bool,
 ) -> S {
     let mut states = orchestrator.states();
-    let reached = async {
-        while let Some(state) = states.next().await {
-            if done(&state) {
-                return Some(state);
-            }
-        }
-        None // the stream ended: the orchestrator was disposed
-    };
     // A safety net against a bug, not a synchronization point: normally this takes about 1 ms.
-    match tokio::time::timeout(Duration::from_secs(5), reached).await {
-        Ok(Some(state)) => state,
-        Ok(None) => panic!("{} was disposed before {what}", orchestrator.name()),
+    match tokio::time::timeout(Duration::from_secs(5), states.wait_for(done)).await {
+        Ok(Ok(state)) => state,
+        Ok(Err(_)) => panic!("{} was disposed before {what}", orchestrator.name()),
         Err(_) => panic!("{} did not reach {what} within 5 s", orchestrator.name()),
     }
 }
@@ -364,6 +346,13 @@ impl Page {
         let output = job
             .await
             .unwrap_or_else(|e| panic!("step {title:?} failed: {e}"));
+        // A job the cart dispatched: once the cart has handled its terminal event, it has
+        // handled its domain event (published before it). Returns at once for a job the cart
+        // does not track (the other tab's).
+        self.cart
+            .handled(id)
+            .await
+            .expect("the cart orchestrator is running");
         let event_of_job = |seen: &[Seen]| seen.iter().find(|s| s.job == Some(id)).cloned();
         let what = format!("the event of {id}");
         let cart = wait_for(&self.cart, &what, |s| event_of_job(&s.seen).is_some()).await;
@@ -396,16 +385,14 @@ fn money(cents: u32) -> String {
     format!("{}.{:02}", cents / 100, cents % 100)
 }
 
-const RUNNING: &str = "the cart orchestrator is running";
-
 #[tokio::main]
 async fn main() {
     let dispatcher = Dispatcher::new(TokioRuntime::default());
     let service = CartService::new();
     dispatcher
-        .register_event_job::<AddItem, _>(service.clone())
-        .register_event_job::<RemoveItem, _>(service.clone())
-        .register_event_job::<Checkout, _>(service);
+        .register::<AddItem, _>(service.clone())
+        .register::<RemoveItem, _>(service.clone())
+        .register::<Checkout, _>(service);
 
     // Both listen on the dispatcher's bus; the group starts them together, all or nothing.
     let cart = CartOrchestrator
@@ -427,19 +414,19 @@ async fn main() {
         badge: badge.clone(),
     };
 
-    let job = cart.dispatch(add("mug", 2, 1200)).expect(RUNNING);
+    let job = cart.dispatch(add("mug", 2, 1200));
     page.step("1. cart adds 2 mugs", job).await;
-    let job = cart.dispatch(add("tea", 1, 850)).expect(RUNNING);
+    let job = cart.dispatch(add("tea", 1, 850));
     page.step("2. cart adds tea", job).await;
     // Straight through the dispatcher, as another tab would: no orchestrator tracks this job.
     let job = dispatcher.dispatch(add("socks", 3, 900));
     page.step("3. another tab adds 3 socks", job).await;
-    let job = cart.dispatch(RemoveItem { sku: "mug" }).expect(RUNNING);
+    let job = cart.dispatch(RemoveItem { sku: "mug" });
     page.step("4. cart removes the mugs", job).await;
 
     let before = cart.state();
     assert_eq!(before.item_count(), badge.state().count);
-    let job = cart.dispatch(Checkout).expect(RUNNING);
+    let job = cart.dispatch(Checkout);
     let receipt = page.step("5. cart checks out", job).await;
     assert_eq!(receipt.items, before.item_count());
     println!(
@@ -449,7 +436,7 @@ async fn main() {
         money(receipt.total_cents)
     );
 
-    let job = cart.dispatch(add("stickers", 1, 300)).expect(RUNNING);
+    let job = cart.dispatch(add("stickers", 1, 300));
     page.step("6. cart adds stickers (a new cart)", job).await;
 
     let cart_state = cart.state();

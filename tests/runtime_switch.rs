@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use orchestrator_core::{
-    CancellationToken, Dispatcher, Executor, Job, JobContext, JobOptions, RetryPolicy,
+    CancellationToken, Dispatch, Dispatcher, Executor, Job, JobContext, RetryPolicy,
 };
 
 struct Square(u64);
@@ -35,16 +35,19 @@ impl Executor<Square> for Squarer {
 /// Application code: never names a runtime.
 async fn application(dispatcher: Dispatcher) -> (u64, bool) {
     dispatcher.register(Squarer);
-    let options = JobOptions::new().with_retry(RetryPolicy::fixed(2, Duration::from_millis(1)));
     let value = dispatcher
-        .dispatch_with(Square(12), options)
+        .job(Square(12))
+        .retry(RetryPolicy::fixed(2, Duration::from_millis(1)))
+        .dispatch()
         .await
         .expect("second attempt succeeds")
         .value;
     let token = CancellationToken::new();
     token.cancel();
     let cancelled = dispatcher
-        .dispatch_with(Square(1), JobOptions::new().with_cancellation(token))
+        .job(Square(1))
+        .cancellation(token)
+        .dispatch()
         .await
         .is_err_and(|e| e.is_cancelled());
     (value, cancelled)

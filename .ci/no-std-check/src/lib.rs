@@ -6,7 +6,6 @@
 extern crate alloc;
 extern crate orchestrator_core;
 
-
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::future::Future;
@@ -16,7 +15,7 @@ use core::task::{Context, Waker};
 use core::time::Duration;
 
 use orchestrator_core::runtime::{Instant, PoolRuntime, Sleep, Timer};
-use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
+use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
 
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
@@ -94,7 +93,7 @@ struct Adder;
 impl Executor<Add> for Adder {
     type Error = core::convert::Infallible;
     async fn execute(&self, job: &Add, cx: JobContext) -> Result<u32, Self::Error> {
-        cx.progress(1.0);
+        cx.report_progress(1.0);
         Ok(job.0 + job.1)
     }
 }

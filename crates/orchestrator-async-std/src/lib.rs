@@ -13,7 +13,7 @@
 //! use orchestrator_core::Dispatcher;
 //!
 //! let dispatcher = Dispatcher::new(AsyncStdRuntime::default());
-//! assert!(!dispatcher.is_shut_down());
+//! assert!(!dispatcher.is_closed());
 //! ```
 
 #![forbid(unsafe_code)]

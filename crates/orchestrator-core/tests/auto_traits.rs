@@ -3,11 +3,17 @@
 use orchestrator_core::runtime::{Instant, PoolRuntime, RunPool, SpawnError, TaskPool};
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    CancellationToken, DataSource, Dispatcher, EmitError, Event, Failure, JobContext, JobError,
-    JobHandle, JobId, JobLifecycle, JobOptions, OnEvent, OrchestratorError, OrchestratorGroup,
-    OrchestratorHandle, Progress, ProgressStream, PublishError, RetryPolicy, SignalBus,
-    StateStream, StormGuard, Subscription, Success, TypedEvent, TypedSubscription,
+    CancellationToken, DataSource, Dispatcher, DropReason, DroppedEvent, EmitError, Event, Failure,
+    Handled, Job, JobBuilder, JobContext, JobError, JobHandle, JobId, JobLifecycle, LoopGuard,
+    OnEvent, OrchestratorError, OrchestratorGroup, OrchestratorHandle, OrchestratorStatus,
+    Progress, ProgressStream, PublishError, RetryPolicy, Shutdown, ShutdownReport, SignalBus,
+    StateStream, Subscription, Success, TypedEvent, TypedSubscription,
 };
+
+struct Noop;
+impl Job for Noop {
+    type Output = ();
+}
 
 fn send_sync<T: Send + Sync>() {}
 fn send<T: Send>() {}
@@ -19,7 +25,7 @@ fn public_types_are_send_and_sync() {
     send_sync::<JobHandle<String>>();
     send_sync::<JobContext>();
     send_sync::<JobId>();
-    send_sync::<JobOptions>();
+    send::<JobBuilder<'static, Noop>>();
     send_sync::<JobError>();
     send_sync::<Failure>();
     send_sync::<Success<String>>();
@@ -47,7 +53,11 @@ fn public_types_are_send_and_sync() {
     send_sync::<OnEvent<u32>>();
     send_sync::<OrchestratorError>();
     send_sync::<OrchestratorGroup>();
-    send_sync::<StormGuard>();
+    send_sync::<LoopGuard>();
+    send_sync::<DropReason>();
+    send_sync::<DroppedEvent<'static>>();
+    send_sync::<OrchestratorStatus>();
+    send_sync::<ShutdownReport>();
     send_sync::<orchestrator_core::AsyncState<u32, JobError>>();
     send_sync::<orchestrator_core::JobResult<u32>>();
     send::<orchestrator_core::Saga<'static, JobError>>();
@@ -68,4 +78,6 @@ fn futures_are_send_and_handles_unpin() {
     unpin::<Subscription>();
     unpin::<StateStream<u8>>();
     is_send(&token.cancelled_owned());
+    send::<Handled>();
+    send::<Shutdown>();
 }

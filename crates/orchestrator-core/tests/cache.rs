@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orchestrator_core::cache::{CacheEntry, CacheError, CacheProvider, InMemoryCache};
 use orchestrator_core::runtime::{Instant, Timer};
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    BreakerConfig, BreakerState, CachePolicy, DataSource, Dispatcher, Event, EventJob, Executor,
-    InvalidateCache, Job, JobContext, JobError, JobInfo, JobLifecycle, Observer, Orchestrator,
-    OrchestratorContext, Origin, Rejection, StormGuard, Subscription,
+    BreakerConfig, BreakerState, CacheEntry, CacheError, CachePolicy, CacheProvider, DataSource,
+    Dispatch, Dispatcher, Event, Executor, InMemoryCache, InvalidateCache, Job, JobContext,
+    JobError, JobInfo, JobLifecycle, LoopGuard, Observer, Orchestrator, OrchestratorContext,
+    Origin, Rejection, Subscription,
 };
 
 #[derive(Debug)]
@@ -23,21 +23,18 @@ impl std::fmt::Display for Down {
 }
 impl std::error::Error for Down {}
 
-/// Loads a user's name; an EventJob. The executor counts calls, sleeps 10 ms, and fails
-/// while `failing` is set.
+/// Loads a user's name; its output event is `UserLoaded`. The executor counts calls, sleeps
+/// 10 ms, and fails while `failing` is set.
 #[derive(Clone)]
 struct LoadUser(u32);
 impl Job for LoadUser {
     type Output = String;
+    fn output_event(&self, name: &String) -> Option<impl Send + Sync + 'static> {
+        Some(UserLoaded(name.clone()))
+    }
 }
 #[derive(Debug, Clone, PartialEq)]
 struct UserLoaded(String);
-impl EventJob for LoadUser {
-    type Event = UserLoaded;
-    fn event(&self, name: &String) -> UserLoaded {
-        UserLoaded(name.clone())
-    }
-}
 #[derive(Clone, Default)]
 struct Users {
     calls: Arc<AtomicU32>,
@@ -63,7 +60,7 @@ fn setup() -> (VirtualRuntime, Dispatcher, Users) {
         .lifecycle_events(true)
         .build();
     let users = Users::default();
-    d.register_event_job(users.clone());
+    d.register(users.clone());
     (rt, d, users)
 }
 
@@ -74,7 +71,7 @@ fn drain(sub: &mut Subscription) -> Vec<Event> {
 fn loaded(events: &[Event]) -> Vec<(String, Option<DataSource>)> {
     events
         .iter()
-        .filter_map(|e| Some((e.downcast_ref::<UserLoaded>()?.0.clone(), e.source())))
+        .filter_map(|e| Some((e.downcast_ref::<UserLoaded>()?.0.clone(), e.data_source())))
         .collect()
 }
 
@@ -86,7 +83,7 @@ fn a_cache_hit_skips_the_executor_and_says_cached() {
         .block_on(d.job(LoadUser(1)).cache(policy()).dispatch())
         .unwrap();
     assert_eq!(
-        (first.value.as_str(), first.source),
+        (first.value.as_str(), first.data_source),
         ("user1#v1", DataSource::Fresh)
     );
     let mut sub = d.bus().subscribe();
@@ -94,7 +91,7 @@ fn a_cache_hit_skips_the_executor_and_says_cached() {
         .block_on(d.job(LoadUser(1)).cache(policy()).dispatch())
         .unwrap();
     assert_eq!(
-        (second.value.as_str(), second.source),
+        (second.value.as_str(), second.data_source),
         ("user1#v1", DataSource::Cached)
     );
     assert_eq!(
@@ -132,7 +129,7 @@ fn stale_while_revalidate_resolves_with_the_cache_then_publishes_fresh_and_updat
     let start = rt.now();
     let got = rt.block_on(&mut handle).unwrap();
     assert_eq!(
-        (got.value.as_str(), got.source),
+        (got.value.as_str(), got.data_source),
         ("user2#v1", DataSource::Cached)
     );
     assert_eq!(rt.now(), start, "resolved without waiting for the executor");
@@ -153,7 +150,7 @@ fn stale_while_revalidate_resolves_with_the_cache_then_publishes_fresh_and_updat
     assert!(matches!(
         events.last().unwrap().downcast_ref(),
         Some(JobLifecycle::Succeeded {
-            source: DataSource::Fresh
+            data_source: DataSource::Fresh
         })
     ));
     let third = rt
@@ -192,17 +189,15 @@ fn the_revalidated_fresh_result_still_arrives_as_active_for_the_dispatching_orch
     let seen = Arc::new(Mutex::new(Vec::new()));
     let o = Profile(seen.clone())
         .builder((), &d)
-        .guard(StormGuard::disabled())
+        .guard(LoopGuard::unlimited())
         .start()
         .unwrap();
     let handle = o
-        .dispatch_job(
-            o.job(LoadUser(3))
-                .cache(CachePolicy::new("user/3").revalidate()),
-        )
-        .unwrap();
+        .job(LoadUser(3))
+        .cache(CachePolicy::new("user/3").revalidate())
+        .dispatch();
     let id = handle.id();
-    assert_eq!(rt.block_on(handle).unwrap().source, DataSource::Cached);
+    assert_eq!(rt.block_on(handle).unwrap().data_source, DataSource::Cached);
     assert!(o.is_job_running(id), "still running: revalidating");
     rt.advance(Duration::from_millis(10));
     assert_eq!(
@@ -233,7 +228,7 @@ fn a_failed_job_never_evicts_or_overwrites_the_entry() {
                 .dispatch(),
         )
         .unwrap();
-    assert_eq!(got.source, DataSource::Cached);
+    assert_eq!(got.data_source, DataSource::Cached);
     rt.advance(Duration::from_millis(10));
     // A forced refresh fails: its handle fails; the entry stays.
     let err = rt
@@ -253,7 +248,7 @@ fn a_failed_job_never_evicts_or_overwrites_the_entry() {
         )
         .unwrap();
     assert_eq!(
-        (again.value.as_str(), again.source),
+        (again.value.as_str(), again.data_source),
         ("user4#v1", DataSource::Cached)
     );
 }
@@ -268,7 +263,7 @@ fn ttl_expires_lazily_on_the_runtime_clock_and_force_refresh_stores() {
     assert_eq!(
         rt.block_on(d.job(LoadUser(5)).cache(policy()).dispatch())
             .unwrap()
-            .source,
+            .data_source,
         DataSource::Cached
     );
     rt.advance(Duration::from_secs(1));
@@ -276,7 +271,7 @@ fn ttl_expires_lazily_on_the_runtime_clock_and_force_refresh_stores() {
         .block_on(d.job(LoadUser(5)).cache(policy()).dispatch())
         .unwrap();
     assert_eq!(
-        (expired.value.as_str(), expired.source),
+        (expired.value.as_str(), expired.data_source),
         ("user5#v2", DataSource::Fresh)
     );
     let forced = rt
@@ -357,7 +352,7 @@ fn invalidation_by_key_prefix_and_predicate_from_code_and_as_a_job() {
         let got = rt
             .block_on(d.job(LoadUser(id)).cache(CachePolicy::new(key)).dispatch())
             .unwrap();
-        assert_eq!(got.source, DataSource::Fresh, "{key} was invalidated");
+        assert_eq!(got.data_source, DataSource::Fresh, "{key} was invalidated");
     }
     assert_eq!(users.calls.load(Ordering::SeqCst), calls + 3);
 }
@@ -387,11 +382,13 @@ struct Log(Mutex<Vec<String>>);
 struct Logger(Arc<Log>);
 impl Observer for Logger {
     fn on_cache_error(&self, _: &JobInfo, key: &str, error: &CacheError) {
+        // The provider's own error, whether or not the wrapper's message repeats it.
+        let cause = std::error::Error::source(error).expect("the provider's error");
         self.0
             .0
             .lock()
             .unwrap()
-            .push(format!("cache {key}: {error}"));
+            .push(format!("cache {key}: {cause}"));
     }
     fn on_breaker_transition(&self, job_type: &'static str, state: BreakerState) {
         assert!(job_type.ends_with("LoadUser"));
@@ -408,7 +405,7 @@ fn provider_errors_are_reported_and_treated_as_a_miss_and_type_mismatches_are_mi
         .observer(Logger(log.clone()))
         .build();
     let users = Users::default();
-    d.register_event_job(users.clone());
+    d.register(users.clone());
     let got = rt
         .block_on(
             d.job(LoadUser(6))
@@ -416,13 +413,10 @@ fn provider_errors_are_reported_and_treated_as_a_miss_and_type_mismatches_are_mi
                 .dispatch(),
         )
         .unwrap();
-    assert_eq!(got.source, DataSource::Fresh);
+    assert_eq!(got.data_source, DataSource::Fresh);
     assert_eq!(
         *log.0.lock().unwrap(),
-        [
-            "cache user/6: cache error: service down",
-            "cache user/6: cache error: service down"
-        ]
+        ["cache user/6: service down", "cache user/6: service down"]
     );
     // A value of another type under the key: a miss, not a panic.
     let (rt, d, users) = setup();
@@ -443,7 +437,7 @@ fn provider_errors_are_reported_and_treated_as_a_miss_and_type_mismatches_are_mi
                 .dispatch(),
         )
         .unwrap();
-    assert_eq!(got.source, DataSource::Fresh);
+    assert_eq!(got.data_source, DataSource::Fresh);
     assert_eq!(users.calls.load(Ordering::SeqCst), 1);
 }
 
@@ -454,7 +448,7 @@ fn a_placeholder_is_published_as_optimistic_before_the_work_starts() {
     let handle = d.job(LoadUser(8)).placeholder("loading…".into()).dispatch();
     let got = rt.block_on(handle).unwrap();
     assert_eq!(
-        got.source,
+        got.data_source,
         DataSource::Fresh,
         "the handle has the real outcome"
     );
@@ -548,7 +542,7 @@ fn the_failure_breaker_opens_rejects_half_opens_and_closes() {
         .observer(Logger(log.clone()))
         .build();
     let users = Users::default();
-    d.register_event_job(users.clone());
+    d.register(users.clone());
     d.set_circuit_breaker::<LoadUser>(
         BreakerConfig::new(3, Duration::from_secs(10), Duration::from_secs(30)).unwrap(),
     );

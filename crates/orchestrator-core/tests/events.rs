@@ -1,5 +1,5 @@
-//! Job events: emitted events, the bus a job publishes on, lifecycle events, EventJob outputs
-//! and observers (contract items 10, 12, 13, 14, 22).
+//! Job events: emitted events, the bus a job publishes on, lifecycle events, output events
+//! ([`Job::output_event`]) and observers (contract items 10, 12, 13, 14, 22).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use orchestrator_core::runtime::Instant;
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    CancellationToken, DataSource, Dispatcher, Event, EventJob, Executor, Job, JobContext,
-    JobError, JobInfo, JobLifecycle, JobOptions, Observer, RetryPolicy, SignalBus, Subscription,
+    CancellationToken, DataSource, Dispatch, Dispatcher, Event, Executor, Job, JobContext,
+    JobError, JobInfo, JobLifecycle, Observer, RetryPolicy, SignalBus, Subscription,
 };
 
 #[derive(Debug)]
@@ -38,7 +38,7 @@ impl Executor<Steps> for StepsExec {
         for i in 0..job.steps {
             cx.sleep(Duration::from_millis(10)).await;
             cx.emit(Step(i)).unwrap();
-            cx.progress(f64::from(i + 1) / f64::from(job.steps));
+            cx.report_progress(f64::from(i + 1) / f64::from(job.steps));
         }
         if cx.attempt() <= job.fail_first {
             return Err(Boom);
@@ -60,7 +60,7 @@ fn lifecycle(events: &[Event]) -> Vec<String> {
             Some(JobLifecycle::Retrying { attempt, delay, .. }) => {
                 format!("retrying {attempt} {delay:?}")
             }
-            Some(JobLifecycle::Succeeded { source }) => format!("succeeded {source:?}"),
+            Some(JobLifecycle::Succeeded { data_source }) => format!("succeeded {data_source:?}"),
             Some(JobLifecycle::Failed(f)) => format!("failed {}", f.attempts()),
             Some(JobLifecycle::Cancelled { reason }) => format!("cancelled {reason:?}"),
             Some(JobLifecycle::TimedOut { budget }) => format!("timed out {budget:?}"),
@@ -109,7 +109,7 @@ fn emitted_events_carry_the_envelope_in_order() {
             e.timestamp(),
             Instant::from_elapsed(Duration::from_millis(10 * (i as u64 + 1)))
         );
-        assert_eq!(e.source(), None);
+        assert_eq!(e.data_source(), None);
     }
 }
 
@@ -129,7 +129,7 @@ fn a_jobs_events_follow_the_bus_it_was_dispatched_on() {
         steps: 1,
         fail_first: 0,
     };
-    rt.block_on(d.dispatch_with(job, JobOptions::new().with_bus(scoped.clone())))
+    rt.block_on(d.job(job).bus(scoped.clone()).dispatch())
         .unwrap();
     assert_eq!(
         lifecycle(&drain(&mut on_scoped)),
@@ -172,7 +172,7 @@ fn emitting_after_the_job_ended_or_on_a_closed_bus_gives_the_event_back() {
     }
     d.register(EmitOnceExec);
     let closed_seen = rt
-        .block_on(d.dispatch_with(EmitOnce, JobOptions::new().with_bus(closed)))
+        .block_on(d.job(EmitOnce).bus(closed).dispatch())
         .unwrap()
         .value;
     assert!(closed_seen);
@@ -182,16 +182,14 @@ fn emitting_after_the_job_ended_or_on_a_closed_bus_gives_the_event_back() {
 fn lifecycle_events_come_in_order_with_exactly_one_terminal_event() {
     let (rt, d, slot) = setup(true);
     let mut sub = d.bus().subscribe();
-    let options = JobOptions::new().with_retry(RetryPolicy::fixed(1, Duration::from_millis(5)));
-    let err = rt
-        .block_on(d.dispatch_with(
-            Steps {
-                steps: 1,
-                fail_first: 5,
-            },
-            options,
-        ))
-        .unwrap_err();
+    let handle = d
+        .job(Steps {
+            steps: 1,
+            fail_first: 5,
+        })
+        .retry(RetryPolicy::fixed(1, Duration::from_millis(5)))
+        .dispatch();
+    let err = rt.block_on(handle).unwrap_err();
     assert!(err.is_failed());
     assert_eq!(
         lifecycle(&drain(&mut sub)),
@@ -208,7 +206,7 @@ fn lifecycle_events_come_in_order_with_exactly_one_terminal_event() {
     // Nothing after the terminal event: a kept context can neither emit nor report.
     let cx = slot.lock().unwrap().take().unwrap();
     assert!(cx.emit(Step(7)).is_err());
-    assert!(!cx.progress(0.5));
+    assert!(!cx.report_progress(0.5));
     assert!(drain(&mut sub).is_empty());
 }
 
@@ -221,14 +219,11 @@ fn every_kind_of_end_publishes_its_terminal_event() {
         fail_first: 0,
     };
     // Timed out.
-    rt.block_on(d.dispatch_with(
-        slow(),
-        JobOptions::new().with_timeout(Duration::from_millis(25)),
-    ))
-    .unwrap_err();
+    rt.block_on(d.job(slow()).timeout(Duration::from_millis(25)).dispatch())
+        .unwrap_err();
     // Cancelled with a reason.
     let token = CancellationToken::new();
-    let h = d.dispatch_with(slow(), JobOptions::new().with_cancellation(token.clone()));
+    let h = d.job(slow()).cancellation(token.clone()).dispatch();
     rt.advance(Duration::from_millis(15));
     token.cancel_with("stop");
     rt.block_on(h).unwrap_err();
@@ -248,21 +243,18 @@ fn every_kind_of_end_publishes_its_terminal_event() {
     );
 }
 
-/// An EventJob: loads a cart.
+/// A job with an output event: loads a cart.
 struct LoadCart {
     fail: bool,
 }
 impl Job for LoadCart {
     type Output = Vec<&'static str>;
+    fn output_event(&self, items: &Vec<&'static str>) -> Option<impl Send + Sync + 'static> {
+        Some(CartLoaded(items.clone()))
+    }
 }
 #[derive(Debug, PartialEq)]
 struct CartLoaded(Vec<&'static str>);
-impl EventJob for LoadCart {
-    type Event = CartLoaded;
-    fn event(&self, items: &Vec<&'static str>) -> CartLoaded {
-        CartLoaded(items.clone())
-    }
-}
 struct CartExec;
 impl Executor<LoadCart> for CartExec {
     type Error = Boom;
@@ -281,7 +273,7 @@ fn event_job_publishes_its_output_event_with_source_before_the_terminal_event() 
     let d = Dispatcher::builder(rt.clone())
         .lifecycle_events(true)
         .build();
-    d.register_event_job(CartExec);
+    d.register(CartExec);
     let mut sub = d.bus().subscribe();
     let h = d.dispatch(LoadCart { fail: false });
     let id = h.id();
@@ -293,7 +285,7 @@ fn event_job_publishes_its_output_event_with_source_before_the_terminal_event() 
         loaded.downcast_ref::<CartLoaded>(),
         Some(&CartLoaded(vec!["tea", "milk"]))
     );
-    assert_eq!(loaded.source(), Some(DataSource::Fresh));
+    assert_eq!(loaded.data_source(), Some(DataSource::Fresh));
     assert_eq!(loaded.correlation_id(), Some(id));
     assert!(
         events[2]
@@ -302,7 +294,7 @@ fn event_job_publishes_its_output_event_with_source_before_the_terminal_event() 
             .is_terminal()
     );
 
-    // A failed EventJob publishes no domain event.
+    // A failed job publishes no output event.
     rt.block_on(d.dispatch(LoadCart { fail: true }))
         .unwrap_err();
     assert!(drain(&mut sub).iter().all(|e| !e.is::<CartLoaded>()));
@@ -377,16 +369,14 @@ fn observers_compose_and_a_panicking_one_breaks_nothing() {
         .observer(Recorder(log.clone(), "b"))
         .build();
     d.register(StepsExec(Arc::new(Mutex::new(None))));
-    let options = JobOptions::new().with_retry(RetryPolicy::fixed(1, Duration::from_millis(1)));
-    let done = rt
-        .block_on(d.dispatch_with(
-            Steps {
-                steps: 1,
-                fail_first: 1,
-            },
-            options,
-        ))
-        .unwrap();
+    let handle = d
+        .job(Steps {
+            steps: 1,
+            fail_first: 1,
+        })
+        .retry(RetryPolicy::fixed(1, Duration::from_millis(1)))
+        .dispatch();
+    let done = rt.block_on(handle).unwrap();
     assert_eq!(
         done.value, 1,
         "the job is unaffected by the panicking observer"

@@ -8,9 +8,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    Dispatcher, Event, EventJob, Executor, Job, JobContext, JobId, JobLifecycle, Observer,
-    Orchestrator, OrchestratorContext, OrchestratorError, OrchestratorGroup, OrchestratorHandle,
-    Origin, SignalBus, StormGuard,
+    Dispatch, Dispatcher, DropReason, DroppedEvent, Event, Executor, Job, JobContext, JobError,
+    JobId, JobLifecycle, LoopGuard, Observer, Orchestrator, OrchestratorContext, OrchestratorError,
+    OrchestratorGroup, OrchestratorHandle, Origin, Rejection, SignalBus,
 };
 
 #[derive(Debug)]
@@ -22,22 +22,19 @@ impl std::fmt::Display for Never {
 }
 impl std::error::Error for Never {}
 
-/// Adds `n` to the cart after `delay`; an EventJob.
+/// Adds `n` to the cart after `delay`; its output event is `ItemAdded(n)`.
 struct AddItem {
     n: u32,
     delay: Duration,
 }
 impl Job for AddItem {
     type Output = u32;
+    fn output_event(&self, n: &u32) -> Option<impl Send + Sync + 'static> {
+        Some(ItemAdded(*n))
+    }
 }
 #[derive(Debug, Clone, PartialEq)]
 struct ItemAdded(u32);
-impl EventJob for AddItem {
-    type Event = ItemAdded;
-    fn event(&self, n: &u32) -> ItemAdded {
-        ItemAdded(*n)
-    }
-}
 struct AddItemExec;
 impl Executor<AddItem> for AddItemExec {
     type Error = Never;
@@ -91,7 +88,7 @@ impl Orchestrator for Cart {
 fn setup() -> (VirtualRuntime, Dispatcher) {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
-    d.register_event_job(AddItemExec);
+    d.register(AddItemExec);
     (rt, d)
 }
 
@@ -113,7 +110,7 @@ fn the_dispatching_orchestrator_sees_active_events_and_another_sees_them_passive
     let (rt, d) = setup();
     let (a, seen_a) = cart(&d);
     let (b, seen_b) = cart(&d);
-    let job = a.dispatch(item(3)).unwrap();
+    let job = a.dispatch(item(3));
     let id = job.id();
     assert!(a.is_job_running(id));
     assert!(!b.is_job_running(id));
@@ -144,7 +141,7 @@ fn the_dispatching_orchestrator_sees_active_events_and_another_sees_them_passive
 fn three_concurrent_jobs_are_all_active_for_their_orchestrator() {
     let (rt, d) = setup();
     let (a, seen) = cart(&d);
-    let jobs: Vec<_> = (1..=3).map(|n| a.dispatch(item(n)).unwrap()).collect();
+    let jobs: Vec<_> = (1..=3).map(|n| a.dispatch(item(n))).collect();
     assert_eq!(a.running_jobs(), 3);
     for j in jobs {
         rt.block_on(j).unwrap();
@@ -165,11 +162,11 @@ fn events_published_directly_are_passive_and_state_streams_replay_the_current_st
     rt.run_until_stalled();
     assert_eq!(seen.take(), [("hello".to_string(), Origin::Passive, None)]);
 
-    rt.block_on(a.dispatch(item(5)).unwrap()).unwrap();
+    rt.block_on(a.dispatch(item(5))).unwrap();
     rt.run_until_stalled();
     let mut late = a.states();
     assert_eq!(rt.block_on(late.next()), Some(5), "the current state first");
-    rt.block_on(a.dispatch(item(2)).unwrap()).unwrap();
+    rt.block_on(a.dispatch(item(2))).unwrap();
     rt.run_until_stalled();
     assert_eq!(rt.block_on(late.next()), Some(7), "then changes");
     a.dispose();
@@ -188,12 +185,13 @@ impl Observer for Reporter {
             .unwrap()
             .push(format!("panic in {orchestrator}: {message}"));
     }
-    fn on_event_dropped(&self, orchestrator: &'static str, event_type: &'static str, limit: u32) {
-        self.0
-            .0
-            .lock()
-            .unwrap()
-            .push(format!("{orchestrator} dropped {event_type} over {limit}"));
+    fn on_event_dropped(&self, dropped: &DroppedEvent<'_>) {
+        self.0.0.lock().unwrap().push(format!(
+            "{} dropped {}: {:?}",
+            dropped.orchestrator(),
+            dropped.event().payload_type_name(),
+            dropped.reason()
+        ));
     }
 }
 
@@ -223,12 +221,10 @@ fn dispose_stops_handling_but_running_jobs_finish_and_others_are_unaffected() {
     let (rt, d) = setup();
     let (a, seen_a) = cart(&d);
     let (b, seen_b) = cart(&d);
-    let job = a
-        .dispatch(AddItem {
-            n: 4,
-            delay: Duration::from_secs(1),
-        })
-        .unwrap();
+    let job = a.dispatch(AddItem {
+        n: 4,
+        delay: Duration::from_secs(1),
+    });
     rt.run_until_stalled();
     a.dispose();
     assert!(a.is_disposed() && !a.is_running());
@@ -246,25 +242,36 @@ fn dispose_stops_handling_but_running_jobs_finish_and_others_are_unaffected() {
         "the other orchestrator saw everything"
     );
     assert_eq!(b.state(), 4);
-    assert_eq!(
-        a.dispatch(item(1)).unwrap_err(),
-        OrchestratorError::Disposed
+    let refused = rt.block_on(a.dispatch(item(1))).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            JobError::Rejected(Rejection::Disposed { orchestrator }) if orchestrator == a.name()
+        ),
+        "{refused:?}"
     );
     assert_eq!(a.start().unwrap_err(), OrchestratorError::Disposed);
 }
 
 #[test]
 fn dispatch_before_start_is_refused_and_start_twice_is_an_error() {
-    let (_rt, d) = setup();
+    let (rt, d) = setup();
     let seen = Seen::default();
     let a = Cart { seen }.builder(0, &d).build();
-    assert_eq!(
-        a.dispatch(item(1)).unwrap_err(),
-        OrchestratorError::NotStarted
+    let refused = rt.block_on(a.dispatch(item(1))).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            JobError::Rejected(Rejection::NotStarted { orchestrator }) if orchestrator == a.name()
+        ),
+        "{refused:?}"
     );
     a.start().unwrap();
     assert_eq!(a.start().unwrap_err(), OrchestratorError::AlreadyStarted);
-    assert!(a.dispatch(item(1)).is_ok(), "dispatch works once started");
+    assert!(
+        rt.block_on(a.dispatch(item(1))).is_ok(),
+        "dispatch works once started"
+    );
 }
 
 /// Re-dispatches its own job every time it sees that job's success: an event storm.
@@ -274,10 +281,10 @@ impl Orchestrator for Looper {
     fn on_event(&mut self, event: &Event, origin: Origin, cx: &mut OrchestratorContext<'_, u32>) {
         if origin.is_active() && event.is::<ItemAdded>() {
             cx.update(|n| *n += 1);
-            let _ = cx.dispatch(AddItem {
+            drop(cx.dispatch(AddItem {
                 n: 1,
                 delay: Duration::ZERO,
-            });
+            }));
         }
     }
 }
@@ -289,19 +296,19 @@ fn the_storm_guard_throttles_an_orchestrator_that_redispatches_on_its_own_events
     let d = Dispatcher::builder(rt.clone())
         .observer(Reporter(reports.clone()))
         .build();
-    d.register_event_job(AddItemExec);
+    d.register(AddItemExec);
     let looper = Looper
         .builder(0, &d)
         .name("looper")
-        .guard(StormGuard::new().with_limit_for::<JobLifecycle>(NonZeroU32::MAX))
+        .guard(LoopGuard::new().with_rate_limit_for::<ItemAdded>(NonZeroU32::new(50).unwrap()))
         .start()
         .unwrap();
     let now = || AddItem {
         n: 1,
         delay: Duration::ZERO,
     };
-    drop(looper.dispatch(now()).unwrap());
-    // Zero-delay jobs: without the guard this would never stall.
+    drop(looper.dispatch(now()));
+    // Zero-delay jobs: the rate limit ends the loop long before the depth limit would.
     rt.run_until_stalled();
     assert_eq!(
         looper.state(),
@@ -318,22 +325,23 @@ fn the_storm_guard_throttles_an_orchestrator_that_redispatches_on_its_own_events
         0,
         "bookkeeping went on for the dropped event's job"
     );
-    assert_eq!(
-        *reports.0.lock().unwrap(),
-        [format!(
-            "looper dropped {} over 50",
-            std::any::type_name::<ItemAdded>()
-        )]
+    assert_eq!(looper.dropped_events_of::<ItemAdded>(), 1);
+    let report = format!(
+        "looper dropped {}: {:?}",
+        std::any::type_name::<ItemAdded>(),
+        DropReason::RateLimited { limit: 50 }
     );
+    assert_eq!(*reports.0.lock().unwrap(), std::slice::from_ref(&report));
     // The process is healthy: other work still runs, and a new window admits events again.
     rt.advance(Duration::from_secs(1));
-    drop(looper.dispatch(now()).unwrap());
+    drop(looper.dispatch(now()));
     rt.run_until_stalled();
     assert_eq!(looper.state(), 100);
+    assert_eq!(looper.dropped_events(), 2);
     assert_eq!(
-        reports.0.lock().unwrap().len(),
-        2,
-        "reported once per window"
+        *reports.0.lock().unwrap(),
+        [report.clone(), report],
+        "every drop is reported"
     );
 }
 
@@ -342,7 +350,7 @@ fn typed_on_subscription_ends_with_the_orchestrator() {
     let (rt, d) = setup();
     let (a, _) = cart(&d);
     let mut added = a.on::<ItemAdded>();
-    rt.block_on(a.dispatch(item(8)).unwrap()).unwrap();
+    rt.block_on(a.dispatch(item(8))).unwrap();
     assert_eq!(rt.block_on(added.next()).map(|e| e.0), Some(8));
     a.dispose();
     assert!(rt.block_on(added.next()).is_none());
@@ -370,7 +378,7 @@ fn scoped_bus_isolation_scope_one_sees_its_job_scope_two_and_global_see_nothing(
     .unwrap();
     let mut global = SignalBus::global().subscribe();
     let mut dispatcher_bus = d.bus().subscribe();
-    rt.block_on(o1.dispatch(item(2)).unwrap()).unwrap();
+    rt.block_on(o1.dispatch(item(2))).unwrap();
     rt.run_until_stalled();
     assert_eq!(seen1.take().len(), 3);
     assert!(seen2.take().is_empty());
@@ -428,7 +436,7 @@ impl Executor<Chatty> for ChattyExec {
     type Error = Never;
     async fn execute(&self, job: &Chatty, cx: JobContext) -> Result<(), Never> {
         for i in 0..job.reports {
-            cx.progress(f64::from(i) / f64::from(job.reports));
+            cx.report_progress(f64::from(i) / f64::from(job.reports));
         }
         Err(Never)
     }
@@ -456,17 +464,42 @@ fn a_chatty_job_cannot_use_up_the_guard_budget_of_its_own_terminal_event() {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
     d.register(ChattyExec);
+    // The default guard drops nothing by rate: the burst is delivered in full.
     let o = TerminalCounter.builder((0, 0), &d).start().unwrap();
     // All lifecycle events, progress included, asked for explicitly.
-    let all = o.job(Chatty { reports: 100 }).lifecycle_events(true);
-    rt.block_on(o.dispatch_job(all).unwrap()).unwrap_err();
-    rt.run_until_stalled();
+    let all = o
+        .job(Chatty { reports: 100 })
+        .lifecycle_events(true)
+        .dispatch();
+    let id = all.id();
+    rt.block_on(all).unwrap_err();
+    rt.block_on(o.handled(id)).unwrap();
+    assert_eq!(
+        o.state(),
+        (100, 1),
+        "every progress event and the terminal event handled"
+    );
+    assert_eq!(o.dropped_events(), 0);
+    // An opt-in rate limit throttles progress, not the terminal event.
+    let o = TerminalCounter
+        .builder((0, 0), &d)
+        .guard(LoopGuard::new().with_rate_limit(NonZeroU32::new(50).unwrap()))
+        .start()
+        .unwrap();
+    let all = o
+        .job(Chatty { reports: 100 })
+        .lifecycle_events(true)
+        .dispatch();
+    let id = all.id();
+    rt.block_on(all).unwrap_err();
+    rt.block_on(o.handled(id)).unwrap();
     assert_eq!(
         o.state(),
         (50, 1),
         "progress throttled at 50, the terminal event handled"
     );
     assert_eq!(o.dropped_events(), 50);
+    assert_eq!(o.dropped_events_of::<JobLifecycle>(), 50);
 }
 
 #[test]
@@ -475,12 +508,10 @@ fn orchestrator_jobs_publish_no_progress_events_unless_asked() {
     let d = Dispatcher::new(rt.clone());
     d.register(ChattyExec);
     let o = TerminalCounter.builder((0, 0), &d).start().unwrap();
-    // Even an explicit "off" is overridden: tracking needs the terminal event.
-    let off = o.job(Chatty { reports: 100 }).lifecycle_events(false);
-    let handle = o.dispatch_job(off).unwrap();
+    let handle = o.dispatch(Chatty { reports: 100 });
     let id = handle.id();
     rt.block_on(handle).unwrap_err();
-    rt.run_until_stalled();
+    rt.block_on(o.handled(id)).unwrap();
     assert_eq!(
         o.state(),
         (0, 1),
@@ -488,4 +519,18 @@ fn orchestrator_jobs_publish_no_progress_events_unless_asked() {
     );
     assert!(!o.is_job_running(id));
     assert_eq!(o.dropped_events(), 0);
+    // An explicit "off" cannot be honoured (tracking needs the terminal event): rejected.
+    let off = o
+        .job(Chatty { reports: 100 })
+        .lifecycle_events(false)
+        .dispatch();
+    let id = off.id();
+    let err = rt.block_on(off).unwrap_err();
+    assert!(
+        matches!(err, JobError::Rejected(Rejection::Invalid { .. })),
+        "{err:?}"
+    );
+    assert!(!o.is_job_running(id));
+    rt.run_until_stalled();
+    assert_eq!(o.state(), (0, 1), "the rejected job never ran");
 }

@@ -12,7 +12,7 @@ use orchestrator_core::runtime::{
     Instant, PoolRuntime, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer,
 };
 use orchestrator_core::testing::VirtualRuntime;
-use orchestrator_core::{Dispatcher, Executor, Job, JobContext, JobError, JobOptions, Rejection};
+use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext, JobError, Rejection};
 
 struct Ping(u32);
 impl Job for Ping {
@@ -234,7 +234,7 @@ fn zero_timeout_rejects_before_the_executor_and_without_sleeping() {
     let d = Dispatcher::new(rt.clone());
     d.register(ForeverExec);
     let err = rt
-        .block_on(d.dispatch_with(Forever, JobOptions::new().with_timeout(Duration::ZERO)))
+        .block_on(d.job(Forever).timeout(Duration::ZERO).dispatch())
         .unwrap_err();
     assert!(matches!(err, JobError::TimedOut { budget } if budget.is_zero()));
     assert_eq!(rt.now(), Instant::ZERO);
@@ -260,11 +260,11 @@ fn handle_cancel_before_the_first_poll_never_runs_the_executor() {
     let d = Dispatcher::new(rt.clone());
     let calls = Arc::new(AtomicUsize::new(0));
     d.register(CountedExec(calls.clone()));
-    for options in [
-        JobOptions::new(),
-        JobOptions::new().with_timeout(Duration::from_secs(1)),
-    ] {
-        let handle = d.dispatch_with(Counted, options);
+    for timeout in [None, Some(Duration::from_secs(1))] {
+        let handle = match timeout {
+            None => d.dispatch(Counted),
+            Some(budget) => d.job(Counted).timeout(budget).dispatch(),
+        };
         handle.cancel_with("early");
         let err = rt.block_on(handle).unwrap_err();
         assert!(matches!(err, JobError::Cancelled { reason: Some(r) } if r == "early"));

@@ -1,12 +1,12 @@
-//! `JobResult` from every handle outcome, and the `AsyncState` transition table (contract
+//! `JobResultExt` on every handle outcome, and the `AsyncState` transition table (contract
 //! item 23).
 
 use std::time::Duration;
 
-use orchestrator_core::state::{AsyncState, JobResult};
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    DataSource, Dispatcher, Executor, Job, JobContext, JobError, JobOptions, Rejection, Success,
+    AsyncState, DataSource, Dispatch, Dispatcher, Executor, Job, JobContext, JobError, JobResult,
+    JobResultExt, Rejection, Success,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -59,14 +59,30 @@ fn work(value: u32, fail: bool, sleep: Duration) -> Work {
     Work { value, fail, sleep }
 }
 
+/// The executor failed, or the job was rejected before it ran (what the old
+/// `JobResult::is_failure` meant).
+fn is_failure<T>(result: &JobResult<T>) -> bool {
+    result
+        .error()
+        .is_some_and(|e| e.is_failed() || e.is_rejected())
+}
+
+/// Maps the value of a success, keeping its source.
+fn map<T, U>(result: JobResult<T>, f: impl FnOnce(T) -> U) -> JobResult<U> {
+    result.map(|s| Success {
+        value: f(s.value),
+        data_source: s.data_source,
+    })
+}
+
 #[test]
 fn job_result_from_a_successful_handle_keeps_value_and_source() {
     let (rt, d) = setup();
-    let result = JobResult::from(rt.block_on(d.dispatch(work(7, false, Duration::ZERO))));
+    let result: JobResult<u32> = rt.block_on(d.dispatch(work(7, false, Duration::ZERO)));
     assert!(result.is_success());
-    assert!(!result.is_failure() && !result.is_cancelled() && !result.is_timed_out());
+    assert!(!is_failure(&result) && !result.is_cancelled() && !result.is_timed_out());
     assert_eq!(result.data(), Some(&7));
-    assert_eq!(result.source(), Some(DataSource::Fresh));
+    assert_eq!(result.data_source(), Some(DataSource::Fresh));
     assert!(result.error().is_none());
     assert_eq!(result.into_data(), Some(7));
 }
@@ -74,10 +90,13 @@ fn job_result_from_a_successful_handle_keeps_value_and_source() {
 #[test]
 fn job_result_keeps_a_cached_or_optimistic_source() {
     for source in [DataSource::Cached, DataSource::Optimistic] {
-        let result = JobResult::from_outcome(Ok::<_, JobError>(Success { value: 1u8, source }));
-        assert_eq!(result.source(), Some(source));
-        let mapped = result.map(|v| u32::from(v) + 1);
-        assert_eq!(mapped.source(), Some(source));
+        let result: JobResult<u8> = Ok(Success {
+            value: 1u8,
+            data_source: source,
+        });
+        assert_eq!(result.data_source(), Some(source));
+        let mapped = map(result, |v| u32::from(v) + 1);
+        assert_eq!(mapped.data_source(), Some(source));
         assert_eq!(mapped.data(), Some(&2));
     }
 }
@@ -85,17 +104,17 @@ fn job_result_keeps_a_cached_or_optimistic_source() {
 #[test]
 fn job_result_from_a_failed_handle_is_a_failure_with_the_executor_error() {
     let (rt, d) = setup();
-    let result = JobResult::from(rt.block_on(d.dispatch(work(3, true, Duration::ZERO))));
-    assert!(result.is_failure());
+    let result = rt.block_on(d.dispatch(work(3, true, Duration::ZERO)));
+    assert!(is_failure(&result));
     assert!(!result.is_success() && !result.is_cancelled() && !result.is_timed_out());
     assert!(result.data().is_none());
-    assert!(result.source().is_none());
+    assert!(result.data_source().is_none());
     let error = result.error().expect("a failure carries its error");
     let failure = error.failure().expect("the executor failed");
     assert_eq!(failure.downcast_ref::<Boom>(), Some(&Boom(3)));
     assert_eq!(failure.attempts(), 1);
-    // `map` leaves a failure untouched.
-    let mapped = result.map(|v| v * 2);
+    // Mapping the value leaves a failure untouched.
+    let mapped = map(result, |v| v * 2);
     assert!(mapped.error().is_some_and(JobError::is_failed));
 }
 
@@ -104,18 +123,13 @@ fn job_result_from_a_cancelled_handle_keeps_the_reason() {
     let (rt, d) = setup();
     let handle = d.dispatch(work(1, false, Duration::from_secs(3600)));
     handle.cancel_with("user left");
-    let result = JobResult::from(rt.block_on(handle));
+    let result = rt.block_on(handle);
     assert!(result.is_cancelled());
-    assert!(!result.is_success() && !result.is_failure() && !result.is_timed_out());
-    assert!(result.error().is_none());
-    match &result {
-        JobResult::Cancelled { reason } => assert_eq!(reason.as_deref(), Some("user left")),
+    assert!(!result.is_success() && !is_failure(&result) && !result.is_timed_out());
+    assert!(result.data().is_none());
+    match result.error() {
+        Some(JobError::Cancelled { reason }) => assert_eq!(reason.as_deref(), Some("user left")),
         other => panic!("expected cancelled, got {other:?}"),
-    }
-    // Back to the handle's outcome, unchanged.
-    match result.into_result() {
-        Err(JobError::Cancelled { reason }) => assert_eq!(reason.as_deref(), Some("user left")),
-        other => panic!("expected a cancelled outcome, got {other:?}"),
     }
 }
 
@@ -124,34 +138,34 @@ fn job_result_from_a_cancelled_handle_without_reason() {
     let (rt, d) = setup();
     let handle = d.dispatch(work(1, false, Duration::from_secs(3600)));
     handle.cancel();
-    let result: JobResult<u32> = rt.block_on(handle).into();
-    assert!(matches!(result, JobResult::Cancelled { reason: None }));
+    let result: JobResult<u32> = rt.block_on(handle);
+    assert!(result.is_cancelled());
+    assert!(matches!(result, Err(JobError::Cancelled { reason: None })));
 }
 
 #[test]
 fn job_result_from_a_timed_out_handle_keeps_the_budget() {
     let (rt, d) = setup();
     let budget = Duration::from_millis(250);
-    let handle = d.dispatch_with(
-        work(1, false, Duration::from_secs(10)),
-        JobOptions::new().with_timeout(budget),
-    );
-    let result = JobResult::from(rt.block_on(handle));
+    let handle = d
+        .job(work(1, false, Duration::from_secs(10)))
+        .timeout(budget)
+        .dispatch();
+    let result = rt.block_on(handle);
     assert!(result.is_timed_out());
-    assert!(!result.is_success() && !result.is_failure() && !result.is_cancelled());
-    assert!(result.error().is_none() && result.data().is_none());
-    assert!(matches!(result, JobResult::TimedOut { budget: b } if b == budget));
+    assert!(!result.is_success() && !is_failure(&result) && !result.is_cancelled());
+    assert!(result.data().is_none());
     assert!(matches!(
-        result.into_result(),
-        Err(JobError::TimedOut { budget: b }) if b == budget
+        result.error(),
+        Some(JobError::TimedOut { budget: b }) if *b == budget
     ));
 }
 
 #[test]
 fn job_result_from_a_rejected_handle_is_a_failure_keeping_the_rejection() {
     let (rt, d) = setup();
-    let result = JobResult::from(rt.block_on(d.dispatch(Unregistered)));
-    assert!(result.is_failure());
+    let result = rt.block_on(d.dispatch(Unregistered));
+    assert!(is_failure(&result));
     assert!(!result.is_success() && !result.is_cancelled() && !result.is_timed_out());
     let rejection = result
         .error()
@@ -160,33 +174,37 @@ fn job_result_from_a_rejected_handle_is_a_failure_keeping_the_rejection() {
     assert!(
         matches!(rejection, Rejection::NoExecutor { job_type } if job_type.contains("Unregistered"))
     );
-    let outcome: Result<Success<u32>, JobError> = result.into();
-    assert!(outcome.is_err_and(|e| e.is_rejected()));
+    assert!(result.is_err_and(|e| e.is_rejected()));
 }
 
 #[test]
 fn job_result_from_a_shut_down_dispatcher_is_a_failure() {
     let (rt, d) = setup();
-    d.shutdown();
-    let result = JobResult::from(rt.block_on(d.dispatch(work(1, false, Duration::ZERO))));
-    assert!(result.is_failure());
+    d.close();
+    let result = rt.block_on(d.dispatch(work(1, false, Duration::ZERO)));
+    assert!(is_failure(&result));
     assert!(result.error().is_some_and(JobError::is_rejected));
 }
 
 #[test]
 fn job_result_round_trips_a_success() {
-    let outcome = Ok::<_, JobError>(Success {
+    let result: JobResult<&str> = Ok(Success {
         value: "x",
-        source: DataSource::Cached,
+        data_source: DataSource::Cached,
     });
-    let back = JobResult::from(outcome).into_result().unwrap();
-    assert_eq!(
-        back,
-        Success {
-            value: "x",
-            source: DataSource::Cached
-        }
-    );
+    assert_eq!(result.data(), Some(&"x"));
+    assert_eq!(result.data_source(), Some(DataSource::Cached));
+    // A `JobResult` is the handle's outcome itself: nothing to convert back.
+    match result {
+        Ok(success) => assert_eq!(
+            success,
+            Success {
+                value: "x",
+                data_source: DataSource::Cached
+            }
+        ),
+        Err(e) => panic!("expected a success, got {e:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

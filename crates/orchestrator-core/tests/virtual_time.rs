@@ -6,7 +6,7 @@ use std::time::Duration;
 use orchestrator_core::runtime::{Instant, Timer};
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    CancellationToken, Dispatcher, Executor, Job, JobContext, JobError, JobOptions, RetryPolicy,
+    CancellationToken, Dispatch, Dispatcher, Executor, Job, JobContext, JobError, RetryPolicy,
 };
 
 #[derive(Debug)]
@@ -53,10 +53,11 @@ fn setup() -> (VirtualRuntime, Dispatcher, Recorder) {
 #[test]
 fn exponential_backoff_runs_on_the_exact_schedule() {
     let (rt, d, rec) = setup();
-    let options = JobOptions::new().with_retry(RetryPolicy::exponential(3, ms(100)));
-    let err = rt
-        .block_on(d.dispatch_with(AlwaysFails, options))
-        .unwrap_err();
+    let handle = d
+        .job(AlwaysFails)
+        .retry(RetryPolicy::exponential(3, ms(100)))
+        .dispatch();
+    let err = rt.block_on(handle).unwrap_err();
     assert_eq!(err.failure().unwrap().attempts(), 4);
     assert_eq!(rec.times(), vec![ms(0), ms(100), ms(300), ms(700)]);
     assert_eq!(rt.now(), Instant::from_elapsed(ms(700)));
@@ -72,7 +73,7 @@ fn capped_backoff_stops_growing_at_max_delay() {
         .max_delay(ms(500))
         .build()
         .unwrap();
-    rt.block_on(d.dispatch_with(AlwaysFails, JobOptions::new().with_retry(policy)))
+    rt.block_on(d.job(AlwaysFails).retry(policy).dispatch())
         .unwrap_err();
     // Waits: 100, 300, 500 (capped from 900), 500, 500.
     assert_eq!(
@@ -84,12 +85,12 @@ fn capped_backoff_stops_growing_at_max_delay() {
 #[test]
 fn budget_expires_mid_backoff_at_exactly_the_budget() {
     let (rt, d, rec) = setup();
-    let options = JobOptions::new()
-        .with_retry(RetryPolicy::fixed(u32::MAX, ms(30)))
-        .with_timeout(ms(100));
-    let err = rt
-        .block_on(d.dispatch_with(AlwaysFails, options))
-        .unwrap_err();
+    let handle = d
+        .job(AlwaysFails)
+        .retry(RetryPolicy::fixed(u32::MAX, ms(30)))
+        .timeout(ms(100))
+        .dispatch();
+    let err = rt.block_on(handle).unwrap_err();
     assert!(matches!(err, JobError::TimedOut { budget } if budget == ms(100)));
     assert_eq!(rec.times(), vec![ms(0), ms(30), ms(60), ms(90)]);
     assert_eq!(rt.now(), Instant::from_elapsed(ms(100)));
@@ -103,10 +104,11 @@ fn budget_expires_mid_backoff_at_exactly_the_budget() {
 fn cancel_during_backoff_stops_without_waiting_for_the_sleep() {
     let (rt, d, rec) = setup();
     let token = CancellationToken::new();
-    let options = JobOptions::new()
-        .with_retry(RetryPolicy::fixed(3, Duration::from_secs(3600)))
-        .with_cancellation(token.clone());
-    let handle = d.dispatch_with(AlwaysFails, options);
+    let handle = d
+        .job(AlwaysFails)
+        .retry(RetryPolicy::fixed(3, Duration::from_secs(3600)))
+        .cancellation(token.clone())
+        .dispatch();
     rt.advance(ms(10));
     assert_eq!(rec.times(), vec![ms(0)]);
     token.cancel();
@@ -125,7 +127,7 @@ fn jittered_schedule_is_within_bounds_and_reproducible() {
         .build()
         .unwrap();
     let (rt, d, rec) = setup();
-    let handle = d.dispatch_with(AlwaysFails, JobOptions::new().with_retry(policy.clone()));
+    let handle = d.job(AlwaysFails).retry(policy.clone()).dispatch();
     let seed = handle.id().as_u64();
     rt.block_on(handle).unwrap_err();
     let times = rec.times();
@@ -165,10 +167,12 @@ fn attempt_timeout_cuts_the_slow_attempt_then_retries() {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
     d.register(SlowThenFastExec);
-    let options = JobOptions::new()
-        .with_attempt_timeout(ms(50))
-        .with_retry(RetryPolicy::fixed(2, ms(10)));
-    let done = rt.block_on(d.dispatch_with(SlowThenFast, options)).unwrap();
+    let handle = d
+        .job(SlowThenFast)
+        .attempt_timeout(ms(50))
+        .retry(RetryPolicy::fixed(2, ms(10)))
+        .dispatch();
+    let done = rt.block_on(handle).unwrap();
     assert_eq!(done.value, 2);
     assert_eq!(rt.now(), Instant::from_elapsed(ms(60)));
 }

@@ -9,7 +9,7 @@
 //! use orchestrator_smol::SmolRuntime;
 //!
 //! let dispatcher = Dispatcher::new(SmolRuntime::default());
-//! assert!(!dispatcher.is_shut_down());
+//! assert!(!dispatcher.is_closed());
 //! ```
 
 #![forbid(unsafe_code)]

@@ -14,7 +14,7 @@
 //! #[tokio::main(flavor = "current_thread")]
 //! async fn main() {
 //!     let dispatcher = Dispatcher::new(TokioRuntime::default());
-//!     assert!(!dispatcher.is_shut_down());
+//!     assert!(!dispatcher.is_closed());
 //! }
 //! ```
 

@@ -658,20 +658,6 @@ fn watcher(
     (handle, sightings)
 }
 
-/// Waits until the orchestrator's state satisfies `done`.
-async fn wait_for(
-    handle: &crate::OrchestratorHandle<Tally>,
-    done: impl Fn(&Tally) -> bool,
-) -> Tally {
-    let mut states = handle.states();
-    while let Some(state) = next(&mut states).await {
-        if done(&state) {
-            return state;
-        }
-    }
-    panic!("the orchestrator was disposed while waiting");
-}
-
 fn event_dispatcher(rt: &Arc<dyn Runtime>) -> Dispatcher {
     let d = dispatcher(rt);
     d.register(AddExec);
@@ -717,7 +703,7 @@ pub async fn event_job_and_lifecycle_events_arrive_in_order(rt: Arc<dyn Runtime>
                 assert!(matches!(
                     l,
                     crate::JobLifecycle::Succeeded {
-                        source: DataSource::Fresh
+                        data_source: DataSource::Fresh
                     }
                 ));
                 kinds.push("terminal");
@@ -746,7 +732,10 @@ pub async fn two_orchestrators_see_one_job_as_active_and_passive(rt: Arc<dyn Run
     job.await.expect("success");
     a.handled(id).await.expect("a handled its job");
     assert_eq!(a.state().terminals, 1);
-    wait_for(&b, |t| t.terminals == 1).await;
+    b.states()
+        .wait_for(|t| t.terminals == 1)
+        .await
+        .expect("b sees the job end");
     let a_events = seen_a.with(|s| core::mem::take(&mut s.events));
     let b_events = seen_b.with(|s| core::mem::take(&mut s.events));
     assert_eq!(a_events.len(), 4, "{a_events:?}");
@@ -849,9 +838,7 @@ pub async fn tracked_before_observed_every_first_event_is_active(rt: Arc<dyn Run
     const N: u64 = 10_000;
     let d = event_dispatcher(&rt);
     let (a, seen) = watcher(&d, false);
-    let handles: Vec<_> = (0..N)
-        .map(|n| a.dispatch(Add { n, gate: None }))
-        .collect();
+    let handles: Vec<_> = (0..N).map(|n| a.dispatch(Add { n, gate: None })).collect();
     for h in handles {
         let id = h.id();
         h.await.expect("success");
@@ -891,7 +878,10 @@ pub async fn dispose_while_a_job_runs(rt: Arc<dyn Runtime>) {
     a.dispose();
     gate.open();
     assert_eq!(job.await.expect("the job runs on").value, 9);
-    wait_for(&b, |t| t.terminals == 1).await; // the other orchestrator saw it all
+    b.states()
+        .wait_for(|t| t.terminals == 1)
+        .await
+        .expect("b sees the job end"); // the other orchestrator saw it all
     assert_eq!(next(&mut states).await, None, "no state after disposal");
     assert_eq!(a.state().sum, 0);
     assert!(seen.with(|s| s.events.iter().all(|&(_, kind, _)| kind == "lifecycle")));
@@ -900,10 +890,7 @@ pub async fn dispose_while_a_job_runs(rt: Arc<dyn Runtime>) {
         .await
         .expect_err("a disposed orchestrator dispatches nothing");
     assert!(
-        matches!(
-            refused.rejection(),
-            Some(crate::Rejection::Disposed { .. })
-        ),
+        matches!(refused.rejection(), Some(crate::Rejection::Disposed { .. })),
         "{refused:?}"
     );
     b.dispose();
