@@ -15,7 +15,10 @@ use crate::runtime::SpawnErrorKind;
 use crate::sync::Arc;
 
 /// Where a successful job's value came from.
+///
+/// With the `serde` feature it is `Serialize`/`Deserialize` (unit variants, by name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum DataSource {
     /// Produced by the executor during this dispatch.
