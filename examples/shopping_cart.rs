@@ -363,7 +363,7 @@ impl Page {
         let id = job.id();
         let output = job
             .await
-            .unwrap_or_else(|e| panic!("step {title:?} failed: {e}"));
+            .unwrap_or_else(|e| panic!("step {title:?} failed: {e:?}"));
         let event_of_job = |seen: &[Seen]| seen.iter().find(|s| s.job == Some(id)).cloned();
         let what = format!("the event of {id}");
         let cart = wait_for(&self.cart, &what, |s| event_of_job(&s.seen).is_some()).await;
