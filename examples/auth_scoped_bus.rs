@@ -571,7 +571,7 @@ async fn run() {
         Err(JobError::Failed(failure)) => failure,
         other => panic!("a wrong password fails the job, got {other:?}"),
     };
-    println!("    {failure}");
+    println!("    {failure}: {}", failure.error());
     assert_eq!(failure.attempts(), 1, "a permanent error is not retried");
     assert_eq!(
         failure.downcast_ref::<AuthError>(),

@@ -345,7 +345,7 @@ impl Page {
         let id = job.id();
         let output = job
             .await
-            .unwrap_or_else(|e| panic!("step {title:?} failed: {e}"));
+            .unwrap_or_else(|e| panic!("step {title:?} failed: {e:?}"));
         // A job the cart dispatched: once the cart has handled its terminal event, it has
         // handled its domain event (published before it). Returns at once for a job the cart
         // does not track (the other tab's).

@@ -18,7 +18,11 @@ use core::num::NonZeroU64;
 /// assert!(b > a);
 /// assert_eq!(JobId::from_u64(a.as_u64()), Some(a));
 /// ```
+///
+/// With the `serde` feature it is `Serialize`/`Deserialize` as its number (a newtype struct);
+/// deserializing zero is an error.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct JobId(NonZeroU64);
 
 impl JobId {

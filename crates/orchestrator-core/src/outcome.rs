@@ -15,7 +15,10 @@ use crate::runtime::SpawnErrorKind;
 use crate::sync::Arc;
 
 /// Where a successful job's value came from.
+///
+/// With the `serde` feature it is `Serialize`/`Deserialize` (unit variants, by name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum DataSource {
     /// Produced by the executor during this dispatch.
@@ -46,7 +49,35 @@ impl<T> Success<T> {
 /// Why a job did not succeed.
 ///
 /// It is `Clone` (the executor's error is shared behind an `Arc`), `Display`s in lowercase and
-/// implements [`core::error::Error`]; `source()` of a failure is the executor's error.
+/// implements [`core::error::Error`]. Each message appears once along the `source()` chain:
+/// a failure displays as "job failed after N attempts" and its `source()` is the executor's
+/// error (print the chain to see it); the other variants display everything and have no
+/// source.
+///
+/// ```
+/// use core::error::Error;
+/// use orchestrator_core::testing::VirtualRuntime;
+/// use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
+///
+/// struct Fetch;
+/// impl Job for Fetch {
+///     type Output = ();
+/// }
+/// struct Fetcher;
+/// impl Executor<Fetch> for Fetcher {
+///     type Error = std::io::Error;
+///     async fn execute(&self, _: &Fetch, _: JobContext) -> Result<(), std::io::Error> {
+///         Err(std::io::Error::other("connection reset"))
+///     }
+/// }
+///
+/// let rt = VirtualRuntime::new();
+/// let dispatcher = Dispatcher::new(rt.clone());
+/// dispatcher.register(Fetcher);
+/// let error = rt.block_on(dispatcher.dispatch(Fetch)).unwrap_err();
+/// assert_eq!(error.to_string(), "job failed after 1 attempt");
+/// assert_eq!(error.source().unwrap().to_string(), "connection reset");
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum JobError {
@@ -125,14 +156,19 @@ impl fmt::Display for JobError {
 impl Error for JobError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            JobError::Failed(f) => Some(f.error()),
-            JobError::Rejected(Rejection::Spawn(e)) => Some(e),
-            _ => None,
+            // The failure's own text is this error's text: skip to the executor's error.
+            JobError::Failed(failure) => failure.source(),
+            // The other variants print all they know (a spawn rejection names its reason).
+            JobError::Cancelled { .. } | JobError::TimedOut { .. } | JobError::Rejected(_) => None,
         }
     }
 }
 
 /// An executor's failure: its error (shared) and how many attempts were made.
+///
+/// It displays as "job failed after N attempts" and is an [`Error`] whose `source()` is the
+/// executor's error, so the executor's message is printed once by a reporter that walks the
+/// chain.
 #[derive(Clone)]
 pub struct Failure {
     error: Arc<dyn Error + Send + Sync + 'static>,
@@ -183,11 +219,16 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "job failed after {} attempt{}: {}",
+            "job failed after {} attempt{}",
             self.attempts,
             if self.attempts == 1 { "" } else { "s" },
-            self.error
         )
+    }
+}
+
+impl Error for Failure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.error)
     }
 }
 

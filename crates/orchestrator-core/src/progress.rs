@@ -20,7 +20,16 @@ use alloc::borrow::Cow;
 /// assert_eq!(p.step(), Some((3, 4)));
 /// assert!(!Progress::new(f64::NAN).is_valid());
 /// ```
+///
+/// With the `serde` feature it is `Serialize`/`Deserialize` as a struct with the fields
+/// `value`, `message` and `step` (`message` and `step` may be missing). Deserializing never
+/// makes an invalid report: a `value` outside `0.0..=1.0`, or NaN, is an error, not clamped.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "ProgressFields")
+)]
 pub struct Progress {
     value: f64,
     message: Option<Cow<'static, str>>,
@@ -67,6 +76,49 @@ impl Progress {
     /// Returns `false` for a report whose value was NaN.
     pub fn is_valid(&self) -> bool {
         !self.value.is_nan()
+    }
+}
+
+/// The fields of a deserialized [`Progress`], before its value is checked.
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+struct ProgressFields {
+    value: f64,
+    #[serde(default)]
+    message: Option<Cow<'static, str>>,
+    #[serde(default)]
+    step: Option<(u32, u32)>,
+}
+
+/// The error of deserializing a [`Progress`] whose value is outside `0.0..=1.0` or NaN.
+#[cfg(feature = "serde")]
+#[derive(Debug)]
+struct InvalidProgressValue(f64);
+
+#[cfg(feature = "serde")]
+impl core::fmt::Display for InvalidProgressValue {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "invalid progress value {:?}: expected a number in 0.0..=1.0",
+            self.0
+        )
+    }
+}
+
+#[cfg(feature = "serde")]
+impl TryFrom<ProgressFields> for Progress {
+    type Error = InvalidProgressValue;
+
+    fn try_from(fields: ProgressFields) -> Result<Self, Self::Error> {
+        if !(0.0..=1.0).contains(&fields.value) {
+            return Err(InvalidProgressValue(fields.value));
+        }
+        Ok(Progress {
+            value: fields.value,
+            message: fields.message,
+            step: fields.step,
+        })
     }
 }
 

@@ -557,7 +557,7 @@ fn the_failure_breaker_opens_rejects_half_opens_and_closes() {
     let err = rt.block_on(d.dispatch(LoadUser(11))).unwrap_err();
     assert!(
         matches!(err, JobError::Rejected(Rejection::CircuitOpen { .. })),
-        "{err}"
+        "{err:?}"
     );
     assert_eq!(
         users.calls.load(Ordering::SeqCst),

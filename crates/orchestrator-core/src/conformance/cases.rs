@@ -998,7 +998,7 @@ pub async fn breaker_rejects_while_open_and_a_trial_closes_it(rt: Arc<dyn Runtim
     let err = d.dispatch(Toggle).await.expect_err("rejected");
     assert!(
         matches!(err.rejection(), Some(crate::Rejection::CircuitOpen { .. })),
-        "{err}"
+        "{err:?}"
     );
     assert_eq!(probe.calls(), 2, "rejected without running");
     rt.sleep(cooldown + Duration::from_millis(5)).await;
