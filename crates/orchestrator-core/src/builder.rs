@@ -420,8 +420,14 @@ impl<J: Job> fmt::Debug for JobBuilder<'_, J> {
             .field("options", &self.options)
             .field("tracked", &self.route.tracker.is_some())
             .field("causal_depth", &self.route.cause.depth)
-            .field("cache", &extras.and_then(|e| e.cache.as_ref()).map(|c| &c.policy))
-            .field("placeholder", &extras.is_some_and(|e| e.placeholder.is_some()))
+            .field(
+                "cache",
+                &extras.and_then(|e| e.cache.as_ref()).map(|c| &c.policy),
+            )
+            .field(
+                "placeholder",
+                &extras.is_some_and(|e| e.placeholder.is_some()),
+            )
             .field("dedup", &self.extras.dedup().map(|d| &d.key))
             .finish()
     }

@@ -207,7 +207,10 @@ impl Dispatcher {
         let parent_id = parent.map(|p| p.id());
         let mut invalid = extras.invalid();
         if let Some(tracker) = tracker {
-            if options.bus().is_some_and(|bus| !bus.same_bus(tracker.bus())) {
+            if options
+                .bus()
+                .is_some_and(|bus| !bus.same_bus(tracker.bus()))
+            {
                 invalid = Some("a job dispatched through an orchestrator publishes on its bus");
             }
             if options.lifecycle_mode() == Some(Lifecycle::Off) {

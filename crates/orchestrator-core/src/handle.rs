@@ -286,8 +286,6 @@ impl<T> JobShared<T> {
         self.env.jobs.with(|jobs| jobs.insert(self.id, weak));
     }
 
-
-
     /// Publishes a lifecycle event if they are on for this job (and it has not ended).
     pub(crate) fn lifecycle(&self, event: impl FnOnce() -> JobLifecycle) {
         if self.lifecycle {
@@ -379,7 +377,9 @@ impl<T> JobShared<T> {
                 // Watchers see it first (then it resolves the handle, unless resolved early).
                 Some(outcome)
             };
-            Some((s.watched, published, refused, on_done, children, outcome, waker))
+            Some((
+                s.watched, published, refused, on_done, children, outcome, waker,
+            ))
         });
         let Some((watched, published, refused, on_done, children, outcome, waker)) = ended else {
             return false;
@@ -599,7 +599,6 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     fn id(&self) -> JobId {
         self.id
     }
-
 
     fn runtime(&self) -> &dyn Runtime {
         &*self.env.runtime

@@ -59,8 +59,8 @@ pub trait Job: Send + Sync + 'static {
     ///         Some(CartLoaded { items: items.clone() })
     ///     }
     /// }
-    /// let event = LoadCart.output_event(&vec!["tea".to_string()]);
-    /// assert_eq!(event.map(|e| e.items.len()), Some(1));
+    /// assert!(LoadCart.output_event(&vec!["tea".to_string()]).is_some());
+    /// # let _ = CartLoaded { items: vec![] }.items;
     /// ```
     fn output_event(&self, output: &Self::Output) -> Option<impl Send + Sync + 'static> {
         let _ = output;

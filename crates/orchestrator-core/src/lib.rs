@@ -114,7 +114,9 @@ pub use cache::{
 };
 pub use cancel::{CancellationToken, WaitForCancellation, WaitForCancellationOwned};
 pub use cause::{CausalChain, CauseStep};
-pub use dispatcher::{DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder, Shutdown, ShutdownReport};
+pub use dispatcher::{
+    DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder, Shutdown, ShutdownReport,
+};
 pub use event::{Event, JobType};
 pub use executor::{EmitError, Executor, JobContext};
 pub use handle::{JobHandle, ProgressStream};

@@ -124,9 +124,10 @@ impl fmt::Debug for JobLifecycle {
                 .field("delay", delay)
                 .field("error", &format_args!("{error}"))
                 .finish(),
-            JobLifecycle::Succeeded { data_source } => {
-                f.debug_struct("Succeeded").field("data_source", data_source).finish()
-            }
+            JobLifecycle::Succeeded { data_source } => f
+                .debug_struct("Succeeded")
+                .field("data_source", data_source)
+                .finish(),
             JobLifecycle::Failed(failure) => f
                 .debug_struct("Failed")
                 .field("attempts", &failure.attempts())

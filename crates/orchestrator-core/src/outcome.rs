@@ -56,6 +56,7 @@ impl<T> Success<T> {
 ///
 /// ```
 /// use core::error::Error;
+/// use orchestrator_core::Dispatch;
 /// use orchestrator_core::testing::VirtualRuntime;
 /// use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
 ///

@@ -58,6 +58,7 @@ struct Completed<'a, E> {
 /// compensation's `async` block, where it waits for a rollback:
 ///
 /// ```
+/// use orchestrator_core::Dispatch;
 /// use orchestrator_core::Saga;
 /// use orchestrator_core::testing::VirtualRuntime;
 /// use orchestrator_core::{Dispatcher, Executor, Job, JobContext, JobError};
@@ -448,7 +449,8 @@ impl<E> RollbackReport<E> {
 /// use orchestrator_core::CompensationFailure;
 ///
 /// let failure = CompensationFailure { step: "refund".into(), error: "bank offline" };
-/// assert_eq!(failure.to_string(), "compensation of step `refund` failed: bank offline");
+/// assert_eq!(failure.to_string(), "compensation of step `refund` failed");
+/// assert_eq!(failure.error, "bank offline"); // the error itself is a field (and its `source()`)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompensationFailure<E> {
@@ -487,7 +489,7 @@ impl<E: Error + 'static> Error for CompensationFailure<E> {
 ///     assert_eq!(err.rollback.compensated(), ["reserve"]);
 ///     assert_eq!(
 ///         err.to_string(),
-///         "saga step `charge` failed: card declined (rolled back 1 step)"
+///         "saga step `charge` failed (rolled back 1 step)"
 ///     );
 /// });
 /// ```

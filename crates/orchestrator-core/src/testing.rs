@@ -33,6 +33,7 @@
 //! call.
 //!
 //! ```
+//! use orchestrator_core::Dispatch;
 //! use orchestrator_core::testing::VirtualRuntime;
 //! use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
 //!

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
-    Dispatch, Dispatcher, DropReason, DroppedEvent, Event, Executor, Job, JobContext,
-    JobLifecycle, LoopGuard, Observer, Orchestrator, OrchestratorContext, Origin, SignalBus,
+    Dispatch, Dispatcher, DropReason, DroppedEvent, Event, Executor, Job, JobContext, JobLifecycle,
+    LoopGuard, Observer, Orchestrator, OrchestratorContext, Origin, SignalBus,
 };
 
 #[derive(Debug)]
@@ -52,8 +52,10 @@ impl Orchestrator for Counter {
 
 /// Records every drop reported to the observers: orchestrator, payload type, depth, chain
 /// length, reason.
+/// One reported drop: orchestrator, payload type, depth, chain length, reason.
+type Report = (String, String, u32, usize, DropReason);
 #[derive(Default, Clone)]
-struct Drops(Arc<Mutex<Vec<(String, String, u32, usize, DropReason)>>>);
+struct Drops(Arc<Mutex<Vec<Report>>>);
 impl Observer for Drops {
     fn on_event_dropped(&self, dropped: &DroppedEvent<'_>) {
         let event = dropped.event();
@@ -123,7 +125,7 @@ impl Orchestrator for SelfLoop {
         if origin.is_active() && event.is::<UserCreated>() {
             self.rounds.lock().unwrap().push(event.causal_depth());
             cx.update(|n| *n += 1);
-            let _ = cx.dispatch(CreateUser(0));
+            drop(cx.dispatch(CreateUser(0)));
         }
     }
     fn on_dropped(&mut self, dropped: &DroppedEvent<'_>, _: &mut OrchestratorContext<'_, u32>) {
@@ -163,17 +165,29 @@ fn an_orchestrator_that_redispatches_on_its_own_success_is_cut_at_its_depth_limi
     assert!(orchestrator.dropped_events() >= 1);
     assert_eq!(orchestrator.dropped_events_of::<UserCreated>(), 1);
     let cut = cut.lock().unwrap().clone();
-    assert!(cut.contains(&(6, 6)), "the handler learns of the cut: {cut:?}");
+    assert!(
+        cut.contains(&(6, 6)),
+        "the handler learns of the cut: {cut:?}"
+    );
     let reported = drops.0.lock().unwrap().clone();
     assert_eq!(reported.len() as u64, orchestrator.dropped_events());
-    assert!(reported.iter().all(|(name, _, depth, chain, reason)| name == "self-loop"
-        && *depth == 6
-        && *chain == 6
-        && *reason == DropReason::TooDeep { limit: 5 }));
+    assert!(
+        reported
+            .iter()
+            .all(|(name, _, depth, chain, reason)| name == "self-loop"
+                && *depth == 6
+                && *chain == 6
+                && *reason == DropReason::TooDeep { limit: 5 })
+    );
     // Nothing stays tracked; the process is healthy.
     assert_eq!(orchestrator.running_jobs(), 0);
     assert_eq!(dispatcher.in_flight(), 0);
-    assert_eq!(rt.block_on(dispatcher.dispatch(CreateUser(9))).unwrap().value, 9);
+    assert_eq!(
+        rt.block_on(dispatcher.dispatch(CreateUser(9)))
+            .unwrap()
+            .value,
+        9
+    );
 }
 
 struct Ping;
@@ -287,7 +301,7 @@ impl Orchestrator for OnPing {
     type State = ();
     fn on_event(&mut self, event: &Event, _: Origin, cx: &mut OrchestratorContext<'_, ()>) {
         if event.is::<Ping>() {
-            let _ = cx.dispatch(Parent);
+            drop(cx.dispatch(Parent));
         }
     }
 }
@@ -324,8 +338,14 @@ fn depth_travels_through_jobs_sub_jobs_domain_and_lifecycle_events() {
     }
     let parent_id = parent_id.expect("the parent job published");
     assert!(seen.iter().all(|(_, _, depth, _)| *depth == 1), "{seen:?}");
-    assert!(seen.iter().any(|(child, lifecycle, _, _)| *child && !*lifecycle));
-    assert!(seen.iter().any(|(child, lifecycle, _, _)| *child && *lifecycle));
+    assert!(
+        seen.iter()
+            .any(|(child, lifecycle, _, _)| *child && !*lifecycle)
+    );
+    assert!(
+        seen.iter()
+            .any(|(child, lifecycle, _, _)| *child && *lifecycle)
+    );
     assert!(
         seen.iter()
             .filter(|(child, ..)| *child)
@@ -397,7 +417,11 @@ fn opt_in_rate_limits_are_lossy_but_every_drop_is_counted_and_reported() {
     assert_eq!(counter.state(), 10);
     assert_eq!(counter.dropped_events(), 15);
     assert_eq!(counter.dropped_events_of::<UserCreated>(), 15);
-    assert_eq!(drops.len(), 15, "every drop is reported, not only the first");
+    assert_eq!(
+        drops.len(),
+        15,
+        "every drop is reported, not only the first"
+    );
     let types = counter.dropped_event_types();
     assert_eq!(types.len(), 1);
     assert!(types[0].0.ends_with("UserCreated"));

@@ -62,7 +62,11 @@ impl Orchestrator for Quiet {
 fn a_dedup_join_through_an_orchestrator_is_never_tracked_forever() {
     let (rt, dispatcher, runs) = setup();
     let a = Quiet.builder((), &dispatcher).start().unwrap();
-    let b = Quiet.builder((), &dispatcher).bus(SignalBus::new()).start().unwrap();
+    let b = Quiet
+        .builder((), &dispatcher)
+        .bus(SignalBus::new())
+        .start()
+        .unwrap();
     let job = Fetch {
         delay: Duration::from_secs(1),
     };

@@ -53,9 +53,18 @@ impl Orchestrator for Watcher {
     type State = u32;
     fn on_event(&mut self, event: &Event, origin: Origin, cx: &mut OrchestratorContext<'_, u32>) {
         let name = if let Some(l) = event.downcast_ref::<JobLifecycle>() {
-            format!("{l:?}").split([' ', '{', '(']).next().unwrap().to_string()
+            format!("{l:?}")
+                .split([' ', '{', '('])
+                .next()
+                .unwrap()
+                .to_string()
         } else {
-            event.payload_type_name().rsplit("::").next().unwrap().to_string()
+            event
+                .payload_type_name()
+                .rsplit("::")
+                .next()
+                .unwrap()
+                .to_string()
         };
         self.log.0.lock().unwrap().push((name, origin));
         if event.is::<PriceLoaded>() {
@@ -91,13 +100,20 @@ fn a_builder_made_through_an_orchestrator_is_tracked_and_publishes_on_its_bus() 
     assert_eq!(rt.block_on(handle).unwrap().value, 42);
     rt.block_on(watcher.handled(id)).unwrap();
     assert_eq!(watcher.running_jobs(), 0);
-    assert_eq!(watcher.state(), 1, "its output event arrived, on the orchestrator's bus");
+    assert_eq!(
+        watcher.state(),
+        1,
+        "its output event arrived, on the orchestrator's bus"
+    );
     assert!(
         dispatcher_bus.try_next().is_none(),
         "nothing went to the dispatcher's bus"
     );
     let seen = log.0.lock().unwrap().clone();
-    assert!(seen.iter().all(|(_, origin)| origin.is_active()), "{seen:?}");
+    assert!(
+        seen.iter().all(|(_, origin)| origin.is_active()),
+        "{seen:?}"
+    );
     assert_eq!(
         seen.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         ["Started", "PriceLoaded", "Succeeded"]
@@ -207,7 +223,10 @@ fn output_events_belong_to_the_job_type_and_a_placeholder_needs_one() {
     rt.block_on(optimistic).unwrap();
     let placeholder = events.try_next().unwrap();
     assert_eq!(*placeholder, PriceLoaded(7));
-    assert_eq!(placeholder.event().data_source(), Some(DataSource::Optimistic));
+    assert_eq!(
+        placeholder.event().data_source(),
+        Some(DataSource::Optimistic)
+    );
     let fresh = events.try_next().unwrap();
     assert_eq!(*fresh, PriceLoaded(42));
     assert_eq!(fresh.event().data_source(), Some(DataSource::Fresh));
@@ -250,8 +269,10 @@ impl Executor<Fan> for FanExec {
         Ok(done)
     }
 }
+/// Each started sub-job's parent id and causal depth.
+type Started = Arc<Mutex<Vec<(Option<orchestrator_core::JobId>, u32)>>>;
 struct SleepyExec {
-    started: Arc<Mutex<Vec<(Option<orchestrator_core::JobId>, u32)>>>,
+    started: Started,
 }
 impl Executor<Sleepy> for SleepyExec {
     type Error = Never;
@@ -286,7 +307,11 @@ fn sub_jobs_carry_their_parent_and_are_cancelled_with_it() {
     parent.cancel();
     rt.run_until_stalled();
     assert!(rt.block_on(parent).unwrap_err().is_cancelled());
-    assert_eq!(dispatcher.in_flight(), 0, "the children were cancelled with it");
+    assert_eq!(
+        dispatcher.in_flight(),
+        0,
+        "the children were cancelled with it"
+    );
     // A parent that completes normally leaves its children's results to it.
     let whole = dispatcher.dispatch(Fan { children: 2 });
     assert_eq!(rt.block_on(whole).unwrap().value, 2);
@@ -347,7 +372,10 @@ fn shutdown_stops_intake_waits_for_running_jobs_then_cancels_the_rest() {
         Err(JobError::Rejected(Rejection::Shutdown))
     ));
     // Nothing in flight: shutdown completes at once.
-    assert_eq!(rt.block_on(dispatcher.shutdown(Duration::ZERO)).cancelled, 0);
+    assert_eq!(
+        rt.block_on(dispatcher.shutdown(Duration::ZERO)).cancelled,
+        0
+    );
 }
 
 /// Slow to handle: its state only changes once the handler ran.
@@ -390,7 +418,10 @@ fn handled_resolves_once_the_handler_has_seen_the_terminal_event() {
     rt.block_on(handled).unwrap();
     assert_eq!(recorder.state(), ["terminal running=false"]);
     // Not one of its jobs: at once. After disposal: an error.
-    assert!(rt.block_on(recorder.handled(orchestrator_core::JobId::next())).is_ok());
+    assert!(
+        rt.block_on(recorder.handled(orchestrator_core::JobId::next()))
+            .is_ok()
+    );
     let pending = recorder.dispatch(LoadPrice {
         delay: Duration::from_secs(3600),
     });
@@ -424,7 +455,10 @@ fn sub_jobs_publish_on_their_parents_bus() {
         .bus(scoped.clone())
         .dispatch();
     assert_eq!(rt.block_on(parent).unwrap().value, 1);
-    assert!(on_default.try_next().is_none(), "nothing leaked to the default bus");
+    assert!(
+        on_default.try_next().is_none(),
+        "nothing leaked to the default bus"
+    );
     let mut child_events = 0;
     while let Some(event) = on_scoped.try_next() {
         if event.is_from_job::<Sleepy>() {

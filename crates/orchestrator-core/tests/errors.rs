@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer};
 use orchestrator_core::testing::VirtualRuntime;
-use orchestrator_core::{Dispatcher, Executor, Job, JobContext, JobError, JobOptions, RetryPolicy};
+use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext, JobError, RetryPolicy};
 
 #[derive(Debug)]
 struct DiskUnreachable;
@@ -79,9 +79,11 @@ fn failed_upload(retries: u32) -> JobError {
     let rt = VirtualRuntime::new();
     let dispatcher = Dispatcher::new(rt.clone());
     dispatcher.register(Uploader);
-    let options = JobOptions::new().with_retry(RetryPolicy::fixed(retries, Duration::from_secs(1)));
-    rt.block_on(dispatcher.dispatch_with(Upload, options))
-        .unwrap_err()
+    let handle = dispatcher
+        .job(Upload)
+        .retry(RetryPolicy::fixed(retries, Duration::from_secs(1)))
+        .dispatch();
+    rt.block_on(handle).unwrap_err()
 }
 
 #[test]

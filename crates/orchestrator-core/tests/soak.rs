@@ -199,10 +199,7 @@ fn soak(jobs: u64, seed: u64) {
                     };
                     (builder.cache(policy), Expect::Any)
                 }
-                5 => (
-                    builder.dedup(format!("d{}", rng.below(4))),
-                    Expect::Any,
-                ),
+                5 => (builder.dedup(format!("d{}", rng.below(4))), Expect::Any),
                 6 => {
                     cancel_later.push(handles.len());
                     (builder.retry(RetryPolicy::fixed(5, ms(3))), Expect::Any)
@@ -247,7 +244,10 @@ fn soak(jobs: u64, seed: u64) {
                 .downcast_ref::<JobLifecycle>()
                 .is_some_and(JobLifecycle::is_terminal);
             let count = terminals.entry(id).or_insert(0);
-            assert!(*count == 0, "job {id:?} published {event:?} after its terminal event");
+            assert!(
+                *count == 0,
+                "job {id:?} published {event:?} after its terminal event"
+            );
             if terminal {
                 *count += 1;
             }

@@ -239,6 +239,7 @@ impl Invalidation {
 /// entries it removed. Every dispatcher has its executor registered.
 ///
 /// ```
+/// use orchestrator_core::Dispatch;
 /// use orchestrator_core::testing::VirtualRuntime;
 /// use orchestrator_core::{Dispatcher, InvalidateCache};
 ///

@@ -263,9 +263,16 @@ mod tests {
         let mut g = GuardState::new(LoopGuard::new().max_depth(3));
         let t = TypeId::of::<u8>();
         for i in 0..10_000 {
-            assert_eq!(g.check(i % 4, t, 0, || at(0)), Ok(()), "a burst is never cut");
+            assert_eq!(
+                g.check(i % 4, t, 0, || at(0)),
+                Ok(()),
+                "a burst is never cut"
+            );
         }
-        assert_eq!(g.check(4, t, 0, || at(0)), Err(DropReason::TooDeep { limit: 3 }));
+        assert_eq!(
+            g.check(4, t, 0, || at(0)),
+            Err(DropReason::TooDeep { limit: 3 })
+        );
         let mut unlimited = GuardState::new(LoopGuard::unlimited());
         assert_eq!(unlimited.check(u32::MAX, t, 0, || at(0)), Ok(()));
     }
@@ -285,12 +292,20 @@ mod tests {
             (0..5).map(|i| g.check(0, a, 0, || at(i * 10))).collect();
         let limited = Err(DropReason::RateLimited { limit: 3 });
         assert_eq!(verdicts, [Ok(()), Ok(()), Ok(()), limited, limited]);
-        assert_eq!(g.check(0, b, 0, || at(60)), Ok(()), "types are counted apart");
+        assert_eq!(
+            g.check(0, b, 0, || at(60)),
+            Ok(()),
+            "types are counted apart"
+        );
         assert_eq!(
             g.check(0, b, 0, || at(70)),
             Err(DropReason::RateLimited { limit: 1 })
         );
         assert_eq!(g.check(0, a, 0, || at(1000)), Ok(()), "a new window");
-        assert_eq!(g.check(0, b, 1, || at(71)), Ok(()), "another kind, another window");
+        assert_eq!(
+            g.check(0, b, 1, || at(71)),
+            Ok(()),
+            "another kind, another window"
+        );
     }
 }

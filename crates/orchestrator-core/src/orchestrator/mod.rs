@@ -30,8 +30,8 @@ use crate::sync::{Arc, AtomicU8, Mutex, Ordering, poll_notified};
 use crate::watch::{StateStream, Watch};
 
 pub use group::OrchestratorGroup;
-pub use guard::{DEFAULT_MAX_DEPTH, DropReason, DroppedEvent, LoopGuard};
 use guard::GuardState;
+pub use guard::{DEFAULT_MAX_DEPTH, DropReason, DroppedEvent, LoopGuard};
 
 /// Whether an event belongs to one of the orchestrator's own running jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -273,10 +273,7 @@ impl<S: Clone + Send + Sync + 'static> Sealed for OrchestratorContext<'_, S> {
         Route {
             via: Via::Borrowed(&self.shared.dispatcher),
             tracker: Some(self.shared),
-            cause: self
-                .cause
-                .get_or_init(|| self.reaction.cause())
-                .clone(),
+            cause: self.cause.get_or_init(|| self.reaction.cause()).clone(),
             parent: None,
         }
     }

@@ -388,6 +388,7 @@ impl Future for RunPool {
 /// use core::pin::pin;
 /// use core::task::{Context, Poll, Waker};
 /// use core::time::Duration;
+/// use orchestrator_core::Dispatch;
 /// use orchestrator_core::runtime::{Instant, PoolRuntime, Sleep, Timer};
 /// use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
 ///
