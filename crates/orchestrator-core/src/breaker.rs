@@ -1,4 +1,4 @@
-//! The failure circuit breaker per job type (book chapter 5.5).
+//! The failure circuit breaker per job type.
 
 use alloc::collections::VecDeque;
 use core::fmt;

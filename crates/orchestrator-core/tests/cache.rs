@@ -1,5 +1,4 @@
-//! Cache, placeholders, JobBuilder, dedup and the failure breaker (contract items 20, 21, 25;
-//! book chapters 5.5 and 5.7), on the virtual runtime.
+//! Cache, placeholders, JobBuilder, dedup and the failure breaker, on the virtual runtime.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
 //! Job events: emitted events, the bus a job publishes on, lifecycle events, output events
-//! ([`Job::output_event`]) and observers (contract items 10, 12, 13, 14, 22).
+//! ([`Job::output_event`]) and observers.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

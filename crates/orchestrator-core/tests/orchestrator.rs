@@ -1,5 +1,5 @@
 //! Orchestrators on the virtual runtime: routing, state, tracking, guard, dispose, groups
-//! (contract items 15–19).
+//!.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,5 @@
 //! Sagas: LIFO rollback, rollback past failing compensations, commit, automatic rollback on a
-//! failing step, cancel safety, and sagas whose steps are dispatched jobs (contract item 24).
+//! failing step, cancel safety, and sagas whose steps are dispatched jobs.
 
 use std::future::Future;
 use std::pin::pin;

@@ -1,5 +1,4 @@
-//! `JobResultExt` on every handle outcome, and the `AsyncState` transition table (contract
-//! item 23).
+//! `JobResultExt` on every handle outcome, and the `AsyncState` transition table.
 
 use std::time::Duration;
 

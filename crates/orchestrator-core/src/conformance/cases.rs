@@ -1,4 +1,4 @@
-//! The conformance cases, one `async fn` per behaviour (contract items 1–9).
+//! The conformance cases, one `async fn` per behaviour.
 
 use alloc::string::ToString;
 use alloc::vec;
@@ -44,7 +44,7 @@ fn cancelled_reason(err: &JobError) -> Option<&str> {
     }
 }
 
-/// Item 1: a registered job resolves with its executor's output, as `Fresh` data.
+/// A registered job resolves with its executor's output, as `Fresh` data.
 pub async fn dispatch_resolves_with_output_and_fresh_source(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -58,7 +58,7 @@ pub async fn dispatch_resolves_with_output_and_fresh_source(rt: Arc<dyn Runtime>
     assert_eq!(probe.calls(), 1);
 }
 
-/// Item 1: every dispatch gets a fresh id, and the executor sees the handle's id.
+/// Every dispatch gets a fresh id, and the executor sees the handle's id.
 pub async fn job_ids_are_unique_and_match_the_context(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -79,7 +79,7 @@ pub async fn job_ids_are_unique_and_match_the_context(rt: Arc<dyn Runtime>) {
     assert_eq!(seen, ids, "each executor call saw its own dispatch's id");
 }
 
-/// Item 2: no executor is an error value naming the job type, through the handle.
+/// No executor is an error value naming the job type, through the handle.
 pub async fn missing_executor_is_rejected_with_the_type_name(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let err = d.dispatch(Value(1)).await.expect_err("no executor");
@@ -93,7 +93,7 @@ pub async fn missing_executor_is_rejected_with_the_type_name(rt: Arc<dyn Runtime
     assert!(!d.is_registered::<Value>());
 }
 
-/// Item 2: registering a second executor for a type replaces the first.
+/// Registering a second executor for a type replaces the first.
 pub async fn registering_twice_replaces_the_executor(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let (p1, p2) = (Probe::new(), Probe::new());
@@ -111,7 +111,7 @@ pub async fn registering_twice_replaces_the_executor(rt: Arc<dyn Runtime>) {
     assert!(d.dispatch(Value(1)).await.expect_err("gone").is_rejected());
 }
 
-/// Item 3: dispatch returns before the work finishes.
+/// Dispatch returns before the work finishes.
 pub async fn dispatch_returns_before_the_work_completes(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -125,7 +125,7 @@ pub async fn dispatch_returns_before_the_work_completes(rt: Arc<dyn Runtime>) {
     assert!(probe.finished.is_open());
 }
 
-/// Item 3: dropping the handle leaves the job running to completion.
+/// Dropping the handle leaves the job running to completion.
 pub async fn dropping_the_handle_does_not_cancel(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -137,7 +137,7 @@ pub async fn dropping_the_handle_does_not_cancel(rt: Arc<dyn Runtime>) {
     assert_eq!(probe.calls(), 1);
 }
 
-/// Item 4: an executor error without retry policy fails with one attempt and the error.
+/// An executor error without retry policy fails with one attempt and the error.
 pub async fn executor_error_fails_after_one_attempt(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -158,7 +158,7 @@ pub async fn executor_error_fails_after_one_attempt(rt: Arc<dyn Runtime>) {
     assert_eq!(probe.calls(), 1);
 }
 
-/// Item 7: retries continue until success and the attempt count is visible.
+/// Retries continue until success and the attempt count is visible.
 pub async fn retry_until_success_counts_attempts(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -201,7 +201,7 @@ pub async fn retry_exhaustion_yields_exactly_one_failure(rt: Arc<dyn Runtime>) {
     assert!(is_pending(&mut handle), "a handle yields its outcome once");
 }
 
-/// Item 7: the `retry_if` predicate sees the error and attempt number and can stop retries.
+/// The `retry_if` predicate sees the error and attempt number and can stop retries.
 pub async fn should_retry_false_stops_retrying(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -227,7 +227,7 @@ pub async fn should_retry_false_stops_retrying(rt: Arc<dyn Runtime>) {
     assert_eq!(probe.calls(), 1);
 }
 
-/// Item 5: a panic is a failed outcome with the message; nothing else is disturbed.
+/// A panic is a failed outcome with the message; nothing else is disturbed.
 pub async fn panic_becomes_failure_and_dispatcher_keeps_working(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     d.register(BoomExec);
@@ -256,7 +256,7 @@ pub async fn panic_becomes_failure_and_dispatcher_keeps_working(rt: Arc<dyn Runt
     assert_eq!(d.dispatch(Value(7)).await.expect("still works").value, 7);
 }
 
-/// Item 8: a token cancelled before dispatch cancels without running the executor.
+/// A token cancelled before dispatch cancels without running the executor.
 pub async fn cancel_before_start_never_runs_the_executor(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -273,7 +273,7 @@ pub async fn cancel_before_start_never_runs_the_executor(rt: Arc<dyn Runtime>) {
     assert_eq!(probe.calls(), 0);
 }
 
-/// Item 8: cancelling through the handle drops the work of an executor that never checks.
+/// Cancelling through the handle drops the work of an executor that never checks.
 pub async fn cancel_mid_run_drops_the_work_of_an_ignoring_executor(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -290,7 +290,7 @@ pub async fn cancel_mid_run_drops_the_work_of_an_ignoring_executor(rt: Arc<dyn R
     );
 }
 
-/// Item 8: cancelling the job's token mid-run cancels it.
+/// Cancelling the job's token mid-run cancels it.
 pub async fn token_cancel_mid_run_cancels_the_job(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -307,7 +307,7 @@ pub async fn token_cancel_mid_run_cancels_the_job(rt: Arc<dyn Runtime>) {
     assert!(probe.dropped.is_open());
 }
 
-/// Item 8: cancelling during a (one-hour) backoff sleep ends the job at once.
+/// Cancelling during a (one-hour) backoff sleep ends the job at once.
 pub async fn cancel_during_backoff_stops_at_once(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -328,7 +328,7 @@ pub async fn cancel_during_backoff_stops_at_once(rt: Arc<dyn Runtime>) {
     assert_eq!(probe.calls(), 1);
 }
 
-/// Item 6: the total budget drops a hanging attempt and reports the budget.
+/// The total budget drops a hanging attempt and reports the budget.
 pub async fn total_timeout_drops_hanging_work(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -350,7 +350,7 @@ pub async fn total_timeout_drops_hanging_work(rt: Arc<dyn Runtime>) {
     assert_eq!(probe.calls(), 1);
 }
 
-/// Item 6: a zero budget times out without calling the executor.
+/// A zero budget times out without calling the executor.
 pub async fn zero_timeout_times_out_without_running(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -368,7 +368,7 @@ pub async fn zero_timeout_times_out_without_running(rt: Arc<dyn Runtime>) {
     assert_eq!(probe.calls(), 0);
 }
 
-/// Items 6 and 7: the budget covers the retries and backoff; expiry is a timeout, not a
+/// The budget covers the retries and backoff; expiry is a timeout, not a
 /// failure, and is not retried.
 pub async fn timeout_during_retries_is_timed_out(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
@@ -392,7 +392,7 @@ pub async fn timeout_during_retries_is_timed_out(rt: Arc<dyn Runtime>) {
     assert_eq!(probe.calls(), calls);
 }
 
-/// Item 6: an attempt that outlives the per-attempt limit is dropped and retried.
+/// An attempt that outlives the per-attempt limit is dropped and retried.
 pub async fn attempt_timeout_is_retried(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -422,7 +422,7 @@ pub async fn attempt_timeout_is_retried(rt: Arc<dyn Runtime>) {
     );
 }
 
-/// Item 8: one token shared by several jobs cancels all of them; a job that finished first
+/// One token shared by several jobs cancels all of them; a job that finished first
 /// does not detach the others.
 pub async fn shared_token_cancels_every_job_it_is_shared_by(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
@@ -456,7 +456,7 @@ pub async fn shared_token_cancels_every_job_it_is_shared_by(rt: Arc<dyn Runtime>
     assert!(b.await.expect_err("b").is_cancelled());
 }
 
-/// Item 8: a child token is cancelled with its parent, and alone without touching it.
+/// A child token is cancelled with its parent, and alone without touching it.
 pub async fn child_token_cancel_is_scoped(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -487,7 +487,7 @@ pub async fn child_token_cancel_is_scoped(rt: Arc<dyn Runtime>) {
     assert!(h1.is_terminated());
 }
 
-/// Item 9: reports are clamped, NaN is ignored, the stream is ordered and ends with the
+/// Reports are clamped, NaN is ignored, the stream is ordered and ends with the
 /// last report.
 pub async fn progress_stream_is_ordered_and_ends_with_the_last_value(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
@@ -514,7 +514,7 @@ pub async fn progress_stream_is_ordered_and_ends_with_the_last_value(rt: Arc<dyn
     handle.await.expect("success");
 }
 
-/// Item 9: a subscriber arriving after the job ended gets the latest report, then the end.
+/// A subscriber arriving after the job ended gets the latest report, then the end.
 pub async fn late_progress_subscriber_gets_the_latest_then_the_end(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -528,7 +528,7 @@ pub async fn late_progress_subscriber_gets_the_latest_then_the_end(rt: Arc<dyn R
     assert!(next(&mut late).await.is_none(), "stays ended");
 }
 
-/// Item 9: reports made after the outcome go nowhere.
+/// Reports made after the outcome go nowhere.
 pub async fn progress_after_the_outcome_goes_nowhere(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -541,7 +541,7 @@ pub async fn progress_after_the_outcome_goes_nowhere(rt: Arc<dyn Runtime>) {
     assert_eq!(handle.current_progress().map(|p| p.value()), Some(0.3));
 }
 
-/// Item 4: a cancel after the outcome changes nothing.
+/// A cancel after the outcome changes nothing.
 pub async fn cancel_after_completion_is_ignored(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
@@ -556,7 +556,7 @@ pub async fn cancel_after_completion_is_ignored(rt: Arc<dyn Runtime>) {
     handle.await.expect("the success stands");
 }
 
-/// Item 4: 10,000 concurrent jobs each resolve exactly once with their own value.
+/// 10,000 concurrent jobs each resolve exactly once with their own value.
 pub async fn many_concurrent_jobs_all_resolve_once(rt: Arc<dyn Runtime>) {
     const N: u64 = 10_000;
     let d = dispatcher(&rt);
@@ -599,7 +599,7 @@ pub async fn context_sleep_and_clock_use_the_runtime(rt: Arc<dyn Runtime>) {
     );
 }
 
-/// Item 4: cancels racing completions still give every job exactly one outcome.
+/// Cancels racing completions still give every job exactly one outcome.
 pub async fn cancel_racing_completion_gives_one_outcome_each(rt: Arc<dyn Runtime>) {
     const N: u64 = 2_000;
     let d = dispatcher(&rt);
@@ -664,7 +664,7 @@ fn event_dispatcher(rt: &Arc<dyn Runtime>) -> Dispatcher {
     d
 }
 
-/// Item 11: every subscriber gets every event of a job, in order, on the real runtime.
+/// Every subscriber gets every event of a job, in order, on the real runtime.
 pub async fn bus_delivers_every_event_in_order_to_every_subscriber(rt: Arc<dyn Runtime>) {
     let d = event_dispatcher(&rt);
     let mut subs: Vec<_> = (0..3).map(|_| d.bus().subscribe_to::<Added>()).collect();
@@ -684,7 +684,7 @@ pub async fn bus_delivers_every_event_in_order_to_every_subscriber(rt: Arc<dyn R
     }
 }
 
-/// Items 13 and 14: output event with its source, lifecycle order, one terminal event.
+/// Output event with its source, lifecycle order, one terminal event.
 pub async fn event_job_and_lifecycle_events_arrive_in_order(rt: Arc<dyn Runtime>) {
     let d = event_dispatcher(&rt);
     let mut sub = d.bus().subscribe();
@@ -722,7 +722,7 @@ pub async fn event_job_and_lifecycle_events_arrive_in_order(rt: Arc<dyn Runtime>
     assert!(sub.try_next().is_none(), "nothing after the terminal event");
 }
 
-/// Item 15: two orchestrators on one bus: active for the dispatcher, passive for the other.
+/// Two orchestrators on one bus: active for the dispatcher, passive for the other.
 pub async fn two_orchestrators_see_one_job_as_active_and_passive(rt: Arc<dyn Runtime>) {
     let d = event_dispatcher(&rt);
     let (a, seen_a) = watcher(&d, true);
@@ -756,7 +756,7 @@ pub async fn two_orchestrators_see_one_job_as_active_and_passive(rt: Arc<dyn Run
     b.dispose();
 }
 
-/// Item 15: three concurrent jobs are all active for the orchestrator that dispatched them.
+/// Three concurrent jobs are all active for the orchestrator that dispatched them.
 pub async fn three_concurrent_jobs_are_all_active(rt: Arc<dyn Runtime>) {
     let d = event_dispatcher(&rt);
     let (a, seen) = watcher(&d, true);
@@ -786,7 +786,7 @@ pub async fn three_concurrent_jobs_are_all_active(rt: Arc<dyn Runtime>) {
     a.dispose();
 }
 
-/// Item 12: a scoped orchestrator's job is seen on its scope only.
+/// A scoped orchestrator's job is seen on its scope only.
 pub async fn scoped_bus_isolation(rt: Arc<dyn Runtime>) {
     let d = event_dispatcher(&rt);
     let (scope1, scope2) = (crate::SignalBus::new(), crate::SignalBus::new());
@@ -832,7 +832,7 @@ pub async fn scoped_bus_isolation(rt: Arc<dyn Runtime>) {
     o2.dispose();
 }
 
-/// Item 15: tracking starts before any event can be observed: of 10,000 jobs dispatched
+/// Tracking starts before any event can be observed: of 10,000 jobs dispatched
 /// through an orchestrator, every first event arrives as active.
 pub async fn tracked_before_observed_every_first_event_is_active(rt: Arc<dyn Runtime>) {
     const N: u64 = 10_000;
@@ -862,7 +862,7 @@ pub async fn tracked_before_observed_every_first_event_is_active(rt: Arc<dyn Run
     a.dispose();
 }
 
-/// Item 18: disposing while a job runs: the job finishes, the orchestrator handles nothing
+/// Disposing while a job runs: the job finishes, the orchestrator handles nothing
 /// more, its state streams end.
 pub async fn dispose_while_a_job_runs(rt: Arc<dyn Runtime>) {
     let d = event_dispatcher(&rt);
@@ -896,7 +896,7 @@ pub async fn dispose_while_a_job_runs(rt: Arc<dyn Runtime>) {
     b.dispose();
 }
 
-/// Item 20: a cache hit skips the executor; stale-while-revalidate resolves with the cached
+/// A cache hit skips the executor; stale-while-revalidate resolves with the cached
 /// value, then the fresh one is published and stored.
 pub async fn cache_hit_and_revalidation(rt: Arc<dyn Runtime>) {
     let d = event_dispatcher(&rt);
@@ -1008,7 +1008,7 @@ pub async fn breaker_rejects_while_open_and_a_trial_closes_it(rt: Arc<dyn Runtim
     assert_eq!(probe.calls(), 4);
 }
 
-/// Item 24: a saga over dispatched jobs rolls back last-in-first-out.
+/// A saga over dispatched jobs rolls back last-in-first-out.
 pub async fn saga_over_dispatched_jobs_rolls_back_in_reverse(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     d.register(ValueExec {

@@ -2,7 +2,7 @@
 //!
 //! It is written once, here, against the [`Runtime`] traits, and instantiated in each
 //! adapter's `tests/` by [`conformance_suite!`](crate::conformance_suite). Every case is a
-//! plain `async fn(Arc<dyn Runtime>)` in [`cases`] that panics on a broken contract item.
+//! plain `async fn(Arc<dyn Runtime>)` in [`cases`] that panics when the behaviour it checks is broken.
 //!
 //! The cases never assert on wall-clock time: they synchronise with [`Gate`]s, and use real
 //! timers only where a timer is the thing under test, with bounds that cannot be missed on a
