@@ -11,7 +11,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
-use event_listener::{Event as Notify, EventListener};
+use event_listener::EventListener;
 use hashbrown::HashMap;
 
 use crate::breaker::{Admission, Breaker, BreakerConfig};
@@ -28,6 +28,7 @@ use crate::job::{Job, JobOptions, Lifecycle};
 use crate::observer::{Observer, Observers};
 use crate::outcome::{JobError, Rejection};
 use crate::pipeline::{job_task, lookup, publish_output_event, started};
+use crate::registry::Registry;
 use crate::runtime::{Instant, Runtime, Sleep, Task};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
 
@@ -236,17 +237,20 @@ impl Dispatcher {
                 return rejected::<J>(env, cause, parent_id, options, rejection);
             }
         }
-        let mut shared = JobShared::new(
-            id,
-            JobType::of::<J>(),
-            env.clone(),
-            &mut options,
-            cause,
-            parent_id,
-        );
-        shared.inherit_bus(parent.and_then(|p| p.bus_override()));
-        let shared = Arc::new(shared);
-        shared.register();
+        let inherited = parent.and_then(|p| p.bus_override());
+        let shared = Arc::new_cyclic(|this| {
+            let mut shared = JobShared::new(
+                id,
+                JobType::of::<J>(),
+                env.clone(),
+                &mut options,
+                cause,
+                parent_id,
+            );
+            shared.inherit_bus(inherited);
+            shared.register(this);
+            shared
+        });
         if let Some(parent) = parent {
             parent.adopt(Arc::downgrade(&shared) as Weak<dyn JobControl>);
         }
@@ -568,8 +572,7 @@ impl DispatcherBuilder {
             observers: Observers::new(self.observers),
             lifecycle: self.lifecycle,
             dispatcher: dispatcher.clone(),
-            jobs: Mutex::new(HashMap::new()),
-            drained: Notify::new(),
+            jobs: Registry::default(),
             undelivered: AtomicUsize::new(0),
         };
         let dispatcher = Dispatcher {
@@ -756,7 +759,7 @@ impl Future for Shutdown {
         let this = &mut *self;
         loop {
             let env = &this.env;
-            if poll_notified(&env.drained, &mut this.listener, cx, || {
+            if poll_notified(env.jobs.drained(), &mut this.listener, cx, || {
                 (env.in_flight() == 0).then_some(())
             })
             .is_ready()
@@ -772,7 +775,7 @@ impl Future for Shutdown {
                 return Poll::Pending;
             }
             this.grace = None;
-            this.cancelled = env.cancel_all("the dispatcher shut down");
+            this.cancelled = env.jobs.cancel_all("the dispatcher shut down");
         }
     }
 }

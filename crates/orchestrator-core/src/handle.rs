@@ -37,7 +37,6 @@ use core::task::{Context, Poll, Waker};
 
 use event_listener::{Event as Notify, EventListener};
 use futures_core::{FusedFuture, Stream};
-use hashbrown::HashMap;
 
 use crate::bus::{BusRef, SignalBus};
 use crate::cache::CacheProvider;
@@ -51,6 +50,7 @@ use crate::lifecycle::JobLifecycle;
 use crate::observer::{JobInfo, Observers};
 use crate::outcome::{DataSource, JobError, Success};
 use crate::progress::Progress;
+use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
 
@@ -92,9 +92,7 @@ pub(crate) struct JobEnv {
     /// The dispatcher itself, for sub-jobs (weak: jobs never keep their dispatcher alive).
     pub(crate) dispatcher: Weak<crate::dispatcher::Inner>,
     /// The jobs in flight (dispatched, not ended), for accounting and shutdown.
-    pub(crate) jobs: Mutex<HashMap<JobId, Weak<dyn JobControl>>>,
-    /// Notified whenever the last job in flight ends.
-    pub(crate) drained: Notify,
+    pub(crate) jobs: Registry,
     /// Job events that could not be published (their bus was closed).
     pub(crate) undelivered: AtomicUsize,
 }
@@ -108,18 +106,7 @@ impl JobEnv {
 
     /// Returns how many jobs are in flight.
     pub(crate) fn in_flight(&self) -> usize {
-        self.jobs.with(|jobs| jobs.len())
-    }
-
-    /// Cancels every job in flight with `reason`; returns how many were asked to.
-    pub(crate) fn cancel_all(&self, reason: &'static str) -> usize {
-        let jobs: Vec<_> = self
-            .jobs
-            .with(|jobs| jobs.values().filter_map(Weak::upgrade).collect());
-        for job in &jobs {
-            job.cancel(Some(Cow::Borrowed(reason)));
-        }
-        jobs.len()
+        self.jobs.len()
     }
 }
 
@@ -132,8 +119,9 @@ pub(crate) struct JobShared<T> {
     cause: Cause,
     /// The job whose context dispatched this one (sub-jobs).
     parent_id: Option<JobId>,
-    /// Counted in the dispatcher's jobs in flight until it ends.
-    registered: bool,
+    /// Its slot in the dispatcher's jobs in flight, until it ends (none for a dedup follower
+    /// or a dispatch rejected before it was counted).
+    slot: Option<usize>,
     /// The bus of this dispatch, when it is not the dispatcher's.
     bus: Option<BusRef>,
     /// Lifecycle events on (all but `Progress`).
@@ -206,7 +194,7 @@ impl<T> JobShared<T> {
             job_type,
             cause,
             parent_id,
-            registered: true,
+            slot: None,
             lifecycle: mode != Lifecycle::Off,
             progress_events: mode == Lifecycle::All,
             bus: options.bus().map(SignalBus::publisher),
@@ -277,13 +265,14 @@ impl<T> JobShared<T> {
         }
     }
 
-    /// Counts the job in its dispatcher's jobs in flight until it ends.
-    pub(crate) fn register(self: &Arc<Self>)
+    /// Counts the job (reached through `this`, while it is being built) in its dispatcher's
+    /// jobs in flight until it ends.
+    pub(crate) fn register(&mut self, this: &Weak<Self>)
     where
         T: Send + 'static,
     {
-        let weak: Weak<dyn JobControl> = Arc::downgrade(self) as Weak<dyn JobControl>;
-        self.env.jobs.with(|jobs| jobs.insert(self.id, weak));
+        let weak: Weak<dyn JobControl> = this.clone();
+        self.slot = Some(self.env.jobs.insert(weak));
     }
 
     /// Publishes a lifecycle event if they are on for this job (and it has not ended).
@@ -384,14 +373,8 @@ impl<T> JobShared<T> {
         let Some((watched, published, refused, on_done, children, outcome, waker)) = ended else {
             return false;
         };
-        if self.registered {
-            let drained = self.env.jobs.with(|jobs| {
-                jobs.remove(&self.id);
-                jobs.is_empty()
-            });
-            if drained {
-                self.env.drained.notify(usize::MAX);
-            }
+        if let Some(slot) = self.slot {
+            self.env.jobs.remove(slot);
         }
         if let Some(w) = waker {
             w.wake();
@@ -482,7 +465,6 @@ impl<T> JobShared<T> {
             leader.parent_id,
         );
         follower.leader = Some(leader.clone());
-        follower.registered = false;
         follower
     }
 

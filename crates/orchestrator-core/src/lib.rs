@@ -90,6 +90,7 @@ mod outcome;
 mod panic;
 mod pipeline;
 mod progress;
+mod registry;
 mod retry;
 pub mod runtime;
 mod saga;
