@@ -24,8 +24,8 @@
 
 use core::fmt;
 
-use crate::event::{Event, JobType};
 use crate::id::JobId;
+use crate::job::JobType;
 use crate::sync::Arc;
 
 /// One step of a causal chain: an orchestrator that reacted to an event.
@@ -138,28 +138,15 @@ impl Cause {
 /// [`Cause`] only when something is produced (most handled events produce nothing).
 #[derive(Clone)]
 pub(crate) struct Reaction {
-    orchestrator: &'static str,
-    event_type: &'static str,
-    job_id: Option<JobId>,
-    job_type: Option<JobType>,
-    depth: u32,
-    parent: Option<Arc<CauseStep>>,
+    pub(crate) orchestrator: &'static str,
+    pub(crate) event_type: &'static str,
+    pub(crate) job_id: Option<JobId>,
+    pub(crate) job_type: Option<JobType>,
+    pub(crate) depth: u32,
+    pub(crate) parent: Option<Arc<CauseStep>>,
 }
 
 impl Reaction {
-    /// The reaction of `orchestrator` to `event`.
-    pub(crate) fn new(orchestrator: &'static str, event: &Event) -> Self {
-        let cause = event.cause_ref();
-        Self {
-            orchestrator,
-            event_type: event.payload_type_name(),
-            job_id: event.correlation_id(),
-            job_type: event.job_type(),
-            depth: cause.depth,
-            parent: cause.step.clone(),
-        }
-    }
-
     /// The cause of what this reaction produces: one step deeper.
     pub(crate) fn cause(&self) -> Cause {
         Cause {

@@ -10,37 +10,10 @@ use core::fmt;
 
 use crate::cause::{CausalChain, Cause, CauseStep};
 use crate::id::JobId;
-use crate::job::Job;
+use crate::job::{Job, JobType};
 use crate::outcome::DataSource;
 use crate::runtime::Instant;
 use crate::sync::Arc;
-
-/// The type of the job that emitted an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct JobType {
-    id: TypeId,
-    name: &'static str,
-}
-
-impl JobType {
-    /// The job type `J`.
-    pub fn of<J: Job>() -> Self {
-        Self {
-            id: TypeId::of::<J>(),
-            name: core::any::type_name::<J>(),
-        }
-    }
-
-    /// Returns `true` if this is `J`.
-    pub fn is<J: Job>(&self) -> bool {
-        self.id == TypeId::of::<J>()
-    }
-
-    /// Returns the type's name, from `core::any::type_name`.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-}
 
 /// An event's envelope, as the core builds it.
 #[derive(Clone, Default)]
@@ -205,7 +178,7 @@ impl fmt::Debug for Event {
             .field("payload", &meta.type_name)
             .field("correlation_id", &meta.correlation_id)
             .field("timestamp", &meta.timestamp)
-            .field("job_type", &meta.job_type.map(|t| t.name))
+            .field("job_type", &meta.job_type.map(|t| t.name()))
             .field("data_source", &meta.data_source)
             .field("causal_depth", &meta.cause.depth)
             .finish()

@@ -1,14 +1,7 @@
-//! Jobs: typed descriptions of work, and the options a dispatch runs them with.
-
-use core::time::Duration;
+//! Jobs: typed descriptions of work, and their types.
 
 use alloc::borrow::Cow;
-use alloc::boxed::Box;
-use alloc::vec::Vec;
-
-use crate::bus::SignalBus;
-use crate::cancel::CancellationToken;
-use crate::retry::RetryPolicy;
+use core::any::TypeId;
 
 /// A typed description of *what* to do.
 ///
@@ -68,154 +61,32 @@ pub trait Job: Send + Sync + 'static {
     }
 }
 
-/// Which lifecycle events a dispatch publishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Lifecycle {
-    Off,
-    /// All but `Progress` (what an orchestrator needs to track its jobs).
-    Tracking,
-    All,
-}
-
 /// One metadata entry of a dispatch: a key and a value.
 pub type MetadataEntry = (Cow<'static, str>, Cow<'static, str>);
 
-/// How one dispatch runs: total timeout, per-attempt timeout, retries, cancellation, bus,
-/// lifecycle events, metadata. Set through [`JobBuilder`](crate::JobBuilder); all off by
-/// default (one attempt, no time limit, cancellable only through the handle).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct JobOptions {
-    /// `None` for the default options: a plain dispatch moves one pointer, allocates nothing.
-    set: Option<Box<SetOptions>>,
+/// A job type, by `TypeId` and name (the type of the job that emitted an event, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JobType {
+    id: TypeId,
+    name: &'static str,
 }
 
-#[derive(Debug, Clone, Default)]
-struct SetOptions {
-    timeout: Option<Duration>,
-    attempt_timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
-    token: Option<CancellationToken>,
-    bus: Option<SignalBus>,
-    lifecycle: Option<Lifecycle>,
-    metadata: Vec<MetadataEntry>,
-}
-
-impl JobOptions {
-    /// Creates the default options.
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-
-    fn set_mut(&mut self) -> &mut SetOptions {
-        self.set.get_or_insert_with(Box::default)
-    }
-
-    /// Sets the total time budget over all attempts and backoff sleeps.
-    ///
-    /// When it runs out, the work future is dropped and the job ends as
-    /// [`JobError::TimedOut`](crate::JobError::TimedOut). The budget starts when the job's
-    /// task first runs. A zero budget times out without running the executor.
-    pub(crate) fn with_timeout(mut self, budget: Duration) -> Self {
-        self.set_mut().timeout = Some(budget);
-        self
-    }
-
-    /// Sets a limit for each attempt; an attempt that outlives it fails with
-    /// [`AttemptTimedOut`](crate::AttemptTimedOut) and may be retried.
-    pub(crate) fn with_attempt_timeout(mut self, limit: Duration) -> Self {
-        self.set_mut().attempt_timeout = Some(limit);
-        self
-    }
-
-    /// Sets the retry policy.
-    pub(crate) fn with_retry(mut self, policy: RetryPolicy) -> Self {
-        self.set_mut().retry = Some(policy);
-        self
-    }
-
-    /// Cancels the job when `token` is cancelled.
-    pub(crate) fn with_cancellation(mut self, token: CancellationToken) -> Self {
-        self.set_mut().token = Some(token);
-        self
-    }
-
-    /// Publishes the job's events on `bus` instead of the dispatcher's bus.
-    pub(crate) fn with_bus(mut self, bus: SignalBus) -> Self {
-        self.set_mut().bus = Some(bus);
-        self
-    }
-
-    /// Turns lifecycle events on or off for this dispatch, overriding the dispatcher's default;
-    /// see [`JobLifecycle`](crate::JobLifecycle).
-    pub(crate) fn with_lifecycle_events(mut self, on: bool) -> Self {
-        self.set_mut().lifecycle = Some(if on { Lifecycle::All } else { Lifecycle::Off });
-        self
-    }
-
-    /// Orchestrator dispatches: every lifecycle event but `Progress`, unless the dispatch
-    /// asked for all of them (an explicit "off" is overridden: tracking needs the terminal
-    /// event).
-    pub(crate) fn with_lifecycle_tracking(mut self) -> Self {
-        if self.lifecycle_mode() != Some(Lifecycle::All) {
-            self.set_mut().lifecycle = Some(Lifecycle::Tracking);
+impl JobType {
+    /// The job type `J`.
+    pub fn of<J: Job>() -> Self {
+        Self {
+            id: TypeId::of::<J>(),
+            name: core::any::type_name::<J>(),
         }
-        self
     }
 
-    pub(crate) fn lifecycle_mode(&self) -> Option<Lifecycle> {
-        self.set.as_ref()?.lifecycle
+    /// Returns `true` if this is `J`.
+    pub fn is<J: Job>(&self) -> bool {
+        self.id == TypeId::of::<J>()
     }
 
-    /// Attaches a metadata entry, readable by the executor
-    /// ([`JobContext::metadata`](crate::JobContext::metadata)).
-    pub(crate) fn with_metadata(
-        mut self,
-        key: impl Into<Cow<'static, str>>,
-        value: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        self.set_mut().metadata.push((key.into(), value.into()));
-        self
-    }
-
-    pub(crate) fn take_metadata(&mut self) -> Vec<MetadataEntry> {
-        self.set
-            .as_mut()
-            .map(|s| core::mem::take(&mut s.metadata))
-            .unwrap_or_default()
-    }
-
-    /// Returns the bus override, if any.
-    pub(crate) fn bus(&self) -> Option<&SignalBus> {
-        self.set.as_ref()?.bus.as_ref()
-    }
-
-    /// Returns `true` if no execution option is set (the dispatch takes the fast path).
-    pub(crate) fn is_plain(&self) -> bool {
-        self.set.as_ref().is_none_or(|s| {
-            s.timeout.is_none()
-                && s.attempt_timeout.is_none()
-                && s.retry.is_none()
-                && s.token.is_none()
-        })
-    }
-
-    /// Returns the total time budget, if any.
-    pub(crate) fn timeout(&self) -> Option<Duration> {
-        self.set.as_ref()?.timeout
-    }
-
-    /// Returns the per-attempt limit, if any.
-    pub(crate) fn attempt_timeout(&self) -> Option<Duration> {
-        self.set.as_ref()?.attempt_timeout
-    }
-
-    /// Returns the retry policy, if any.
-    pub(crate) fn retry(&self) -> Option<&RetryPolicy> {
-        self.set.as_ref()?.retry.as_ref()
-    }
-
-    /// Returns the cancellation token, if any.
-    pub(crate) fn cancellation(&self) -> Option<&CancellationToken> {
-        self.set.as_ref()?.token.as_ref()
+    /// Returns the type's name, from `core::any::type_name`.
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 }

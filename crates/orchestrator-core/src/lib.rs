@@ -72,15 +72,12 @@ extern crate alloc;
 extern crate std;
 
 mod breaker;
-mod builder;
 mod bus;
 mod cache;
 mod cancel;
 mod cause;
-mod dispatcher;
+mod dispatch;
 mod event;
-mod executor;
-mod handle;
 mod id;
 mod job;
 mod lifecycle;
@@ -88,9 +85,7 @@ mod observer;
 mod orchestrator;
 mod outcome;
 mod panic;
-mod pipeline;
 mod progress;
-mod registry;
 mod retry;
 pub mod runtime;
 mod saga;
@@ -107,7 +102,6 @@ pub mod testing;
 pub mod conformance;
 
 pub use breaker::{BreakerConfig, BreakerState, InvalidBreakerConfig};
-pub use builder::{Dispatch, JobBuilder};
 pub use bus::{PublishError, SignalBus, Subscription, TypedEvent, TypedSubscription};
 pub use cache::{
     CacheEntry, CacheError, CachePolicy, CacheProvider, CacheStats, CacheValue, InMemoryCache,
@@ -115,20 +109,23 @@ pub use cache::{
 };
 pub use cancel::{CancellationToken, WaitForCancellation, WaitForCancellationOwned};
 pub use cause::{CausalChain, CauseStep};
-pub use dispatcher::{
+pub use dispatch::builder::{Dispatch, JobBuilder};
+pub use dispatch::context::JobContext;
+pub use dispatch::control::EmitError;
+pub use dispatch::dispatcher::{
     DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder, Shutdown, ShutdownReport,
 };
-pub use event::{Event, JobType};
-pub use executor::{EmitError, Executor, JobContext};
-pub use handle::{JobHandle, ProgressStream};
+pub use dispatch::executor::Executor;
+pub use dispatch::handle::{JobHandle, ProgressStream};
+pub use event::Event;
 pub use id::JobId;
-pub use job::{Job, MetadataEntry};
+pub use job::{Job, JobType, MetadataEntry};
 pub use lifecycle::JobLifecycle;
-pub use observer::{JobInfo, Observer};
+pub use observer::{DropReason, DroppedEvent, JobInfo, Observer};
 pub use orchestrator::{
-    DEFAULT_MAX_DEPTH, DropReason, DroppedEvent, Handled, LoopGuard, OnEvent, Orchestrator,
-    OrchestratorBuilder, OrchestratorContext, OrchestratorError, OrchestratorGroup,
-    OrchestratorHandle, OrchestratorStatus, Origin,
+    DEFAULT_MAX_DEPTH, Handled, LoopGuard, OnEvent, Orchestrator, OrchestratorBuilder,
+    OrchestratorContext, OrchestratorError, OrchestratorGroup, OrchestratorHandle,
+    OrchestratorStatus, Origin,
 };
 pub use outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Rejection, Success};
 pub use progress::Progress;

@@ -7,9 +7,9 @@ use core::time::Duration;
 
 use crate::breaker::BreakerState;
 use crate::cache::CacheError;
-use crate::event::{Event, JobType};
+use crate::event::Event;
 use crate::id::JobId;
-use crate::orchestrator::DroppedEvent;
+use crate::job::JobType;
 use crate::outcome::{DataSource, JobError};
 use crate::sync::Arc;
 
@@ -116,4 +116,62 @@ impl fmt::Debug for Observers {
 
 fn contain(f: impl FnOnce()) {
     let _ = crate::panic::catch(f);
+}
+
+/// Why an orchestrator did not handle an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The event's causal depth is over the guard's limit: a chain of reactions was cut.
+    TooDeep {
+        /// The limit.
+        limit: u32,
+    },
+    /// More events of its type arrived in the current one-second window than the opt-in rate
+    /// limit allows.
+    RateLimited {
+        /// The limit per window.
+        limit: u32,
+    },
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::TooDeep { limit } => {
+                write!(f, "causal chain deeper than the limit of {limit}")
+            }
+            DropReason::RateLimited { limit } => {
+                write!(f, "more than {limit} events of its type in one second")
+            }
+        }
+    }
+}
+
+/// An event an orchestrator did not handle, with why; see [`LoopGuard`](crate::LoopGuard).
+///
+/// Its [`event`](Self::event) tells the rest: its type, its job, its causal depth and the
+/// chain of reactions that produced it ([`Event::causal_chain`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DroppedEvent<'a> {
+    pub(crate) orchestrator: &'static str,
+    pub(crate) event: &'a Event,
+    pub(crate) reason: DropReason,
+}
+
+impl<'a> DroppedEvent<'a> {
+    /// Returns the name of the orchestrator that dropped it.
+    pub fn orchestrator(&self) -> &'static str {
+        self.orchestrator
+    }
+
+    /// Returns the event.
+    pub fn event(&self) -> &'a Event {
+        self.event
+    }
+
+    /// Returns why it was dropped.
+    pub fn reason(&self) -> DropReason {
+        self.reason
+    }
 }

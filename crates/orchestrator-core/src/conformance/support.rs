@@ -6,10 +6,10 @@ use core::fmt;
 
 use event_listener::Event;
 
-use crate::executor::{Executor, JobContext};
 use crate::job::Job;
 use crate::progress::Progress;
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
+use crate::{Executor, JobContext};
 
 /// A one-shot latch: closed until [`open`](Gate::open), then open forever.
 #[derive(Clone, Default)]

@@ -28,13 +28,12 @@
 //! guard keeps it from the handler.
 
 use core::any::TypeId;
-use core::fmt;
 use core::num::NonZeroU32;
 use core::time::Duration;
 
 use hashbrown::HashMap;
 
-use crate::event::Event;
+use crate::observer::DropReason;
 use crate::runtime::Instant;
 
 /// The default causal depth limit: an orchestrator handles events of depth 0 to 50.
@@ -124,64 +123,6 @@ impl LoopGuard {
 
     fn has_rates(&self) -> bool {
         self.default_rate.is_some() || !self.rates.is_empty()
-    }
-}
-
-/// Why an orchestrator did not handle an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DropReason {
-    /// The event's causal depth is over the guard's limit: a chain of reactions was cut.
-    TooDeep {
-        /// The limit.
-        limit: u32,
-    },
-    /// More events of its type arrived in the current one-second window than the opt-in rate
-    /// limit allows.
-    RateLimited {
-        /// The limit per window.
-        limit: u32,
-    },
-}
-
-impl fmt::Display for DropReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DropReason::TooDeep { limit } => {
-                write!(f, "causal chain deeper than the limit of {limit}")
-            }
-            DropReason::RateLimited { limit } => {
-                write!(f, "more than {limit} events of its type in one second")
-            }
-        }
-    }
-}
-
-/// An event an orchestrator did not handle, with why; see [`LoopGuard`].
-///
-/// Its [`event`](Self::event) tells the rest: its type, its job, its causal depth and the
-/// chain of reactions that produced it ([`Event::causal_chain`]).
-#[derive(Debug, Clone, Copy)]
-pub struct DroppedEvent<'a> {
-    pub(crate) orchestrator: &'static str,
-    pub(crate) event: &'a Event,
-    pub(crate) reason: DropReason,
-}
-
-impl<'a> DroppedEvent<'a> {
-    /// Returns the name of the orchestrator that dropped it.
-    pub fn orchestrator(&self) -> &'static str {
-        self.orchestrator
-    }
-
-    /// Returns the event.
-    pub fn event(&self) -> &'a Event {
-        self.event
-    }
-
-    /// Returns why it was dropped.
-    pub fn reason(&self) -> DropReason {
-        self.reason
     }
 }
 

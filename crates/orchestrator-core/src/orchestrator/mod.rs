@@ -16,11 +16,12 @@ use event_listener::{Event as Notify, EventListener};
 use futures_core::{FusedStream, Stream};
 use hashbrown::HashMap;
 
-use crate::builder::{Route, Sealed, Tracker, Via};
 use crate::bus::{PublishError, SignalBus, Subscription, TypedEvent, TypedSubscription};
 use crate::cancel::CancellationToken;
 use crate::cause::{Cause, Reaction, ambient};
-use crate::dispatcher::Dispatcher;
+use crate::dispatch::builder::Sealed;
+use crate::dispatch::dispatcher::Dispatcher;
+use crate::dispatch::dispatcher::{Route, Tracker, Via};
 use crate::event::{Event, Meta};
 use crate::id::JobId;
 use crate::lifecycle::JobLifecycle;
@@ -29,9 +30,10 @@ use crate::runtime::{SpawnErrorKind, Task};
 use crate::sync::{Arc, AtomicU8, Mutex, Ordering, poll_notified};
 use crate::watch::{StateStream, Watch};
 
+use crate::observer::DroppedEvent;
 pub use group::OrchestratorGroup;
 use guard::GuardState;
-pub use guard::{DEFAULT_MAX_DEPTH, DropReason, DroppedEvent, LoopGuard};
+pub use guard::{DEFAULT_MAX_DEPTH, LoopGuard};
 
 /// Whether an event belongs to one of the orchestrator's own running jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -757,7 +759,7 @@ fn handle_event<O: Orchestrator>(
     let verdict = guard.check(event.causal_depth(), event.payload_type_id(), kind, now);
     let mut cx = OrchestratorContext {
         shared,
-        reaction: Reaction::new(shared.name, event),
+        reaction: reaction(shared.name, event),
         cause: OnceCell::new(),
     };
     let _ambient = ambient::enter(cx.reaction.clone());
@@ -867,3 +869,16 @@ impl fmt::Display for OrchestratorError {
 }
 
 impl core::error::Error for OrchestratorError {}
+
+/// What `orchestrator` produces while it handles `event` is caused by this reaction.
+fn reaction(orchestrator: &'static str, event: &Event) -> Reaction {
+    let cause = event.cause_ref();
+    Reaction {
+        orchestrator,
+        event_type: event.payload_type_name(),
+        job_id: event.correlation_id(),
+        job_type: event.job_type(),
+        depth: cause.depth,
+        parent: cause.step.clone(),
+    }
+}

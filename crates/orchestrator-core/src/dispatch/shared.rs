@@ -1,4 +1,4 @@
-//! Job handles and the per-job engine behind them.
+//! The per-job engine behind a handle, a job's task and its contexts: [`JobShared`].
 //!
 //! # The per-job engine
 //!
@@ -30,29 +30,28 @@
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::fmt;
-use core::future::Future;
-use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
 use event_listener::{Event as Notify, EventListener};
-use futures_core::{FusedFuture, Stream};
 
 use crate::bus::{BusRef, SignalBus};
 use crate::cache::CacheProvider;
 use crate::cancel::CancellationToken;
 use crate::cause::Cause;
-use crate::event::{Event, JobType, Meta};
-use crate::executor::EmitError;
+use crate::event::{Event, Meta};
 use crate::id::JobId;
-use crate::job::{JobOptions, Lifecycle, MetadataEntry};
+use crate::job::{JobType, MetadataEntry};
 use crate::lifecycle::JobLifecycle;
-use crate::observer::{JobInfo, Observers};
+use crate::observer::JobInfo;
 use crate::outcome::{DataSource, JobError, Success};
 use crate::progress::Progress;
-use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak, poll_notified};
+
+use super::control::{EmitError, JobControl};
+use super::env::JobEnv;
+use super::options::{JobOptions, Lifecycle};
+use super::registry::Cancel;
 
 /// The outcome slot's three states.
 enum Slot<T> {
@@ -82,37 +81,9 @@ struct State<T> {
     children: Vec<Weak<dyn JobControl>>,
 }
 
-/// What a dispatcher gives every job it starts: shared, one reference count per job.
-pub(crate) struct JobEnv {
-    pub(crate) runtime: Arc<dyn Runtime>,
-    pub(crate) cache: Arc<dyn CacheProvider>,
-    pub(crate) bus: SignalBus,
-    pub(crate) observers: Observers,
-    pub(crate) lifecycle: bool,
-    /// The dispatcher itself, for sub-jobs (weak: jobs never keep their dispatcher alive).
-    pub(crate) dispatcher: Weak<crate::dispatcher::Inner>,
-    /// The jobs in flight (dispatched, not ended), for accounting and shutdown.
-    pub(crate) jobs: Registry,
-    /// Job events that could not be published (their bus was closed).
-    pub(crate) undelivered: AtomicUsize,
-}
-
-impl JobEnv {
-    /// Counts and reports an event of a job that its closed bus refused.
-    pub(crate) fn undelivered(&self, event: &Event) {
-        self.undelivered.fetch_add(1, Ordering::Relaxed);
-        self.observers.each(|o| o.on_event_undelivered(event));
-    }
-
-    /// Returns how many jobs are in flight.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.jobs.len()
-    }
-}
-
 /// The engine shared by a job's handle, task and contexts.
 pub(crate) struct JobShared<T> {
-    id: JobId,
+    pub(crate) id: JobId,
     job_type: JobType,
     env: Arc<JobEnv>,
     /// Why the job exists (its causal depth), passed on to everything it produces.
@@ -137,40 +108,6 @@ pub(crate) struct JobShared<T> {
     leader: Option<Arc<dyn JobControl>>,
     state: Mutex<State<T>>,
     progress_event: Notify,
-}
-
-/// The type-erased part of [`JobShared`] that contexts and progress streams use.
-pub(crate) trait JobControl: Send + Sync + 'static {
-    fn id(&self) -> JobId;
-    fn runtime(&self) -> &dyn Runtime;
-    fn token(&self) -> Option<&CancellationToken>;
-    fn metadata(&self, key: &str) -> Option<&str>;
-    fn cache(&self) -> &dyn CacheProvider;
-    /// Publishes an event of this job on its bus, unless the job has ended.
-    fn publish(&self, event: Event) -> Result<usize, EmitError>;
-    /// Publishes an event of this job on `bus`, unless the job has ended.
-    fn publish_to(&self, bus: &SignalBus, event: Event) -> Result<usize, EmitError>;
-    fn report(&self, progress: Progress) -> bool;
-    fn is_cancel_requested(&self) -> bool;
-    /// Asks the job to cancel (see [`JobShared::request_cancel`]).
-    fn cancel(&self, reason: Option<Cow<'static, str>>);
-    fn cause(&self) -> &Cause;
-    fn parent_id(&self) -> Option<JobId>;
-    /// The bus this job publishes on, when it is not its dispatcher's (sub-jobs inherit it).
-    fn bus_override(&self) -> Option<BusRef>;
-    /// The envelope of an event of this job (no data source).
-    fn meta(&self) -> Meta;
-    fn env(&self) -> &Arc<JobEnv>;
-    /// Cancels `child` with this job; returns `false` (and cancels it) if this job has ended.
-    fn adopt(&self, child: Weak<dyn JobControl>) -> bool;
-    fn current_progress(&self) -> Option<Progress>;
-    /// Returns the report after `seen`, `Ready(None)` once finished, or registers `listener`.
-    fn poll_progress(
-        &self,
-        seen: &mut u64,
-        listener: &mut Option<EventListener>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Progress>>;
 }
 
 impl<T> JobShared<T> {
@@ -246,7 +183,8 @@ impl<T> JobShared<T> {
         )
     }
 
-    fn job_meta(&self) -> Meta {
+    /// The envelope of an event of this job, stamped now (no data source).
+    pub(crate) fn job_meta(&self) -> Meta {
         Meta {
             correlation_id: Some(self.id),
             parent_id: self.parent_id,
@@ -556,11 +494,11 @@ impl<T> JobShared<T> {
         })
     }
 
-    fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         self.state.with(|s| !matches!(s.slot, Slot::Pending))
     }
 
-    fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<Success<T>, JobError>> {
+    pub(crate) fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<Success<T>, JobError>> {
         self.state
             .with(|s| match core::mem::replace(&mut s.slot, Slot::Taken) {
                 Slot::Ready(outcome) => Poll::Ready(outcome),
@@ -574,6 +512,12 @@ impl<T> JobShared<T> {
                 }
                 Slot::Taken => Poll::Pending,
             })
+    }
+}
+
+impl<T: Send + 'static> Cancel for JobShared<T> {
+    fn cancel(&self, reason: Option<Cow<'static, str>>) {
+        self.request_cancel(reason);
     }
 }
 
@@ -638,10 +582,6 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
             self.progress_event.notify(usize::MAX);
         }
         accepted.is_some()
-    }
-
-    fn cancel(&self, reason: Option<Cow<'static, str>>) {
-        self.request_cancel(reason);
     }
 
     fn cause(&self) -> &Cause {
@@ -721,135 +661,5 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
                 }
             })
         })
-    }
-}
-
-/// A dispatched job: a future of its outcome, its id, its progress, and a way to cancel it.
-///
-/// Awaiting the handle yields `Ok(Success { value, data_source })` or a [`JobError`]. Dropping the
-/// handle does **not** cancel the job (fire-and-forget is the default); call
-/// [`cancel`](Self::cancel) for that. The handle is a [`FusedFuture`]: once it has yielded its
-/// outcome, `is_terminated` is `true` and further polls stay pending.
-#[must_use = "a job runs without its handle, but its outcome is lost; `drop` the handle to let it run unobserved"]
-pub struct JobHandle<T> {
-    shared: Arc<JobShared<T>>,
-    taken: bool,
-}
-
-impl<T: Send + 'static> JobHandle<T> {
-    pub(crate) fn new(shared: Arc<JobShared<T>>) -> Self {
-        Self {
-            shared,
-            taken: false,
-        }
-    }
-
-    /// Returns the job's id (its correlation id).
-    pub fn id(&self) -> JobId {
-        self.shared.id
-    }
-
-    /// Cancels the job; its work is dropped and the handle resolves as cancelled.
-    ///
-    /// Does nothing if the job has already ended. Idempotent.
-    pub fn cancel(&self) {
-        self.shared.request_cancel(None);
-    }
-
-    /// Cancels the job with a reason that the outcome carries.
-    pub fn cancel_with(&self, reason: impl Into<Cow<'static, str>>) {
-        self.shared.request_cancel(Some(reason.into()));
-    }
-
-    /// Returns `true` once the job has reached its outcome (whether or not it was awaited).
-    pub fn is_finished(&self) -> bool {
-        self.shared.is_finished()
-    }
-
-    /// Returns the latest progress report, if any.
-    pub fn current_progress(&self) -> Option<Progress> {
-        self.shared.current_progress()
-    }
-
-    /// Returns a stream of progress reports.
-    ///
-    /// It first yields the latest report (if any), then newer ones in order; reports
-    /// overwritten before the stream looked are skipped. It ends when the job ends, after
-    /// yielding the job's last report. Several streams may exist at once.
-    pub fn progress(&self) -> ProgressStream {
-        ProgressStream {
-            control: self.shared.clone(),
-            seen: 0,
-            listener: None,
-            done: false,
-        }
-    }
-}
-
-impl<T> Future for JobHandle<T> {
-    type Output = Result<Success<T>, JobError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.taken {
-            return Poll::Pending;
-        }
-        let out = self.shared.poll_outcome(cx);
-        if out.is_ready() {
-            self.taken = true;
-        }
-        out
-    }
-}
-
-impl<T> FusedFuture for JobHandle<T> {
-    fn is_terminated(&self) -> bool {
-        self.taken
-    }
-}
-
-impl<T> Unpin for JobHandle<T> {}
-
-impl<T> fmt::Debug for JobHandle<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobHandle")
-            .field("id", &self.shared.id)
-            .field("finished", &self.shared.is_finished())
-            .finish()
-    }
-}
-
-/// A stream of a job's progress reports; see [`JobHandle::progress`].
-#[must_use = "streams do nothing unless polled"]
-pub struct ProgressStream {
-    control: Arc<dyn JobControl>,
-    seen: u64,
-    listener: Option<EventListener>,
-    done: bool,
-}
-
-impl Stream for ProgressStream {
-    type Item = Progress;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Progress>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        let this = &mut *self;
-        let next = core::task::ready!(this.control.poll_progress(
-            &mut this.seen,
-            &mut this.listener,
-            cx
-        ));
-        this.done = next.is_none();
-        Poll::Ready(next)
-    }
-}
-
-impl fmt::Debug for ProgressStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProgressStream")
-            .field("job_id", &self.control.id())
-            .field("done", &self.done)
-            .finish()
     }
 }

@@ -1,81 +1,17 @@
-//! Executors: the *how* of a job type, and the context they run in.
+//! [`JobContext`]: what an executor can see and do while it runs one attempt.
 
 use core::fmt;
-use core::future::Future;
 use core::time::Duration;
 
-use crate::builder::{Route, Sealed, Via};
 use crate::bus::SignalBus;
 use crate::cancel::CancellationToken;
-use crate::dispatcher::Dispatcher;
 use crate::event::Event;
-use crate::handle::JobControl;
 use crate::id::JobId;
-use crate::job::Job;
 use crate::progress::Progress;
 use crate::runtime::{Instant, Sleep};
 use crate::sync::Arc;
 
-/// Runs jobs of type `J`.
-///
-/// Register one per job type on a [`Dispatcher`](crate::Dispatcher). `execute` is called once
-/// per attempt with the job (borrowed, so it can be retried) and a [`JobContext`] for progress,
-/// cancellation checks and runtime-agnostic sleeping. The future it returns may be dropped at
-/// any `.await` point (cancellation, timeout): keep cleanup in `Drop` impls.
-///
-/// An implementation may be written with `async fn`:
-///
-/// ```
-/// use orchestrator_core::{Executor, Job, JobContext};
-///
-/// struct Double(u32);
-/// impl Job for Double {
-///     type Output = u32;
-/// }
-///
-/// #[derive(Debug)]
-/// struct TooBig;
-/// impl core::fmt::Display for TooBig {
-///     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-///         f.write_str("too big")
-///     }
-/// }
-/// impl core::error::Error for TooBig {}
-///
-/// struct Doubler;
-/// impl Executor<Double> for Doubler {
-///     type Error = TooBig;
-///     async fn execute(&self, job: &Double, cx: JobContext) -> Result<u32, TooBig> {
-///         cx.report_progress(0.5);
-///         job.0.checked_mul(2).ok_or(TooBig)
-///     }
-/// }
-/// ```
-pub trait Executor<J: Job>: Send + Sync + 'static {
-    /// The executor's own error type.
-    type Error: core::error::Error + Send + Sync + 'static;
-
-    /// Runs one attempt of `job`.
-    fn execute(
-        &self,
-        job: &J,
-        cx: JobContext,
-    ) -> impl Future<Output = Result<J::Output, Self::Error>> + Send;
-}
-
-/// An executor shared behind an `Arc` is an executor: one value can serve several job types
-/// (`dispatcher.register::<A, _>(shared.clone())`).
-impl<J: Job, E: Executor<J>> Executor<J> for Arc<E> {
-    type Error = E::Error;
-
-    fn execute(
-        &self,
-        job: &J,
-        cx: JobContext,
-    ) -> impl Future<Output = Result<J::Output, Self::Error>> + Send {
-        (**self).execute(job, cx)
-    }
-}
+use super::control::{EmitError, JobControl};
 
 /// What an executor can see and do while it runs one attempt.
 ///
@@ -92,7 +28,7 @@ impl<J: Job, E: Executor<J>> Executor<J> for Arc<E> {
 /// fire-and-forget job). A sub-job dispatched after its parent ended is cancelled at once.
 #[derive(Clone)]
 pub struct JobContext {
-    control: Arc<dyn JobControl>,
+    pub(crate) control: Arc<dyn JobControl>,
     attempt: u32,
 }
 
@@ -200,21 +136,6 @@ impl JobContext {
     }
 }
 
-impl Sealed for JobContext {
-    fn route(&self) -> Route<'_> {
-        let env = self.control.env();
-        Route {
-            via: match Dispatcher::from_env(env) {
-                Some(dispatcher) => Via::Owned(dispatcher),
-                None => Via::Gone(env.clone()),
-            },
-            tracker: None,
-            cause: self.control.cause().clone(),
-            parent: Some(&*self.control),
-        }
-    }
-}
-
 impl fmt::Debug for JobContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JobContext")
@@ -223,53 +144,3 @@ impl fmt::Debug for JobContext {
             .finish_non_exhaustive()
     }
 }
-
-/// The error returned by [`JobContext::emit`]; it gives the event back.
-#[derive(Debug, Clone)]
-pub struct EmitError {
-    event: Event,
-    job_ended: bool,
-}
-
-impl EmitError {
-    pub(crate) fn job_ended(event: Event) -> Self {
-        Self {
-            event,
-            job_ended: true,
-        }
-    }
-
-    pub(crate) fn closed(event: Event) -> Self {
-        Self {
-            event,
-            job_ended: false,
-        }
-    }
-
-    /// Returns `true` if the job had already reached its outcome.
-    pub fn is_job_ended(&self) -> bool {
-        self.job_ended
-    }
-
-    /// Returns `true` if the job's bus is closed.
-    pub fn is_closed(&self) -> bool {
-        !self.job_ended
-    }
-
-    /// Returns the event that was not published.
-    pub fn into_inner(self) -> Event {
-        self.event
-    }
-}
-
-impl fmt::Display for EmitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.job_ended {
-            "the job has already ended"
-        } else {
-            "the job's signal bus is closed"
-        })
-    }
-}
-
-impl core::error::Error for EmitError {}

@@ -9,12 +9,17 @@ use alloc::vec::Vec;
 
 use event_listener::Event as Notify;
 
-use crate::handle::JobControl;
 use crate::sync::{Arc, Mutex, Weak};
+
+/// What the registry can do to a job in flight: cancel it.
+pub(crate) trait Cancel: Send + Sync {
+    /// Asks the job to cancel; ignored once it has ended.
+    fn cancel(&self, reason: Option<Cow<'static, str>>);
+}
 
 #[derive(Default)]
 struct Slab {
-    slots: Vec<Option<Weak<dyn JobControl>>>,
+    slots: Vec<Option<Weak<dyn Cancel>>>,
     free: Vec<usize>,
     live: usize,
 }
@@ -29,7 +34,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Records `job` as in flight; returns its slot.
-    pub(crate) fn insert(&self, job: Weak<dyn JobControl>) -> usize {
+    pub(crate) fn insert(&self, job: Weak<dyn Cancel>) -> usize {
         self.slab.with(|slab| {
             slab.live += 1;
             match slab.free.pop() {
@@ -73,7 +78,7 @@ impl Registry {
 
     /// Cancels every job in flight with `reason`; returns how many were asked to.
     pub(crate) fn cancel_all(&self, reason: &'static str) -> usize {
-        let jobs: Vec<Arc<dyn JobControl>> = self.slab.with(|slab| {
+        let jobs: Vec<Arc<dyn Cancel>> = self.slab.with(|slab| {
             slab.slots
                 .iter()
                 .flatten()

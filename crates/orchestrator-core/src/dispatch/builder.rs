@@ -6,158 +6,19 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::bus::SignalBus;
-use crate::cache::{CachePolicy, CacheValue};
+use crate::cache::CachePolicy;
 use crate::cancel::CancellationToken;
-use crate::cause::Cause;
-use crate::dispatcher::Dispatcher;
-use crate::handle::{JobControl, JobHandle, JobShared};
-use crate::id::JobId;
-use crate::job::{Job, JobOptions};
-use crate::lifecycle::JobLifecycle;
-use crate::outcome::{DataSource, JobError, Rejection, Success};
+use crate::event::{Event, Meta};
+use crate::job::Job;
+use crate::outcome::DataSource;
+#[cfg(doc)]
+use crate::outcome::{JobError, Rejection};
 use crate::retry::RetryPolicy;
-use crate::sync::Arc;
 
-type Outcome<T> = Result<Success<T>, JobError>;
-
-/// Publishes a job's placeholder before its work starts.
-pub(crate) type PlaceholderFn<T> = Box<dyn FnOnce(&JobShared<T>) + Send>;
-
-/// The typed parts of a dispatch that `JobOptions` cannot hold (boxed: a plain dispatch
-/// moves one null pointer).
-pub(crate) struct Extras<J: Job>(Option<Box<ExtrasSet<J>>>);
-
-/// The parts of [`Extras`]: cache, placeholder, dedup.
-pub(crate) type ExtrasParts<J> = (
-    Option<CacheSpec<J>>,
-    Option<PlaceholderFn<<J as Job>::Output>>,
-    Option<Dedup<J>>,
-);
-
-pub(crate) struct ExtrasSet<J: Job> {
-    pub(crate) cache: Option<CacheSpec<J>>,
-    pub(crate) placeholder: Option<PlaceholderFn<J::Output>>,
-    pub(crate) dedup: Option<Dedup<J>>,
-    /// Why the dispatch cannot run as configured (it is rejected, never silently changed).
-    pub(crate) invalid: Option<&'static str>,
-}
-
-impl<J: Job> Extras<J> {
-    pub(crate) fn none() -> Self {
-        Self(None)
-    }
-
-    fn set_mut(&mut self) -> &mut ExtrasSet<J> {
-        self.0.get_or_insert_with(|| {
-            Box::new(ExtrasSet {
-                cache: None,
-                placeholder: None,
-                dedup: None,
-                invalid: None,
-            })
-        })
-    }
-
-    pub(crate) fn dedup(&self) -> Option<&Dedup<J>> {
-        self.0.as_ref()?.dedup.as_ref()
-    }
-
-    pub(crate) fn invalid(&self) -> Option<&'static str> {
-        self.0.as_ref()?.invalid
-    }
-
-    /// Takes the parts: cache, placeholder, dedup.
-    pub(crate) fn into_parts(self) -> ExtrasParts<J> {
-        match self.0 {
-            None => (None, None, None),
-            Some(set) => {
-                let ExtrasSet {
-                    cache,
-                    placeholder,
-                    dedup,
-                    ..
-                } = *set;
-                (cache, placeholder, dedup)
-            }
-        }
-    }
-}
-
-/// How a cacheable job's output goes in and out of the cache.
-pub(crate) struct CacheSpec<J: Job> {
-    pub(crate) policy: CachePolicy,
-    pub(crate) store: fn(&J::Output) -> CacheValue,
-    pub(crate) load: fn(&CacheValue) -> Option<J::Output>,
-    /// The dispatcher already looked the key up (and missed): the task must not again.
-    pub(crate) looked_up: bool,
-}
-
-/// A dispatch's dedup key and how to copy its outcome for the dispatches that join it.
-pub(crate) struct Dedup<J: Job> {
-    pub(crate) key: Cow<'static, str>,
-    pub(crate) copy: fn(&Outcome<J::Output>) -> Outcome<J::Output>,
-}
-
-fn store<T: Clone + Send + Sync + 'static>(value: &T) -> CacheValue {
-    Arc::new(value.clone())
-}
-
-fn load<T: Clone + Send + Sync + 'static>(value: &CacheValue) -> Option<T> {
-    value.downcast_ref::<T>().cloned()
-}
-
-fn copy<T: Clone>(outcome: &Outcome<T>) -> Outcome<T> {
-    outcome.clone()
-}
-
-/// Where a dispatch goes and what it inherits: the dispatcher, the orchestrator that tracks
-/// it, its cause, and the job that dispatched it.
-#[allow(unreachable_pub)] // public only to appear in the sealed `Dispatch` trait
-pub struct Route<'a> {
-    pub(crate) via: Via<'a>,
-    pub(crate) tracker: Option<&'a dyn Tracker>,
-    pub(crate) cause: Cause,
-    pub(crate) parent: Option<&'a dyn JobControl>,
-}
-
-/// The dispatcher a route goes through.
-pub(crate) enum Via<'a> {
-    Borrowed(&'a Dispatcher),
-    Owned(Dispatcher),
-    /// A sub-job whose dispatcher is gone: it is rejected (the parent's environment says
-    /// where its handle's events would have gone).
-    Gone(Arc<crate::handle::JobEnv>),
-}
-
-/// An orchestrator that tracks the jobs dispatched through it.
-pub(crate) trait Tracker: Send + Sync {
-    /// The bus it listens to: its jobs publish there.
-    fn bus(&self) -> &SignalBus;
-    /// Tracks job `id` before it is dispatched, or refuses (disposed, not started).
-    fn track(&self, id: JobId) -> Result<(), Rejection>;
-}
-
-impl fmt::Debug for Route<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Route")
-            .field("tracked", &self.tracker.is_some())
-            .field("causal_depth", &self.cause.depth)
-            .field("sub_job", &self.parent.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> Route<'a> {
-    /// A plain dispatch on `dispatcher`: no tracker, no parent, the ambient cause.
-    pub(crate) fn plain(dispatcher: &'a Dispatcher) -> Self {
-        Self {
-            via: Via::Borrowed(dispatcher),
-            tracker: None,
-            cause: Cause::ambient(),
-            parent: None,
-        }
-    }
-}
+use super::context::JobContext;
+use super::dispatcher::{self, Dispatcher, Route, Via};
+use super::handle::JobHandle;
+use super::options::{CacheSpec, Dedup, Extras, JobOptions, copy, load, store};
 
 mod sealed {
     /// Implemented by the crate's dispatch entry points only.
@@ -326,7 +187,7 @@ impl<'a, J: Job> JobBuilder<'a, J> {
         self
     }
 
-    /// Turns [`JobLifecycle`] events on or off for this dispatch, overriding the
+    /// Turns [`JobLifecycle`](crate::JobLifecycle) events on or off for this dispatch, overriding the
     /// dispatcher's default.
     ///
     /// Through an orchestrator, a job publishes every lifecycle event but `Progress` unless
@@ -359,9 +220,12 @@ impl<'a, J: Job> JobBuilder<'a, J> {
         let set = self.extras.set_mut();
         match self.job.output_event(&value) {
             Some(payload) => {
-                set.placeholder = Some(Box::new(move |shared: &JobShared<J::Output>| {
-                    shared.lifecycle(|| JobLifecycle::Placeholder);
-                    shared.publish_reported(shared.event(payload, Some(DataSource::Optimistic)));
+                set.placeholder = Some(Box::new(move |meta: Meta| {
+                    let meta = Meta {
+                        data_source: Some(DataSource::Optimistic),
+                        ..meta
+                    };
+                    Event::build(payload, meta)
                 }));
             }
             None => set.invalid = Some("the placeholder value makes no output event"),
@@ -376,7 +240,7 @@ impl<'a, J: Job> JobBuilder<'a, J> {
     /// type), a closed dispatcher, a disposed orchestrator, an invalid combination of options,
     /// or a runtime that refused the task.
     pub fn dispatch(self) -> JobHandle<J::Output> {
-        crate::dispatcher::dispatch(self.route, self.job, self.options, self.extras)
+        dispatcher::dispatch(self.route, self.job, self.options, self.extras)
     }
 }
 
@@ -430,5 +294,26 @@ impl<J: Job> fmt::Debug for JobBuilder<'_, J> {
             )
             .field("dedup", &self.extras.dedup().map(|d| &d.key))
             .finish()
+    }
+}
+
+impl Sealed for Dispatcher {
+    fn route(&self) -> Route<'_> {
+        Route::plain(self)
+    }
+}
+
+impl Sealed for JobContext {
+    fn route(&self) -> Route<'_> {
+        let env = self.control.env();
+        Route {
+            via: match Dispatcher::from_env(env) {
+                Some(dispatcher) => Via::Owned(dispatcher),
+                None => Via::Gone(env.clone()),
+            },
+            tracker: None,
+            cause: self.control.cause().clone(),
+            parent: Some(&*self.control),
+        }
     }
 }

@@ -38,16 +38,18 @@ use core::time::Duration;
 
 use pin_project_lite::pin_project;
 
-use crate::builder::CacheSpec;
 use crate::cache::{CacheEntry, CacheError};
 use crate::cancel::{CancellationToken, WaitForCancellation};
-use crate::executor::{Executor, JobContext};
-use crate::handle::JobShared;
-use crate::job::{Job, JobOptions};
+use crate::job::Job;
 use crate::lifecycle::JobLifecycle;
 use crate::outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Success};
 use crate::runtime::{Sleep, Task};
 use crate::sync::Arc;
+
+use super::context::JobContext;
+use super::executor::Executor;
+use super::options::{CacheSpec, JobOptions, pre_check};
+use super::shared::JobShared;
 
 type Outcome<T> = Result<Success<T>, JobError>;
 
@@ -104,7 +106,7 @@ async fn cached<J: Job, E: Executor<J>>(
     options: &JobOptions,
     spec: &CacheSpec<J>,
 ) -> Outcome<J::Output> {
-    if let Some(end) = crate::dispatcher::pre_check(options) {
+    if let Some(end) = pre_check(options) {
         return Err(end);
     }
     let provider = shared.env().cache.clone();

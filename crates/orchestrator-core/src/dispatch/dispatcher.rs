@@ -15,22 +15,27 @@ use event_listener::EventListener;
 use hashbrown::HashMap;
 
 use crate::breaker::{Admission, Breaker, BreakerConfig};
-use crate::builder::{CacheSpec, Dedup, Extras, Route, Sealed, Tracker, Via};
 use crate::bus::SignalBus;
 use crate::cache::{CacheEntry, CacheError, CacheProvider, InMemoryCache, InvalidateCache};
 use crate::cancel::CancellationToken;
 use crate::cause::Cause;
-use crate::event::JobType;
-use crate::executor::{Executor, JobContext};
-use crate::handle::{JobControl, JobEnv, JobHandle, JobShared};
 use crate::id::JobId;
-use crate::job::{Job, JobOptions, Lifecycle};
+use crate::job::{Job, JobType};
+use crate::lifecycle::JobLifecycle;
 use crate::observer::{Observer, Observers};
 use crate::outcome::{JobError, Rejection};
-use crate::pipeline::{job_task, lookup, publish_output_event, started};
-use crate::registry::Registry;
 use crate::runtime::{Instant, Runtime, Sleep, Task};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
+
+use super::context::JobContext;
+use super::control::JobControl;
+use super::env::JobEnv;
+use super::executor::Executor;
+use super::handle::JobHandle;
+use super::options::{CacheSpec, Dedup, Extras, JobOptions, Lifecycle, pre_check};
+use super::pipeline::{job_task, lookup, publish_output_event, started};
+use super::registry::Registry;
+use super::shared::JobShared;
 
 /// Builds the task of one dispatch from a type-erased executor (an `Arc<E>`).
 type StartFn<J> = fn(
@@ -72,6 +77,55 @@ fn mismatched<J: Job>(shared: Arc<JobShared<J::Output>>) -> Task {
 
 /// A registry entry: a `Registered<J>` for the `J` whose `TypeId` is its key.
 type Entry = Box<dyn Any + Send + Sync>;
+
+/// Where a dispatch goes and what it inherits: the dispatcher, the orchestrator that tracks
+/// it, its cause, and the job that dispatched it.
+#[allow(unreachable_pub)] // public only to appear in the sealed `Dispatch` trait
+pub struct Route<'a> {
+    pub(crate) via: Via<'a>,
+    pub(crate) tracker: Option<&'a dyn Tracker>,
+    pub(crate) cause: Cause,
+    pub(crate) parent: Option<&'a dyn JobControl>,
+}
+
+/// The dispatcher a route goes through.
+pub(crate) enum Via<'a> {
+    Borrowed(&'a Dispatcher),
+    Owned(Dispatcher),
+    /// A sub-job whose dispatcher is gone: it is rejected (the parent's environment says
+    /// where its handle's events would have gone).
+    Gone(Arc<JobEnv>),
+}
+
+/// An orchestrator that tracks the jobs dispatched through it.
+pub(crate) trait Tracker: Send + Sync {
+    /// The bus it listens to: its jobs publish there.
+    fn bus(&self) -> &SignalBus;
+    /// Tracks job `id` before it is dispatched, or refuses (disposed, not started).
+    fn track(&self, id: JobId) -> Result<(), Rejection>;
+}
+
+impl fmt::Debug for Route<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("tracked", &self.tracker.is_some())
+            .field("causal_depth", &self.cause.depth)
+            .field("sub_job", &self.parent.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Route<'a> {
+    /// A plain dispatch on `dispatcher`: no tracker, no parent, the ambient cause.
+    pub(crate) fn plain(dispatcher: &'a Dispatcher) -> Self {
+        Self {
+            via: Via::Borrowed(dispatcher),
+            tracker: None,
+            cause: Cause::ambient(),
+            parent: None,
+        }
+    }
+}
 
 /// Routes jobs to executors by job type and runs them on a runtime.
 ///
@@ -340,7 +394,7 @@ impl Dispatcher {
                     return Ok(());
                 }
                 if let Some(placeholder) = placeholder {
-                    placeholder(&shared);
+                    publish_placeholder(&shared, placeholder);
                 }
                 started(&shared);
                 if let Some(hit) = lookup(&shared, spec) {
@@ -354,7 +408,7 @@ impl Dispatcher {
             }
         }
         if let Some(placeholder) = placeholder {
-            placeholder(&shared);
+            publish_placeholder(&shared, placeholder);
         }
         let task = start(executor, job, shared.clone(), options, cache);
         self.spawn(task, &shared)
@@ -571,7 +625,7 @@ impl DispatcherBuilder {
             bus: self.bus.unwrap_or_default(),
             observers: Observers::new(self.observers),
             lifecycle: self.lifecycle,
-            dispatcher: dispatcher.clone(),
+            dispatcher: dispatcher.clone() as Weak<dyn Any + Send + Sync>,
             jobs: Registry::default(),
             undelivered: AtomicUsize::new(0),
         };
@@ -635,16 +689,11 @@ impl CacheProvider for NoCache {
     }
 }
 
-impl Sealed for Dispatcher {
-    fn route(&self) -> Route<'_> {
-        Route::plain(self)
-    }
-}
-
 impl Dispatcher {
     /// The dispatcher of a job's environment, if it still exists.
     pub(crate) fn from_env(env: &JobEnv) -> Option<Dispatcher> {
-        env.dispatcher.upgrade().map(|inner| Dispatcher { inner })
+        let inner = env.dispatcher.upgrade()?.downcast::<Inner>().ok()?;
+        Some(Dispatcher { inner })
     }
 }
 
@@ -693,16 +742,6 @@ fn rejected<J: Job>(
     ));
     shared.complete(Err(JobError::Rejected(rejection)));
     JobHandle::new(shared)
-}
-
-/// The outcome of a dispatch whose token is already cancelled or whose budget is zero.
-pub(crate) fn pre_check(options: &JobOptions) -> Option<JobError> {
-    if let Some(token) = options.cancellation().filter(|t| t.is_cancelled()) {
-        return Some(JobError::cancelled(token.reason()));
-    }
-    (options.timeout() == Some(Duration::ZERO)).then_some(JobError::TimedOut {
-        budget: Duration::ZERO,
-    })
 }
 
 /// Ends a dedup follower on its own token or timeout (it has no task of its own otherwise).
@@ -787,4 +826,13 @@ impl fmt::Debug for Shutdown {
             .field("grace_over", &self.grace.is_none())
             .finish()
     }
+}
+
+/// Publishes a dispatch's placeholder (and its lifecycle event) before its work starts.
+fn publish_placeholder<T: Send + 'static>(
+    shared: &JobShared<T>,
+    placeholder: super::options::PlaceholderFn,
+) {
+    shared.lifecycle(|| JobLifecycle::Placeholder);
+    shared.publish_reported(placeholder(shared.job_meta()));
 }

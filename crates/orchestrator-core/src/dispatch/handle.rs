@@ -1,0 +1,148 @@
+//! [`JobHandle`]: a dispatched job's outcome, id, progress and cancel; [`ProgressStream`].
+
+use alloc::borrow::Cow;
+use core::fmt;
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use event_listener::EventListener;
+use futures_core::{FusedFuture, Stream};
+
+use crate::id::JobId;
+use crate::outcome::{JobError, Success};
+use crate::progress::Progress;
+use crate::sync::Arc;
+
+use super::control::JobControl;
+use super::shared::JobShared;
+
+/// A dispatched job: a future of its outcome, its id, its progress, and a way to cancel it.
+///
+/// Awaiting the handle yields `Ok(Success { value, data_source })` or a [`JobError`]. Dropping the
+/// handle does **not** cancel the job (fire-and-forget is the default); call
+/// [`cancel`](Self::cancel) for that. The handle is a [`FusedFuture`]: once it has yielded its
+/// outcome, `is_terminated` is `true` and further polls stay pending.
+#[must_use = "a job runs without its handle, but its outcome is lost; `drop` the handle to let it run unobserved"]
+pub struct JobHandle<T> {
+    shared: Arc<JobShared<T>>,
+    taken: bool,
+}
+
+impl<T: Send + 'static> JobHandle<T> {
+    pub(crate) fn new(shared: Arc<JobShared<T>>) -> Self {
+        Self {
+            shared,
+            taken: false,
+        }
+    }
+
+    /// Returns the job's id (its correlation id).
+    pub fn id(&self) -> JobId {
+        self.shared.id
+    }
+
+    /// Cancels the job; its work is dropped and the handle resolves as cancelled.
+    ///
+    /// Does nothing if the job has already ended. Idempotent.
+    pub fn cancel(&self) {
+        self.shared.request_cancel(None);
+    }
+
+    /// Cancels the job with a reason that the outcome carries.
+    pub fn cancel_with(&self, reason: impl Into<Cow<'static, str>>) {
+        self.shared.request_cancel(Some(reason.into()));
+    }
+
+    /// Returns `true` once the job has reached its outcome (whether or not it was awaited).
+    pub fn is_finished(&self) -> bool {
+        self.shared.is_finished()
+    }
+
+    /// Returns the latest progress report, if any.
+    pub fn current_progress(&self) -> Option<Progress> {
+        self.shared.current_progress()
+    }
+
+    /// Returns a stream of progress reports.
+    ///
+    /// It first yields the latest report (if any), then newer ones in order; reports
+    /// overwritten before the stream looked are skipped. It ends when the job ends, after
+    /// yielding the job's last report. Several streams may exist at once.
+    pub fn progress(&self) -> ProgressStream {
+        ProgressStream {
+            control: self.shared.clone(),
+            seen: 0,
+            listener: None,
+            done: false,
+        }
+    }
+}
+
+impl<T> Future for JobHandle<T> {
+    type Output = Result<Success<T>, JobError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.taken {
+            return Poll::Pending;
+        }
+        let out = self.shared.poll_outcome(cx);
+        if out.is_ready() {
+            self.taken = true;
+        }
+        out
+    }
+}
+
+impl<T> FusedFuture for JobHandle<T> {
+    fn is_terminated(&self) -> bool {
+        self.taken
+    }
+}
+
+impl<T> Unpin for JobHandle<T> {}
+
+impl<T> fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("id", &self.shared.id)
+            .field("finished", &self.shared.is_finished())
+            .finish()
+    }
+}
+
+/// A stream of a job's progress reports; see [`JobHandle::progress`].
+#[must_use = "streams do nothing unless polled"]
+pub struct ProgressStream {
+    control: Arc<dyn JobControl>,
+    seen: u64,
+    listener: Option<EventListener>,
+    done: bool,
+}
+
+impl Stream for ProgressStream {
+    type Item = Progress;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Progress>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let next = core::task::ready!(this.control.poll_progress(
+            &mut this.seen,
+            &mut this.listener,
+            cx
+        ));
+        this.done = next.is_none();
+        Poll::Ready(next)
+    }
+}
+
+impl fmt::Debug for ProgressStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProgressStream")
+            .field("job_id", &self.control.id())
+            .field("done", &self.done)
+            .finish()
+    }
+}
