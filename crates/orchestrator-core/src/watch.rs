@@ -1,4 +1,5 @@
-//! A value that changes over time, and streams of its changes (internal).
+//! A value that changes over time, and streams of its changes: the one primitive behind an
+//! orchestrator's states and a job's progress.
 //!
 //! Like `tokio::sync::watch`: readers see the latest value; a stream yields the value current
 //! when it is first polled, then each newer value it has not seen (values overwritten before
@@ -17,6 +18,9 @@ use crate::sync::{Arc, Mutex, poll_notified};
 pub(crate) struct Watch<T> {
     state: Mutex<WatchState<T>>,
     notify: Notify,
+    /// Streams yield the last value they have not seen before they end (a job's progress);
+    /// otherwise closing ends them at once (an orchestrator's states).
+    drain_on_close: bool,
 }
 
 struct WatchState<T> {
@@ -35,6 +39,16 @@ impl<T: Clone> Watch<T> {
                 closed: false,
             }),
             notify: Notify::new(),
+            drain_on_close: false,
+        }
+    }
+
+    /// A watch whose streams, once it is closed, still yield the last value they have not
+    /// seen before they end.
+    pub(crate) fn draining(value: T) -> Self {
+        Self {
+            drain_on_close: true,
+            ..Self::new(value)
         }
     }
 
@@ -75,7 +89,7 @@ impl<T: Clone> Watch<T> {
         }
     }
 
-    fn poll_changed(
+    pub(crate) fn poll_changed(
         &self,
         seen: &mut u64,
         listener: &mut Option<EventListener>,
@@ -83,7 +97,7 @@ impl<T: Clone> Watch<T> {
     ) -> Poll<Option<T>> {
         poll_notified(&self.notify, listener, cx, || {
             self.state.with(|s| {
-                if s.closed {
+                if s.closed && (!self.drain_on_close || s.version <= *seen) {
                     Some(None)
                 } else if s.version > *seen {
                     *seen = s.version;

@@ -1,10 +1,5 @@
 //! The type-erased view of a running job ([`JobControl`]), and [`EmitError`].
 
-use core::fmt;
-use core::task::{Context, Poll};
-
-use event_listener::EventListener;
-
 use crate::bus::{BusRef, SignalBus};
 use crate::cache::CacheProvider;
 use crate::cancel::CancellationToken;
@@ -14,9 +9,11 @@ use crate::id::JobId;
 use crate::progress::Progress;
 use crate::runtime::Runtime;
 use crate::sync::{Arc, Weak};
+use core::fmt;
 
 use super::env::JobEnv;
 use super::registry::Cancel;
+use super::shared::ProgressWatch;
 
 /// The type-erased part of a job's shared state (`JobShared`) that contexts, progress
 /// streams, sub-job parents and followers use.
@@ -42,13 +39,8 @@ pub(crate) trait JobControl: Cancel + Send + Sync + 'static {
     /// Cancels `child` with this job; returns `false` (and cancels it) if this job has ended.
     fn adopt(&self, child: Weak<dyn JobControl>) -> bool;
     fn current_progress(&self) -> Option<Progress>;
-    /// Returns the report after `seen`, `Ready(None)` once finished, or registers `listener`.
-    fn poll_progress(
-        &self,
-        seen: &mut u64,
-        listener: &mut Option<EventListener>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Progress>>;
+    /// The job's progress (the job it follows, for a dedup join).
+    fn progress_watch(&self) -> Arc<ProgressWatch>;
 }
 
 /// The error returned by [`JobContext::emit`](crate::JobContext::emit); it gives the event back.

@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::sync::Arc;
 
 use super::control::JobControl;
-use super::shared::JobShared;
+use super::shared::{JobShared, ProgressWatch};
 
 /// A dispatched job: a future of its outcome, its id, its progress, and a way to cancel it.
 ///
@@ -71,7 +71,8 @@ impl<T: Send + 'static> JobHandle<T> {
     /// yielding the job's last report. Several streams may exist at once.
     pub fn progress(&self) -> ProgressStream {
         ProgressStream {
-            control: self.shared.clone(),
+            job_id: self.shared.id,
+            watch: JobControl::progress_watch(&*self.shared),
             seen: 0,
             listener: None,
             done: false,
@@ -114,7 +115,8 @@ impl<T> fmt::Debug for JobHandle<T> {
 /// A stream of a job's progress reports; see [`JobHandle::progress`].
 #[must_use = "streams do nothing unless polled"]
 pub struct ProgressStream {
-    control: Arc<dyn JobControl>,
+    job_id: JobId,
+    watch: Arc<ProgressWatch>,
     seen: u64,
     listener: Option<EventListener>,
     done: bool,
@@ -128,20 +130,28 @@ impl Stream for ProgressStream {
             return Poll::Ready(None);
         }
         let this = &mut *self;
-        let next = core::task::ready!(this.control.poll_progress(
-            &mut this.seen,
-            &mut this.listener,
-            cx
-        ));
-        this.done = next.is_none();
-        Poll::Ready(next)
+        loop {
+            match core::task::ready!(this.watch.poll_changed(
+                &mut this.seen,
+                &mut this.listener,
+                cx
+            )) {
+                // The watch starts without a report: nothing to yield yet.
+                Some(None) => continue,
+                Some(Some(progress)) => return Poll::Ready(Some(progress)),
+                None => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+            }
+        }
     }
 }
 
 impl fmt::Debug for ProgressStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProgressStream")
-            .field("job_id", &self.control.id())
+            .field("job_id", &self.job_id)
             .field("done", &self.done)
             .finish()
     }

@@ -24,15 +24,18 @@
 //!    is published in the critical section that ends it, so it is the job's last event.
 //! 4. Completion wakes the handle and every progress subscriber, after the lock is released;
 //!    `on_done` watchers (dedup followers, the breaker) see the final outcome outside the lock.
-//! 5. `progress_event` is notified only once a stream has registered a listener (`watched`,
-//!    set under the lock after the listener exists), so unwatched jobs never touch it.
+//! 5. The state is split: what every dispatch reads is inline (hot); what only some
+//!    dispatches set (parent, bus, token, metadata, the job a dedup join follows) is one box
+//!    made at dispatch only when needed (`Extra`); what only some jobs use while they run
+//!    (progress, completion watchers, sub-jobs) is one box made under the lock on first use
+//!    (`Cold`). A plain dispatch allocates neither.
+//! 6. Progress is a `Watch` made on the first report or subscription; it is closed when the
+//!    job ends, after which its streams yield the last report they have not seen, then end.
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::task::{Context, Poll, Waker};
-
-use event_listener::{Event as Notify, EventListener};
 
 use crate::bus::{BusRef, SignalBus};
 use crate::cache::CacheProvider;
@@ -46,7 +49,8 @@ use crate::observer::JobInfo;
 use crate::outcome::{DataSource, JobError, Success};
 use crate::progress::Progress;
 use crate::runtime::Runtime;
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak, poll_notified};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak};
+use crate::watch::Watch;
 
 use super::control::{EmitError, JobControl};
 use super::env::JobEnv;
@@ -63,22 +67,52 @@ enum Slot<T> {
 /// Called with the job's final outcome (dedup followers, dedup bookkeeping, the breaker).
 pub(crate) type OnDone<T> = Box<dyn FnOnce(&Result<Success<T>, JobError>) + Send>;
 
+/// A job's progress: the latest report, if any.
+pub(crate) type ProgressWatch = Watch<Option<Progress>>;
+
 struct State<T> {
     slot: Slot<T>,
     /// The job is running: it accepts events and progress, and has not published its terminal
     /// event. The handle's outcome may be ready earlier (a cache hit being revalidated).
     running: bool,
-    on_done: Vec<OnDone<T>>,
     handle_waker: Option<Waker>,
     task_waker: Option<Waker>,
     cancel_request: Option<Option<Cow<'static, str>>>,
-    progress: Option<Progress>,
-    version: u64,
-    /// Set once a progress stream waits on `progress_event`; until then nobody is notified
-    /// (the event allocates its listener list on first use).
-    watched: bool,
+    cold: Option<Box<Cold<T>>>,
+}
+
+/// What only some jobs use while they run, made on first use.
+struct Cold<T> {
+    on_done: Vec<OnDone<T>>,
     /// Sub-jobs dispatched through this job's contexts: cancelled with it.
     children: Vec<Weak<dyn JobControl>>,
+    progress: Option<Arc<ProgressWatch>>,
+}
+
+impl<T> State<T> {
+    fn cold(&mut self) -> &mut Cold<T> {
+        self.cold.get_or_insert_with(|| {
+            Box::new(Cold {
+                on_done: Vec::new(),
+                children: Vec::new(),
+                progress: None,
+            })
+        })
+    }
+}
+
+/// What only some dispatches set, fixed at dispatch.
+#[derive(Default)]
+struct Extra {
+    /// The job whose context dispatched this one (sub-jobs).
+    parent_id: Option<JobId>,
+    /// The bus of this dispatch, when it is not the dispatcher's.
+    bus: Option<BusRef>,
+    token: Option<CancellationToken>,
+    metadata: Vec<MetadataEntry>,
+    /// For a deduplicated dispatch that joined another: the job it follows (progress comes
+    /// from there); it has no task of its own.
+    leader: Option<Arc<dyn JobControl>>,
 }
 
 /// The engine shared by a job's handle, task and contexts.
@@ -88,26 +122,17 @@ pub(crate) struct JobShared<T> {
     env: Arc<JobEnv>,
     /// Why the job exists (its causal depth), passed on to everything it produces.
     cause: Cause,
-    /// The job whose context dispatched this one (sub-jobs).
-    parent_id: Option<JobId>,
     /// Its slot in the dispatcher's jobs in flight, until it ends (none for a dedup follower
     /// or a dispatch rejected before it was counted).
     slot: Option<usize>,
-    /// The bus of this dispatch, when it is not the dispatcher's.
-    bus: Option<BusRef>,
     /// Lifecycle events on (all but `Progress`).
     lifecycle: bool,
     /// `Progress` lifecycle events on too.
     progress_events: bool,
-    token: Option<CancellationToken>,
     /// Mirrors `cancel_request.is_some()`, so the pipeline can skip the lock when it is unset.
     cancel_flag: AtomicBool,
-    metadata: Option<Box<[MetadataEntry]>>,
-    /// For a deduplicated dispatch that joined another: the job it follows (progress comes
-    /// from there); it has no task of its own.
-    leader: Option<Arc<dyn JobControl>>,
+    extra: Option<Box<Extra>>,
     state: Mutex<State<T>>,
-    progress_event: Notify,
 }
 
 impl<T> JobShared<T> {
@@ -119,39 +144,40 @@ impl<T> JobShared<T> {
         cause: Cause,
         parent_id: Option<JobId>,
     ) -> Self {
-        let metadata = options.take_metadata();
+        let extra = Extra {
+            parent_id,
+            bus: options.bus().map(SignalBus::publisher),
+            token: options.cancellation().cloned(),
+            metadata: options.take_metadata(),
+            leader: None,
+        };
+        let plain = extra.parent_id.is_none()
+            && extra.bus.is_none()
+            && extra.token.is_none()
+            && extra.metadata.is_empty();
         let mode = options.lifecycle_mode().unwrap_or(if env.lifecycle {
             Lifecycle::All
         } else {
             Lifecycle::Off
         });
         Self {
-            metadata: (!metadata.is_empty()).then(|| metadata.into_boxed_slice()),
             id,
             job_type,
             cause,
-            parent_id,
             slot: None,
             lifecycle: mode != Lifecycle::Off,
             progress_events: mode == Lifecycle::All,
-            bus: options.bus().map(SignalBus::publisher),
             env,
-            token: options.cancellation().cloned(),
             cancel_flag: AtomicBool::new(false),
-            leader: None,
+            extra: (!plain).then(|| Box::new(extra)),
             state: Mutex::new(State {
                 slot: Slot::Pending,
                 running: true,
-                on_done: Vec::new(),
                 handle_waker: None,
                 task_waker: None,
                 cancel_request: None,
-                progress: None,
-                version: 0,
-                watched: false,
-                children: Vec::new(),
+                cold: None,
             }),
-            progress_event: Notify::new(),
         }
     }
 
@@ -187,7 +213,7 @@ impl<T> JobShared<T> {
     pub(crate) fn job_meta(&self) -> Meta {
         Meta {
             correlation_id: Some(self.id),
-            parent_id: self.parent_id,
+            parent_id: self.parent_id(),
             timestamp: self.env.runtime.now(),
             job_type: Some(self.job_type),
             cause: self.cause.clone(),
@@ -198,9 +224,46 @@ impl<T> JobShared<T> {
     /// Publishes on `bus` unless the dispatch chose a bus itself (a sub-job follows its
     /// parent's bus).
     pub(crate) fn inherit_bus(&mut self, bus: Option<BusRef>) {
-        if self.bus.is_none() {
-            self.bus = bus;
+        let Some(bus) = bus else {
+            return;
+        };
+        let extra = self.extra.get_or_insert_with(Box::default);
+        if extra.bus.is_none() {
+            extra.bus = Some(bus);
         }
+    }
+
+    fn bus_ref(&self) -> Option<&BusRef> {
+        self.extra.as_ref()?.bus.as_ref()
+    }
+
+    fn leader(&self) -> Option<&Arc<dyn JobControl>> {
+        self.extra.as_ref()?.leader.as_ref()
+    }
+
+    pub(crate) fn token(&self) -> Option<&CancellationToken> {
+        self.extra.as_ref()?.token.as_ref()
+    }
+
+    fn parent_id(&self) -> Option<JobId> {
+        self.extra.as_ref()?.parent_id
+    }
+
+    /// Returns the job's progress watch, made (closed, if the job has ended) on first use.
+    fn own_progress(&self) -> Arc<ProgressWatch> {
+        self.state.with(|s| {
+            let running = s.running;
+            s.cold()
+                .progress
+                .get_or_insert_with(|| {
+                    let watch = Arc::new(Watch::draining(None));
+                    if !running {
+                        watch.close();
+                    }
+                    watch
+                })
+                .clone()
+        })
     }
 
     /// Counts the job (reached through `this`, while it is being built) in its dispatcher's
@@ -231,7 +294,7 @@ impl<T> JobShared<T> {
     }
 
     fn bus_publish(&self, event: Event) -> Result<usize, crate::bus::PublishError> {
-        match &self.bus {
+        match self.bus_ref() {
             Some(bus) => bus.publish(event),
             None => self.env.bus.publish(event),
         }
@@ -293,10 +356,19 @@ impl<T> JobShared<T> {
                 None => (None, None),
             };
             s.task_waker = None;
-            let on_done = core::mem::take(&mut s.on_done);
-            let children = core::mem::take(&mut s.children);
+            // Watchers and sub-jobs leave with the job; the progress watch stays (closed below)
+            // for late readers.
+            let (on_done, children, progress) = match s.cold.as_mut() {
+                Some(cold) => (
+                    core::mem::take(&mut cold.on_done),
+                    core::mem::take(&mut cold.children),
+                    cold.progress.clone(),
+                ),
+                None => (Vec::new(), Vec::new(), None),
+            };
+            let on_done_pending = !on_done.is_empty();
             let mut waker = None;
-            let outcome = if matches!(s.slot, Slot::Pending) && on_done.is_empty() {
+            let outcome = if matches!(s.slot, Slot::Pending) && !on_done_pending {
                 s.slot = Slot::Ready(outcome);
                 waker = s.handle_waker.take();
                 None
@@ -305,10 +377,10 @@ impl<T> JobShared<T> {
                 Some(outcome)
             };
             Some((
-                s.watched, published, refused, on_done, children, outcome, waker,
+                published, refused, on_done, children, progress, outcome, waker,
             ))
         });
-        let Some((watched, published, refused, on_done, children, outcome, waker)) = ended else {
+        let Some((published, refused, on_done, children, progress, outcome, waker)) = ended else {
             return false;
         };
         if let Some(slot) = self.slot {
@@ -331,8 +403,8 @@ impl<T> JobShared<T> {
             }
             self.resolve(outcome);
         }
-        if watched {
-            self.progress_event.notify(usize::MAX);
+        if let Some(progress) = progress {
+            progress.close();
         }
         if let Some(observed) = observed {
             let info = self.info();
@@ -375,7 +447,7 @@ impl<T> JobShared<T> {
     pub(crate) fn on_done(&self, done: OnDone<T>) -> bool {
         self.state.with(|s| {
             if s.running {
-                s.on_done.push(done);
+                s.cold().on_done.push(done);
             }
             s.running
         })
@@ -400,9 +472,10 @@ impl<T> JobShared<T> {
             leader.env.clone(),
             &mut own,
             leader.cause.clone(),
-            leader.parent_id,
+            leader.parent_id(),
         );
-        follower.leader = Some(leader.clone());
+        let leader: Arc<dyn JobControl> = leader.clone();
+        follower.extra.get_or_insert_with(Box::default).leader = Some(leader);
         follower
     }
 
@@ -415,17 +488,14 @@ impl<T> JobShared<T> {
                 return None;
             }
             s.running = false;
-            Some((s.watched, s.task_waker.take()))
+            Some(s.task_waker.take())
         });
-        let Some((watched, watcher)) = ended else {
+        let Some(watcher) = ended else {
             return false;
         };
         self.resolve(outcome);
         if let Some(w) = watcher {
             w.wake();
-        }
-        if watched {
-            self.progress_event.notify(usize::MAX);
         }
         true
     }
@@ -445,7 +515,7 @@ impl<T> JobShared<T> {
     /// A follower has no pipeline: cancelling it resolves it at once and leaves the job it
     /// follows alone.
     pub(crate) fn request_cancel(&self, reason: Option<Cow<'static, str>>) {
-        if self.leader.is_some() {
+        if self.leader().is_some() {
             self.end_following(Err(JobError::cancelled(reason)));
             return;
         }
@@ -539,7 +609,7 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     }
 
     fn token(&self) -> Option<&CancellationToken> {
-        self.token.as_ref()
+        JobShared::token(self)
     }
 
     fn cache(&self) -> &dyn CacheProvider {
@@ -547,8 +617,9 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     }
 
     fn metadata(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .as_deref()?
+        self.extra
+            .as_ref()?
+            .metadata
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| &**v)
@@ -562,26 +633,28 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
             if !s.running {
                 return None;
             }
-            s.progress = Some(progress);
-            s.version += 1;
+            let watch = s
+                .cold()
+                .progress
+                .get_or_insert_with(|| Arc::new(Watch::draining(None)));
+            watch.update(|p| *p = Some(progress));
             let published = lifecycle.map(|e| match self.bus_publish(e.clone()) {
                 Ok(_) => Ok(e),
                 Err(_) => Err(e),
             });
-            Some((s.watched, published))
+            Some(published)
         });
-        let accepted = accepted.map(|(watched, published)| {
-            match published {
-                Some(Ok(event)) => self.env.observers.each(|o| o.on_event_published(&event)),
-                Some(Err(event)) => self.env.undelivered(&event),
-                None => {}
+        match accepted {
+            None => false,
+            Some(published) => {
+                match published {
+                    Some(Ok(event)) => self.env.observers.each(|o| o.on_event_published(&event)),
+                    Some(Err(event)) => self.env.undelivered(&event),
+                    None => {}
+                }
+                true
             }
-            watched
-        });
-        if accepted == Some(true) {
-            self.progress_event.notify(usize::MAX);
         }
-        accepted.is_some()
     }
 
     fn cause(&self) -> &Cause {
@@ -589,11 +662,11 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     }
 
     fn parent_id(&self) -> Option<JobId> {
-        self.parent_id
+        JobShared::parent_id(self)
     }
 
     fn bus_override(&self) -> Option<BusRef> {
-        self.bus.clone()
+        self.bus_ref().cloned()
     }
 
     fn meta(&self) -> Meta {
@@ -609,10 +682,11 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
             if !s.running {
                 return false;
             }
-            if s.children.len() == s.children.capacity() {
-                s.children.retain(|c| c.strong_count() > 0);
+            let children = &mut s.cold().children;
+            if children.len() == children.capacity() {
+                children.retain(|c| c.strong_count() > 0);
             }
-            s.children.push(child.clone());
+            children.push(child.clone());
             true
         });
         if !adopted {
@@ -624,42 +698,23 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     }
 
     fn is_cancel_requested(&self) -> bool {
-        self.cancel_flagged()
-            || self
-                .token
-                .as_ref()
-                .is_some_and(CancellationToken::is_cancelled)
+        self.cancel_flagged() || self.token().is_some_and(CancellationToken::is_cancelled)
     }
 
     fn current_progress(&self) -> Option<Progress> {
-        if let Some(leader) = &self.leader {
+        if let Some(leader) = self.leader() {
             return leader.current_progress();
         }
-        self.state.with(|s| s.progress.clone())
+        self.state.with(|s| {
+            let watch = s.cold.as_ref()?.progress.as_ref()?;
+            watch.get()
+        })
     }
 
-    fn poll_progress(
-        &self,
-        seen: &mut u64,
-        listener: &mut Option<EventListener>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Progress>> {
-        if let Some(leader) = &self.leader {
-            return leader.poll_progress(seen, listener, cx);
+    fn progress_watch(&self) -> Arc<ProgressWatch> {
+        match self.leader() {
+            Some(leader) => leader.progress_watch(),
+            None => self.own_progress(),
         }
-        poll_notified(&self.progress_event, listener, cx, || {
-            self.state.with(|s| {
-                if s.version > *seen {
-                    *seen = s.version;
-                    Some(s.progress.clone())
-                } else if !s.running {
-                    Some(None)
-                } else {
-                    // A listener exists from the second check on: from now on, notify.
-                    s.watched = true;
-                    None
-                }
-            })
-        })
     }
 }
