@@ -1,0 +1,475 @@
+//! Instructions per dispatch, counted by callgrind: the figure the project holds its dispatch
+//! targets against (wall clock is too noisy on a shared machine).
+//!
+//! One binary, two modes:
+//!
+//! - **Workload**: `instructions run <workload> <runtime> <jobs>` runs a warm-up of
+//!   [`WARMUP`] jobs, then `<jobs>` sequential dispatch + await of a no-op job (one in flight),
+//!   and nothing else. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of the handle),
+//!   `baseline` (spawn a task that sends `()` over a oneshot, await the receiver), `ractor`
+//!   (one `call` to an actor whose handler replies at once) or `kameo` (one `ask` to such an
+//!   actor); `<runtime>` is `tokio-ct` (current-thread), `tokio-mt` (multi-thread, 2 workers)
+//!   or `smol` (the global executor; ours and the baseline only). The loop runs inside a task
+//!   spawned on the runtime, as a request handler would.
+//! - **Driver** (no `run` argument; `cargo bench --bench instructions`): runs each workload
+//!   under `valgrind --tool=callgrind` at [`LOW`] and [`HIGH`] jobs and prints a Markdown
+//!   table of `(Ir(HIGH) - Ir(LOW)) / (HIGH - LOW)` per job: what one more job costs, with
+//!   start-up, warm-up and teardown cancelled out. The callgrind files are kept in
+//!   `target/release/callgrind/` for `callgrind_annotate`.
+//!
+//! Quick mode (`BENCH_QUICK` set to anything but `0` or the empty string, `--quick`, or an
+//! unoptimized build): 2,000 and 12,000 jobs, ours and the baseline on tokio current-thread
+//! only. Without valgrind on the `PATH` the driver runs each workload once in-process (a smoke
+//! test) and prints no counts. Nothing here asserts on the numbers.
+//!
+//! See `docs/benchmarks.md` ("Instructions per dispatch (callgrind)") for the results.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
+use orchestrator_smol::SmolRuntime;
+use orchestrator_tokio::TokioRuntime;
+
+mod common;
+
+/// Jobs run before the counted ones, in every run (so they cancel out in the difference).
+const WARMUP: u64 = 1_000;
+/// Counted jobs of the low and the high run, full mode.
+const LOW: u64 = 20_000;
+const HIGH: u64 = 120_000;
+/// The same, quick mode.
+const QUICK_LOW: u64 = 2_000;
+const QUICK_HIGH: u64 = 12_000;
+
+// ---------------------------------------------------------------------------------------------
+// What is measured
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Ours,
+    Baseline,
+    Ractor,
+    Kameo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Runtime {
+    TokioCt,
+    TokioMt,
+    Smol,
+}
+
+impl Workload {
+    const ALL: [Workload; 4] = [
+        Workload::Ours,
+        Workload::Baseline,
+        Workload::Ractor,
+        Workload::Kameo,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Ours => "ours",
+            Workload::Baseline => "baseline",
+            Workload::Ractor => "ractor",
+            Workload::Kameo => "kameo",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.name() == s)
+    }
+
+    /// ractor and kameo are tokio-based.
+    fn runs_on(self, runtime: Runtime) -> bool {
+        match self {
+            Workload::Ours | Workload::Baseline => true,
+            Workload::Ractor | Workload::Kameo => runtime != Runtime::Smol,
+        }
+    }
+}
+
+impl Runtime {
+    const ALL: [Runtime; 3] = [Runtime::TokioCt, Runtime::TokioMt, Runtime::Smol];
+
+    fn name(self) -> &'static str {
+        match self {
+            Runtime::TokioCt => "tokio-ct",
+            Runtime::TokioMt => "tokio-mt",
+            Runtime::Smol => "smol",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Runtime::TokioCt => "tokio current-thread",
+            Runtime::TokioMt => "tokio multi-thread (2 workers)",
+            Runtime::Smol => "smol (global executor)",
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The workloads
+// ---------------------------------------------------------------------------------------------
+
+/// A job that does nothing.
+#[derive(Debug)]
+struct Noop;
+
+impl Job for Noop {
+    type Output = ();
+}
+
+/// Completes every [`Noop`] at once.
+#[derive(Debug)]
+struct NoopExecutor;
+
+impl Executor<Noop> for NoopExecutor {
+    type Error = Infallible;
+
+    async fn execute(&self, _job: &Noop, _cx: JobContext) -> Result<(), Infallible> {
+        Ok(())
+    }
+}
+
+/// A ractor actor whose handler replies at once.
+#[derive(Debug)]
+struct RactorNoop;
+
+/// Its one message.
+#[derive(Debug)]
+enum RactorMsg {
+    Ping(ractor::RpcReplyPort<()>),
+}
+
+impl ractor::Actor for RactorNoop {
+    type Msg = RactorMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ractor::ActorRef<RactorMsg>,
+        _args: (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ractor::ActorRef<RactorMsg>,
+        message: RactorMsg,
+        _state: &mut (),
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        let RactorMsg::Ping(reply) = message;
+        let _ = reply.send(());
+        Ok(())
+    }
+}
+
+/// A kameo actor whose handler returns at once.
+#[derive(Debug)]
+struct KameoNoop;
+
+/// Its one message.
+#[derive(Debug)]
+struct KameoPing;
+
+impl kameo::Actor for KameoNoop {
+    type Args = Self;
+    type Error = Infallible;
+
+    async fn on_start(
+        args: Self,
+        _actor_ref: kameo::actor::ActorRef<Self>,
+    ) -> Result<Self, Infallible> {
+        Ok(args)
+    }
+}
+
+impl kameo::message::Message<KameoPing> for KameoNoop {
+    type Reply = ();
+
+    async fn handle(&mut self, _msg: KameoPing, _ctx: &mut kameo::message::Context<Self, ()>) {}
+}
+
+/// Runs `warm-up + jobs` sequential `one()` calls.
+async fn repeat<F, R>(jobs: u64, one: F)
+where
+    F: Fn() -> R,
+    R: Future<Output = ()>,
+{
+    for _ in 0..WARMUP + jobs {
+        one().await;
+    }
+}
+
+/// The whole workload, set-up and teardown included, as a future to run in a spawned task.
+async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
+    match (workload, runtime) {
+        (Workload::Ours, Runtime::Smol) => ours(SmolRuntime::default(), jobs).await,
+        (Workload::Ours, _) => ours(TokioRuntime::default(), jobs).await,
+        (Workload::Baseline, Runtime::Smol) => {
+            repeat(jobs, || {
+                let (tx, rx) = futures::channel::oneshot::channel::<()>();
+                smol::spawn(async move {
+                    let _ = tx.send(());
+                })
+                .detach();
+                async move { rx.await.expect("the baseline task sends") }
+            })
+            .await;
+        }
+        (Workload::Baseline, _) => {
+            repeat(jobs, || {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                drop(tokio::spawn(async move {
+                    let _ = tx.send(());
+                }));
+                async move { rx.await.expect("the baseline task sends") }
+            })
+            .await;
+        }
+        (Workload::Ractor, _) => {
+            let (actor, handle) = ractor::Actor::spawn(None, RactorNoop, ())
+                .await
+                .expect("the ractor actor starts");
+            repeat(jobs, || async {
+                let reply = actor
+                    .call(RactorMsg::Ping, None)
+                    .await
+                    .expect("the ractor actor is alive");
+                assert!(reply.is_success(), "the ractor actor replies");
+            })
+            .await;
+            actor.stop(None);
+            handle.await.expect("the ractor actor stops");
+        }
+        (Workload::Kameo, _) => {
+            let actor = <KameoNoop as kameo::actor::Spawn>::spawn(KameoNoop);
+            repeat(jobs, || async {
+                actor.ask(KameoPing).await.expect("the kameo actor replies");
+            })
+            .await;
+            actor
+                .stop_gracefully()
+                .await
+                .expect("the kameo actor stops");
+            actor.wait_for_shutdown().await;
+        }
+    }
+}
+
+/// Ours: dispatch a no-op job and await its handle.
+async fn ours(runtime: impl orchestrator_core::runtime::Runtime, jobs: u64) {
+    let dispatcher = Dispatcher::new(runtime);
+    dispatcher.register(NoopExecutor);
+    repeat(jobs, || {
+        let handle = dispatcher.dispatch(Noop);
+        async move {
+            handle.await.expect("a no-op job succeeds");
+        }
+    })
+    .await;
+}
+
+/// Runs one workload on a fresh runtime, the loop in a spawned task.
+fn run(w: Workload, runtime: Runtime, jobs: u64) {
+    let tokio = |builder: &mut tokio::runtime::Builder| {
+        let rt = builder.enable_all().build().expect("a tokio runtime");
+        rt.block_on(rt.spawn(workload(w, runtime, jobs)))
+            .expect("the workload does not panic");
+    };
+    match runtime {
+        Runtime::TokioCt => tokio(&mut tokio::runtime::Builder::new_current_thread()),
+        Runtime::TokioMt => tokio(tokio::runtime::Builder::new_multi_thread().worker_threads(2)),
+        Runtime::Smol => smol::block_on(smol::spawn(workload(w, runtime, jobs))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `exe run <w> <runtime> <jobs>` under callgrind; returns the total Ir over all threads.
+fn count(exe: &Path, out_dir: &Path, w: Workload, runtime: Runtime, jobs: u64) -> u64 {
+    let out = out_dir.join(format!("{}-{}-{jobs}.out", w.name(), runtime.name()));
+    let result = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--separate-threads=no")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(exe)
+        .args(["run", w.name(), runtime.name(), &jobs.to_string()])
+        .stdin(Stdio::null())
+        .output()
+        .expect("valgrind runs");
+    if !result.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&result.stderr));
+        panic!(
+            "{} on {} ({jobs} jobs) failed under callgrind",
+            w.name(),
+            runtime.name()
+        );
+    }
+    let text = std::fs::read_to_string(&out).expect("callgrind wrote its output file");
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("summary:")
+                .or_else(|| line.strip_prefix("totals:"))
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|ir| ir.parse().ok())
+        .unwrap_or_else(|| panic!("no summary/totals line in {}", out.display()))
+}
+
+fn valgrind_available() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn driver(quick: bool) {
+    let started = Instant::now();
+    let (low, high) = if quick {
+        (QUICK_LOW, QUICK_HIGH)
+    } else {
+        (LOW, HIGH)
+    };
+    let cells: Vec<(Runtime, Vec<Workload>)> = if quick {
+        vec![(Runtime::TokioCt, vec![Workload::Ours, Workload::Baseline])]
+    } else {
+        Runtime::ALL
+            .into_iter()
+            .map(|r| {
+                (
+                    r,
+                    Workload::ALL.into_iter().filter(|w| w.runs_on(r)).collect(),
+                )
+            })
+            .collect()
+    };
+
+    if !valgrind_available() {
+        println!("# instruction benchmark: valgrind not found, no counts");
+        println!("\nsmoke test instead: each workload once in-process ({low} jobs)");
+        for (runtime, workloads) in &cells {
+            for &w in workloads {
+                run(w, *runtime, low);
+                println!("- {} on {}: ok", w.name(), runtime.name());
+            }
+        }
+        return;
+    }
+
+    let exe = std::env::current_exe().expect("the path of this benchmark");
+    // <target>/<profile>/deps/instructions-<hash> -> <target>/<profile>/callgrind
+    let out_dir: PathBuf = exe
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(std::env::temp_dir, Path::to_path_buf)
+        .join("callgrind");
+    std::fs::create_dir_all(&out_dir).expect("the callgrind output directory");
+
+    let mode = match (quick, cfg!(debug_assertions)) {
+        (false, _) => "full",
+        (true, false) => "quick (smoke test: small counts)",
+        (true, true) => "quick (unoptimized build: numbers are meaningless)",
+    };
+    println!(
+        "# instruction benchmark: {mode}; Ir per job = (Ir({high}) - Ir({low})) / {}\n",
+        high - low
+    );
+
+    let mut raw = Vec::new();
+    let mut rows = Vec::new();
+    for (runtime, workloads) in &cells {
+        let mut per_job = [None; 4];
+        for &w in workloads {
+            let ir_low = count(&exe, &out_dir, w, *runtime, low);
+            let ir_high = count(&exe, &out_dir, w, *runtime, high);
+            raw.push((w, *runtime, ir_low, ir_high));
+            per_job[w as usize] = Some((ir_high as f64 - ir_low as f64) / (high - low) as f64);
+        }
+        rows.push((*runtime, per_job));
+    }
+
+    let cell = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"));
+    println!("| runtime | ours | spawn+oneshot | ratio | ractor `call` | kameo `ask` |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (runtime, [ours, base, ractor, kameo]) in &rows {
+        let ratio = match (ours, base) {
+            (Some(o), Some(b)) => format!("{:.2}x", o / b),
+            _ => "n/a".to_owned(),
+        };
+        println!(
+            "| {runtime} | {} | {} | {ratio} | {} | {} |",
+            cell(*ours),
+            cell(*base),
+            cell(*ractor),
+            cell(*kameo)
+        );
+    }
+    println!(
+        "\ntotal Ir per run (callgrind files in {}):",
+        out_dir.display()
+    );
+    for (w, runtime, ir_low, ir_high) in raw {
+        println!(
+            "- {} on {}: {ir_low} ({low} jobs), {ir_high} ({high} jobs)",
+            w.name(),
+            runtime.name()
+        );
+    }
+    println!("\ntotal time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+// ---------------------------------------------------------------------------------------------
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: instructions [run <ours|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs>]"
+    );
+    std::process::exit(2);
+}
+
+fn main() {
+    // `--bench` (from cargo) and `--quick` are flags; the rest is positional.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    match args.as_slice() {
+        [] => driver(common::quick_mode()),
+        [mode, w, r, jobs] if mode == "run" => {
+            let (Some(w), Some(r), Ok(jobs)) =
+                (Workload::parse(w), Runtime::parse(r), jobs.parse())
+            else {
+                usage()
+            };
+            if !w.runs_on(r) {
+                eprintln!("{} runs on tokio only", w.name());
+                std::process::exit(2);
+            }
+            run(w, r, jobs);
+        }
+        _ => usage(),
+    }
+}
