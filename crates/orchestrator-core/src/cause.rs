@@ -169,6 +169,7 @@ pub(crate) mod ambient {
     use core::cell::RefCell;
 
     use super::{Cause, Reaction};
+    use crate::sync::{AtomicUsize, Ordering};
 
     struct Current {
         reaction: Reaction,
@@ -179,8 +180,13 @@ pub(crate) mod ambient {
         static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
     }
 
+    /// Handlers running now, on any thread: while there are none (most dispatches), nothing
+    /// reads the thread-local state.
+    static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
     /// Marks `reaction` as the running handler's until the guard is dropped.
     pub(crate) fn enter(reaction: Reaction) -> Guard {
+        RUNNING.fetch_add(1, Ordering::Relaxed);
         let previous = CURRENT.with(|c| {
             c.borrow_mut().replace(Current {
                 reaction,
@@ -192,6 +198,9 @@ pub(crate) mod ambient {
 
     /// Returns the running handler's cause (built on first use), if a handler runs.
     pub(crate) fn current() -> Option<Cause> {
+        if RUNNING.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         CURRENT
             .try_with(|c| {
                 let mut current = c.borrow_mut();
@@ -216,6 +225,7 @@ pub(crate) mod ambient {
         fn drop(&mut self) {
             let previous = self.previous.take();
             let _ = CURRENT.try_with(|c| *c.borrow_mut() = previous);
+            RUNNING.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 
 use event_listener::Event as Notify;
 
-use crate::sync::{Arc, Mutex, Weak};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak};
 
 /// What the registry can do to a job in flight: cancel it.
 pub(crate) trait Cancel: Send + Sync {
@@ -28,8 +28,10 @@ struct Slab {
 #[derive(Default)]
 pub(crate) struct Registry {
     slab: Mutex<Slab>,
-    /// Notified whenever the last job in flight ends.
+    /// Notified when the last job in flight ends, once someone waits for it (a shutdown).
     drained: Notify,
+    /// Set by the first shutdown: until then nobody listens to `drained`.
+    draining: AtomicBool,
 }
 
 impl Registry {
@@ -61,7 +63,7 @@ impl Registry {
             (job, slab.live == 0)
         });
         drop(job); // outside the lock
-        if drained {
+        if drained && self.draining.load(Ordering::Acquire) {
             self.drained.notify(usize::MAX);
         }
     }
@@ -71,8 +73,10 @@ impl Registry {
         self.slab.with(|slab| slab.live)
     }
 
-    /// Returns the event notified when the last job in flight ends.
+    /// Returns the event notified when the last job in flight ends; from now on it is
+    /// notified (before, nobody waited, so ending jobs skip it).
     pub(crate) fn drained(&self) -> &Notify {
+        self.draining.store(true, Ordering::Release);
         &self.drained
     }
 
