@@ -1,7 +1,7 @@
 //! The randomized soak (`orchestrator_core::conformance::soak`) on tokio, multi-thread (2
 //! workers) and current-thread, with the heap checked back at its baseline afterwards.
 //!
-//! `SOAK_JOBS` sets the number of jobs per scheduler (default 100,000: about 6 s each in a
+//! `SOAK_JOBS` sets the number of jobs per scheduler (default 100,000: about 7 s each in a
 //! debug build, 3 s in release, on 2 cores; the jobs sleep for real) and `SOAK_SEED` the
 //! seed. A violation prints the `SOAK_SEED=.. SOAK_JOBS=..` that replays the workload.
 
