@@ -17,6 +17,7 @@
 //! ```
 
 pub mod cases;
+pub mod soak;
 mod support;
 
 use core::future::Future;
