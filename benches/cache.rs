@@ -29,7 +29,7 @@ impl Executor<Noop> for NoopExec {
     }
 }
 
-async fn plain(d: &Dispatcher, n: u64) -> Duration {
+async fn plain<R>(d: &Dispatcher<R>, n: u64) -> Duration {
     let began = Instant::now();
     for _ in 0..n {
         let done = d.dispatch(Noop).await.expect("success");
@@ -38,7 +38,7 @@ async fn plain(d: &Dispatcher, n: u64) -> Duration {
     began.elapsed()
 }
 
-async fn cache_hit(d: &Dispatcher, n: u64) -> Duration {
+async fn cache_hit<R>(d: &Dispatcher<R>, n: u64) -> Duration {
     let began = Instant::now();
     for _ in 0..n {
         let done = d
@@ -54,7 +54,7 @@ async fn cache_hit(d: &Dispatcher, n: u64) -> Duration {
 
 /// Dispatches one leader held by the gate, `n` joining dispatches, then releases and awaits
 /// all; returns the time spent on the joins only (dispatch + await of each).
-async fn dedup_join(d: &Dispatcher, gate: &tokio::sync::Semaphore, n: u64) -> Duration {
+async fn dedup_join<R>(d: &Dispatcher<R>, gate: &tokio::sync::Semaphore, n: u64) -> Duration {
     let leader = d.job(Noop).dedup("noop").dispatch();
     let began = Instant::now();
     let joined: Vec<_> = (0..n)

@@ -52,7 +52,7 @@ impl Executor<Noop> for NoopExecutor {
     }
 }
 
-fn dispatcher(runtime: impl orchestrator_core::runtime::Runtime) -> Dispatcher {
+fn dispatcher<R: orchestrator_core::runtime::Runtime>(runtime: R) -> Dispatcher<R> {
     let dispatcher = Dispatcher::new(runtime);
     dispatcher.register(NoopExecutor);
     dispatcher
@@ -86,7 +86,7 @@ where
 }
 
 /// Ours: dispatch a no-op job and await its handle.
-fn ours(dispatcher: &Dispatcher) -> impl Future<Output = ()> + Send + 'static {
+fn ours<R>(dispatcher: &Dispatcher<R>) -> impl Future<Output = ()> + Send + 'static {
     let handle = dispatcher.dispatch(Noop);
     async move {
         handle.await.expect("a no-op job succeeds");
@@ -129,12 +129,14 @@ enum Bench {
     /// task, as a request handler would.
     Tokio {
         runtime: tokio::runtime::Runtime,
-        dispatcher: Dispatcher,
+        dispatcher: Dispatcher<orchestrator_tokio::TokioRuntime>,
     },
     /// smol's global executor (`smol::spawn`); the timed loop runs inside a task spawned on
     /// it, as a request handler would (driving it from `block_on` on the main thread would
     /// measure a cross-thread round trip per job instead).
-    Smol { dispatcher: Dispatcher },
+    Smol {
+        dispatcher: Dispatcher<orchestrator_smol::SmolRuntime>,
+    },
 }
 
 impl Bench {

@@ -30,7 +30,7 @@ impl Executor<Noop> for NoopExec {
 
 /// Dispatches `n` jobs before awaiting any; returns (ns per job, live heap bytes per
 /// in-flight job right after dispatching).
-async fn in_flight(d: &Dispatcher, n: usize) -> (f64, f64) {
+async fn in_flight<R>(d: &Dispatcher<R>, n: usize) -> (f64, f64) {
     let began = Instant::now();
     let before = start_counting();
     let handles: Vec<_> = (0..n).map(|_| d.dispatch(Noop)).collect();

@@ -217,8 +217,8 @@ fn retry_transient() -> RetryPolicy {
 }
 
 /// Starts uploading `file`, cancelled by `token` or when `budget` runs out.
-fn start_upload(
-    dispatcher: &Dispatcher,
+fn start_upload<R>(
+    dispatcher: &Dispatcher<R>,
     file: UploadFile,
     budget: Duration,
     token: &CancellationToken,

@@ -33,7 +33,9 @@ impl Executor<Square> for Squarer {
 }
 
 /// Application code: never names a runtime.
-async fn application(dispatcher: Dispatcher) -> (u64, bool) {
+async fn application<R: orchestrator_core::runtime::Runtime>(
+    dispatcher: Dispatcher<R>,
+) -> (u64, bool) {
     dispatcher.register(Squarer);
     let value = dispatcher
         .job(Square(12))

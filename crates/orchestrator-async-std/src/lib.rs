@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+use core::future::Future;
 use core::time::Duration;
 
 use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, Task, Timer};
@@ -45,7 +46,15 @@ impl AsyncStdRuntime {
 
 impl Spawn for AsyncStdRuntime {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
-        drop(async_std::task::spawn(task));
+        self.spawn_future(task)
+    }
+
+    /// Spawns `future` on async-std as it is (no box of ours).
+    fn spawn_future<F>(&self, future: F) -> Result<(), SpawnError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        drop(async_std::task::spawn(future));
         Ok(())
     }
 }

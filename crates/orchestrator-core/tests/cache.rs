@@ -53,7 +53,7 @@ impl Executor<LoadUser> for Users {
     }
 }
 
-fn setup() -> (VirtualRuntime, Dispatcher, Users) {
+fn setup() -> (VirtualRuntime, Dispatcher<VirtualRuntime>, Users) {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::builder(rt.clone())
         .lifecycle_events(true)

@@ -44,7 +44,7 @@ impl Executor<Fetch> for FetchExec {
     }
 }
 
-fn setup() -> (VirtualRuntime, Dispatcher, Arc<AtomicUsize>) {
+fn setup() -> (VirtualRuntime, Dispatcher<VirtualRuntime>, Arc<AtomicUsize>) {
     let rt = VirtualRuntime::new();
     let dispatcher = Dispatcher::new(rt.clone());
     let runs = Arc::new(AtomicUsize::new(0));

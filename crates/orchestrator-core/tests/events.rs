@@ -74,7 +74,13 @@ fn lifecycle(events: &[Event]) -> Vec<String> {
         .collect()
 }
 
-fn setup(lifecycle_on: bool) -> (VirtualRuntime, Dispatcher, Arc<Mutex<Option<JobContext>>>) {
+fn setup(
+    lifecycle_on: bool,
+) -> (
+    VirtualRuntime,
+    Dispatcher<VirtualRuntime>,
+    Arc<Mutex<Option<JobContext>>>,
+) {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::builder(rt.clone())
         .lifecycle_events(lifecycle_on)

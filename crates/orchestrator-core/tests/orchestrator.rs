@@ -85,14 +85,14 @@ impl Orchestrator for Cart {
     }
 }
 
-fn setup() -> (VirtualRuntime, Dispatcher) {
+fn setup() -> (VirtualRuntime, Dispatcher<VirtualRuntime>) {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
     d.register(AddItemExec);
     (rt, d)
 }
 
-fn cart(d: &Dispatcher) -> (OrchestratorHandle<u32>, Seen) {
+fn cart(d: &Dispatcher<VirtualRuntime>) -> (OrchestratorHandle<u32>, Seen) {
     let seen = Seen::default();
     let h = Cart { seen: seen.clone() }.builder(0, d).start().unwrap();
     (h, seen)

@@ -477,7 +477,13 @@ impl Executor<Ship> for Shop {
     }
 }
 
-fn shop(limit: u32) -> (VirtualRuntime, Dispatcher, Arc<Mutex<Books>>) {
+fn shop(
+    limit: u32,
+) -> (
+    VirtualRuntime,
+    Dispatcher<VirtualRuntime>,
+    Arc<Mutex<Books>>,
+) {
     let rt = VirtualRuntime::new();
     let dispatcher = Dispatcher::new(rt.clone());
     let books = Arc::new(Mutex::new(Books {
@@ -497,7 +503,7 @@ fn shop(limit: u32) -> (VirtualRuntime, Dispatcher, Arc<Mutex<Books>>) {
 }
 
 /// Reserve 3 items, charge `price`, ship; each step a dispatched job, each undo a job too.
-async fn order(d: &Dispatcher, price: u32) -> Result<(), StepError<JobError>> {
+async fn order(d: &Dispatcher<VirtualRuntime>, price: u32) -> Result<(), StepError<JobError>> {
     let mut saga = Saga::<JobError>::new();
     saga.step(
         "reserve",

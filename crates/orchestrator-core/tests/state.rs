@@ -47,7 +47,7 @@ impl Job for Unregistered {
     type Output = u32;
 }
 
-fn setup() -> (VirtualRuntime, Dispatcher) {
+fn setup() -> (VirtualRuntime, Dispatcher<VirtualRuntime>) {
     let rt = VirtualRuntime::new();
     let dispatcher = Dispatcher::new(rt.clone());
     dispatcher.register(Worker);

@@ -42,7 +42,7 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-fn setup() -> (VirtualRuntime, Dispatcher, Recorder) {
+fn setup() -> (VirtualRuntime, Dispatcher<VirtualRuntime>, Recorder) {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
     let rec = Recorder::default();

@@ -27,7 +27,11 @@ impl Orchestrator for Sum {
     }
 }
 
-fn setup() -> (VirtualRuntime, Dispatcher, OrchestratorHandle<u32>) {
+fn setup() -> (
+    VirtualRuntime,
+    Dispatcher<VirtualRuntime>,
+    OrchestratorHandle<u32>,
+) {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
     let sum = Sum.builder(0, &d).start().unwrap();

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+use core::future::Future;
 use core::time::Duration;
 
 use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, Task, Timer};
@@ -41,7 +42,15 @@ impl SmolRuntime {
 
 impl Spawn for SmolRuntime {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
-        smol::spawn(task).detach();
+        self.spawn_future(task)
+    }
+
+    /// Spawns `future` on smol's global executor as it is (no box of ours).
+    fn spawn_future<F>(&self, future: F) -> Result<(), SpawnError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        smol::spawn(future).detach();
         Ok(())
     }
 }

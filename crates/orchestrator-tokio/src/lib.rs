@@ -91,14 +91,27 @@ impl TokioRuntime {
 
 impl Spawn for TokioRuntime {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
-        let handle = match &self.handle {
-            Some(handle) => handle.clone(),
+        self.spawn_future(task)
+    }
+
+    /// Spawns `future` on tokio as it is (no box of ours; tokio allocates its task).
+    fn spawn_future<F>(&self, future: F) -> Result<(), SpawnError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        // Dropping a JoinHandle detaches the task.
+        match &self.handle {
+            Some(handle) => drop(handle.spawn(future)),
             None => match Handle::try_current() {
-                Ok(handle) => handle,
-                Err(_) => return Err(SpawnError::new(SpawnErrorKind::NoRuntime, task)),
+                Ok(handle) => drop(handle.spawn(future)),
+                Err(_) => {
+                    return Err(SpawnError::new(
+                        SpawnErrorKind::NoRuntime,
+                        Task::new(future),
+                    ));
+                }
             },
-        };
-        drop(handle.spawn(task)); // dropping a JoinHandle detaches the task
+        }
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use crate::outcome::{JobError, Rejection};
 use crate::retry::RetryPolicy;
 
 use super::context::JobContext;
-use super::dispatcher::{self, Dispatcher, Route, Via};
+use super::dispatcher::{self, Dispatcher, Inner, Route, Via};
 use super::handle::JobHandle;
 use super::options::{CacheSpec, Dedup, Extras, JobOptions, copy, load, store};
 
@@ -297,9 +297,9 @@ impl<J: Job> fmt::Debug for JobBuilder<'_, J> {
     }
 }
 
-impl Sealed for Dispatcher {
+impl<R> Sealed for Dispatcher<R> {
     fn route(&self) -> Route<'_> {
-        Route::plain(self)
+        Route::plain(self.inner())
     }
 }
 
@@ -307,7 +307,7 @@ impl Sealed for JobContext {
     fn route(&self) -> Route<'_> {
         let env = self.control.env();
         Route {
-            via: match Dispatcher::from_env(env) {
+            via: match Inner::from_env(env) {
                 Some(dispatcher) => Via::Owned(dispatcher),
                 None => Via::Gone(env.clone()),
             },

@@ -37,42 +37,21 @@ use super::pipeline::{job_task, lookup, publish_output_event, started};
 use super::registry::Registry;
 use super::shared::JobShared;
 
-/// Builds the task of one dispatch from a type-erased executor (an `Arc<E>`).
-type StartFn<J> = fn(
-    Arc<dyn Any + Send + Sync>,
-    J,
-    Arc<JobShared<<J as Job>::Output>>,
-    JobOptions,
-    Option<CacheSpec<J>>,
-) -> Task;
+/// Starts one dispatch of `J`: builds its future and spawns it on the runtime the executor
+/// was registered with (monomorphized for that runtime, the job and the executor: no box for
+/// a plain dispatch on a concrete runtime).
+type StartFn<J> = dyn Fn(
+        J,
+        Arc<JobShared<<J as Job>::Output>>,
+        JobOptions,
+        Option<CacheSpec<J>>,
+    ) -> Result<(), Rejection>
+    + Send
+    + Sync;
 
-/// What the registry holds for job type `J`: the executor and how to start it.
+/// What the registry holds for job type `J`: how to start it.
 struct Registered<J: Job> {
-    executor: Arc<dyn Any + Send + Sync>,
-    start: StartFn<J>,
-}
-
-fn start_job<J: Job, E: Executor<J>>(
-    executor: Arc<dyn Any + Send + Sync>,
-    job: J,
-    shared: Arc<JobShared<J::Output>>,
-    options: JobOptions,
-    cache: Option<CacheSpec<J>>,
-) -> Task {
-    match executor.downcast::<E>() {
-        Ok(executor) => job_task(executor, job, shared, options, cache),
-        Err(_) => mismatched::<J>(shared),
-    }
-}
-
-/// Unreachable by construction (an entry's `start` is instantiated with its executor's
-/// type); resolves the job as rejected rather than panicking.
-fn mismatched<J: Job>(shared: Arc<JobShared<J::Output>>) -> Task {
-    Task::new(async move {
-        shared.complete(Err(JobError::Rejected(Rejection::NoExecutor {
-            job_type: core::any::type_name::<J>(),
-        })));
-    })
+    start: Arc<StartFn<J>>,
 }
 
 /// A registry entry: a `Registered<J>` for the `J` whose `TypeId` is its key.
@@ -90,8 +69,8 @@ pub struct Route<'a> {
 
 /// The dispatcher a route goes through.
 pub(crate) enum Via<'a> {
-    Borrowed(&'a Dispatcher),
-    Owned(Dispatcher),
+    Borrowed(&'a Inner),
+    Owned(Arc<Inner>),
     /// A sub-job whose dispatcher is gone: it is rejected (the parent's environment says
     /// where its handle's events would have gone).
     Gone(Arc<JobEnv>),
@@ -117,7 +96,7 @@ impl fmt::Debug for Route<'_> {
 
 impl<'a> Route<'a> {
     /// A plain dispatch on `dispatcher`: no tracker, no parent, the ambient cause.
-    pub(crate) fn plain(dispatcher: &'a Dispatcher) -> Self {
+    pub(crate) fn plain(dispatcher: &'a Inner) -> Self {
         Self {
             via: Via::Borrowed(dispatcher),
             tracker: None,
@@ -165,12 +144,33 @@ impl<'a> Route<'a> {
 /// let err = rt.block_on(dispatcher.dispatch(Unknown)).unwrap_err();
 /// assert!(err.to_string().contains("Unknown"));
 /// ```
-#[derive(Clone)]
-pub struct Dispatcher {
+///
+/// # The runtime type
+///
+/// `Dispatcher<R>` remembers its runtime's type so that executors registered on it spawn each
+/// job's future directly on that runtime ([`Spawn::spawn_future`](crate::runtime::Spawn::spawn_future)),
+/// without boxing it. `Dispatcher` alone is `Dispatcher<Arc<dyn Runtime>>`, the type-erased
+/// form ([`with_runtime`](Dispatcher::with_runtime), [`erase`](Self::erase)): the same
+/// dispatcher, whose own registrations spawn boxed tasks. Switching runtime is still changing
+/// the one constructor line; code that names the type writes `Dispatcher<TokioRuntime>` (or
+/// erases it).
+pub struct Dispatcher<R = Arc<dyn Runtime>> {
     inner: Arc<Inner>,
+    runtime: Arc<R>,
+}
+
+impl<R> Clone for Dispatcher<R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            runtime: self.runtime.clone(),
+        }
+    }
 }
 
 pub(crate) struct Inner {
+    /// Itself, weakly (for the dedup and breaker watchers of its jobs).
+    weak: Weak<Inner>,
     env: Arc<JobEnv>,
     executors: Mutex<HashMap<TypeId, Entry>>,
     closed: AtomicBool,
@@ -182,36 +182,64 @@ pub(crate) struct Inner {
 }
 
 impl Dispatcher {
+    /// Creates a type-erased dispatcher on an already shared runtime (otherwise like
+    /// [`new`](Self::new)).
+    pub fn with_runtime(runtime: Arc<dyn Runtime>) -> Self {
+        DispatcherBuilder::new(runtime).build()
+    }
+}
+
+impl<R: Runtime> Dispatcher<R> {
     /// Creates a dispatcher with no executors that runs jobs on `runtime` and publishes their
     /// events on a new, isolated [`SignalBus`] (see [`bus`](Self::bus)).
-    pub fn new(runtime: impl Runtime) -> Self {
+    pub fn new(runtime: R) -> Self {
         Self::builder(runtime).build()
     }
 
-    /// Creates a dispatcher on an already shared runtime (otherwise like [`new`](Self::new)).
-    pub fn with_runtime(runtime: Arc<dyn Runtime>) -> Self {
-        DispatcherBuilder::from_arc(runtime).build()
-    }
-
     /// Starts a dispatcher with options: its bus, observers, lifecycle events.
-    pub fn builder(runtime: impl Runtime) -> DispatcherBuilder {
-        DispatcherBuilder::from_arc(Arc::new(runtime))
+    pub fn builder(runtime: R) -> DispatcherBuilder<R> {
+        DispatcherBuilder::new(runtime)
     }
 
     /// Registers `executor` for job type `J`, replacing any previous one; returns `self` for
     /// chaining.
     ///
     /// There is one way to register: what a job publishes on success
-    /// ([`Job::output_event`]) belongs to the job type, whatever runs it.
+    /// ([`Job::output_event`]) belongs to the job type, whatever runs it. Jobs of `J` are
+    /// spawned on this dispatcher's runtime type `R` whichever entry point dispatches them.
     pub fn register<J: Job, E: Executor<J>>(&self, executor: E) -> &Self {
-        let entry: Entry = Box::new(Registered::<J> {
-            executor: Arc::new(executor),
-            start: start_job::<J, E>,
+        let executor = Arc::new(executor);
+        let runtime = self.runtime.clone();
+        let start: Arc<StartFn<J>> = Arc::new(move |job, shared, options, cache| {
+            let future = job_task(executor.clone(), job, shared.clone(), options, cache);
+            runtime.spawn_future(future).map_err(|refused| {
+                // Record the rejection before the refused task (and its drop guard) goes away.
+                let rejection = Rejection::Spawn(refused.kind());
+                shared.complete(Err(JobError::Rejected(rejection.clone())));
+                rejection
+            })
         });
+        let entry: Entry = Box::new(Registered::<J> { start });
         self.inner
             .executors
             .with(|map| map.insert(TypeId::of::<J>(), entry));
         self
+    }
+}
+
+impl<R> Dispatcher<R> {
+    /// Returns the type-erased form of this dispatcher (the same dispatcher: same executors,
+    /// bus, cache and jobs).
+    pub fn erase(&self) -> Dispatcher {
+        Dispatcher {
+            inner: self.inner.clone(),
+            runtime: Arc::new(self.inner.env.runtime.clone()),
+        }
+    }
+
+    /// The engine, for routes.
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
     }
 
     /// Returns the bus on which jobs publish their events, unless a dispatch overrides it.
@@ -248,8 +276,74 @@ impl Dispatcher {
         self.inner.has_breakers.store(true, Ordering::Release);
     }
 
+    /// Stops intake: every later dispatch is rejected with [`Rejection::Shutdown`]; running
+    /// jobs go on. See [`shutdown`](Self::shutdown) to also wait for them.
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+    }
+
+    /// Returns `true` once [`close`](Self::close) (or [`shutdown`](Self::shutdown)) was
+    /// called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Returns how many jobs are in flight: dispatched and not ended (dedup joins are not
+    /// jobs of their own and are not counted).
+    pub fn in_flight(&self) -> usize {
+        self.inner.env.in_flight()
+    }
+
+    /// Returns how many events of this dispatcher's jobs (lifecycle, output and placeholder
+    /// events) could not be published because their bus was closed; each was also reported
+    /// to the observers ([`Observer::on_event_undelivered`]).
+    pub fn undelivered_events(&self) -> usize {
+        self.inner.env.undelivered.load(Ordering::Relaxed)
+    }
+
+    /// Shuts down gracefully: stops intake at once (as [`close`](Self::close)), waits up to
+    /// `grace` (on the runtime's clock) for the jobs in flight to end, then cancels the rest
+    /// and waits for them to end. Every handle resolves.
+    ///
+    /// The returned future tells how many jobs had to be cancelled.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future keeps the dispatcher closed and cancels nothing.
+    pub fn shutdown(&self, grace: Duration) -> Shutdown {
+        self.close();
+        Shutdown {
+            env: self.inner.env.clone(),
+            grace: Some(self.inner.env.runtime.sleep(grace)),
+            listener: None,
+            cancelled: 0,
+        }
+    }
+
+    pub(crate) fn observers(&self) -> &Observers {
+        &self.inner.env.observers
+    }
+
+    /// Returns the runtime jobs run on.
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.inner.env.runtime
+    }
+}
+
+impl<R> fmt::Debug for Dispatcher<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let executors = self.inner.executors.with(|m| m.len());
+        f.debug_struct("Dispatcher")
+            .field("executors", &executors)
+            .field("closed", &self.is_closed())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+impl Inner {
     /// Every dispatch ends here (see [`dispatch`]).
-    fn dispatch_full<J: Job>(
+    pub(crate) fn dispatch_full<J: Job>(
         &self,
         tracker: Option<&dyn Tracker>,
         cause: Cause,
@@ -258,7 +352,7 @@ impl Dispatcher {
         mut options: JobOptions,
         extras: Extras<J>,
     ) -> JobHandle<J::Output> {
-        let env = &self.inner.env;
+        let env = &self.env;
         let parent_id = parent.map(|p| p.id());
         let mut invalid = extras.invalid();
         if let Some(tracker) = tracker {
@@ -324,7 +418,7 @@ impl Dispatcher {
         parent: Option<&dyn JobControl>,
     ) -> Option<JobHandle<J::Output>> {
         let key = (TypeId::of::<J>(), String::from(&*dedup.key));
-        let follower = self.inner.inflight.with(|inflight| {
+        let follower = self.inflight.with(|inflight| {
             let leader = inflight
                 .get(&key)?
                 .downcast_ref::<Arc<JobShared<J::Output>>>()?
@@ -346,7 +440,7 @@ impl Dispatcher {
             }));
         } else if token.is_some() || options.timeout().is_some() {
             let watcher = watch_follower(follower.clone(), token.cloned(), options.timeout());
-            if let Err(refused) = self.inner.env.runtime.spawn(Task::new(watcher)) {
+            if let Err(refused) = self.env.runtime.spawn(Task::new(watcher)) {
                 let rejection = Rejection::Spawn(refused.kind());
                 follower.end_following(Err(JobError::Rejected(rejection)));
             }
@@ -364,21 +458,20 @@ impl Dispatcher {
         options: JobOptions,
         extras: Extras<J>,
     ) -> Result<(), Rejection> {
-        if self.inner.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) {
             return Err(Rejection::Shutdown);
         }
         self.admit::<J>(&shared)?;
         let no_executor = || Rejection::NoExecutor {
             job_type: core::any::type_name::<J>(),
         };
-        let (executor, start) = self
-            .inner
+        let start = self
             .executors
             .with(|map| {
                 let registered = map
                     .get(&TypeId::of::<J>())?
                     .downcast_ref::<Registered<J>>()?;
-                Some((registered.executor.clone(), registered.start))
+                Some(registered.start.clone())
             })
             .ok_or_else(no_executor)?;
         let (mut cache, placeholder, dedup) = extras.into_parts();
@@ -403,33 +496,22 @@ impl Dispatcher {
                     return Ok(());
                 }
                 spec.looked_up = true;
-                let task = start(executor, job, shared.clone(), options, cache);
-                return self.spawn(task, &shared);
+                return start(job, shared, options, cache);
             }
         }
         if let Some(placeholder) = placeholder {
             publish_placeholder(&shared, placeholder);
         }
-        let task = start(executor, job, shared.clone(), options, cache);
-        self.spawn(task, &shared)
-    }
-
-    fn spawn<T: Send + 'static>(&self, task: Task, shared: &JobShared<T>) -> Result<(), Rejection> {
-        self.inner.env.runtime.spawn(task).map_err(|refused| {
-            // Record the rejection before the refused task (and its drop guard) goes away.
-            shared.complete(Err(JobError::Rejected(Rejection::Spawn(refused.kind()))));
-            Rejection::Spawn(refused.kind())
-        })
+        start(job, shared, options, cache)
     }
 
     /// Registers `shared` as the in-flight dispatch for its dedup key until it ends.
     fn lead<J: Job>(&self, shared: &Arc<JobShared<J::Output>>, key: Cow<'static, str>) {
         let key = (TypeId::of::<J>(), String::from(&*key));
         let entry: Entry = Box::new(shared.clone());
-        self.inner
-            .inflight
+        self.inflight
             .with(|inflight| inflight.insert(key.clone(), entry));
-        let inner = Arc::downgrade(&self.inner);
+        let inner = self.weak.clone();
         let id = shared.id();
         let registered = shared.on_done(Box::new(move |_| {
             if let Some(inner) = inner.upgrade() {
@@ -451,11 +533,11 @@ impl Dispatcher {
 
     /// Consults `J`'s circuit breaker, if it has one; a run reports its outcome to it.
     fn admit<J: Job>(&self, shared: &Arc<JobShared<J::Output>>) -> Result<(), Rejection> {
-        if !self.inner.has_breakers.load(Ordering::Acquire) {
+        if !self.has_breakers.load(Ordering::Acquire) {
             return Ok(());
         }
-        let now = self.inner.env.runtime.now();
-        let admission = self.inner.breakers.with(|b| {
+        let now = self.env.runtime.now();
+        let admission = self.breakers.with(|b| {
             b.get_mut(&TypeId::of::<J>())
                 .map(|breaker| breaker.admit(now))
         });
@@ -470,10 +552,11 @@ impl Dispatcher {
         };
         let job_type = core::any::type_name::<J>();
         if let Some(state) = transition {
-            self.observers()
+            self.env
+                .observers
                 .each(|o| o.on_breaker_transition(job_type, state));
         }
-        let inner = Arc::downgrade(&self.inner);
+        let inner = self.weak.clone();
         shared.on_done(Box::new(move |outcome| {
             let Some(inner) = inner.upgrade() else {
                 return;
@@ -497,86 +580,22 @@ impl Dispatcher {
         }));
         Ok(())
     }
-
-    /// Stops intake: every later dispatch is rejected with [`Rejection::Shutdown`]; running
-    /// jobs go on. See [`shutdown`](Self::shutdown) to also wait for them.
-    pub fn close(&self) {
-        self.inner.closed.store(true, Ordering::Release);
-    }
-
-    /// Returns `true` once [`close`](Self::close) (or [`shutdown`](Self::shutdown)) was
-    /// called.
-    pub fn is_closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
-    }
-
-    /// Returns how many jobs are in flight: dispatched and not ended (dedup joins are not
-    /// jobs of their own and are not counted).
-    pub fn in_flight(&self) -> usize {
-        self.inner.env.in_flight()
-    }
-
-    /// Returns how many events of this dispatcher's jobs (lifecycle, output and placeholder
-    /// events) could not be published because their bus was closed; each was also reported
-    /// to the observers ([`Observer::on_event_undelivered`]).
-    pub fn undelivered_events(&self) -> usize {
-        self.inner.env.undelivered.load(Ordering::Relaxed)
-    }
-
-    /// Shuts down gracefully: stops intake at once (as [`close`](Self::close)), waits up to
-    /// `grace` (on the runtime's clock) for the jobs in flight to end, then cancels the rest
-    /// and waits for them to end. Every handle resolves.
-    ///
-    /// The returned future tells how many jobs had to be cancelled.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future keeps the dispatcher closed and cancels nothing.
-    pub fn shutdown(&self, grace: Duration) -> Shutdown {
-        self.close();
-        Shutdown {
-            env: self.inner.env.clone(),
-            grace: Some(self.inner.env.runtime.sleep(grace)),
-            listener: None,
-            cancelled: 0,
-        }
-    }
-
-    pub(crate) fn observers(&self) -> &Observers {
-        &self.inner.env.observers
-    }
-
-    /// Returns the runtime jobs run on.
-    pub fn runtime(&self) -> &Arc<dyn Runtime> {
-        &self.inner.env.runtime
-    }
-}
-
-impl fmt::Debug for Dispatcher {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let executors = self.inner.executors.with(|m| m.len());
-        f.debug_struct("Dispatcher")
-            .field("executors", &executors)
-            .field("closed", &self.is_closed())
-            .field("in_flight", &self.in_flight())
-            .finish()
-    }
 }
 
 /// Builds a [`Dispatcher`]; see [`Dispatcher::builder`].
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct DispatcherBuilder {
-    runtime: Arc<dyn Runtime>,
+pub struct DispatcherBuilder<R = Arc<dyn Runtime>> {
+    runtime: Arc<R>,
     bus: Option<SignalBus>,
     cache: Option<Arc<dyn CacheProvider>>,
     observers: Vec<Arc<dyn Observer>>,
     lifecycle: bool,
 }
 
-impl DispatcherBuilder {
-    fn from_arc(runtime: Arc<dyn Runtime>) -> Self {
+impl<R: Runtime> DispatcherBuilder<R> {
+    fn new(runtime: R) -> Self {
         Self {
-            runtime,
+            runtime: Arc::new(runtime),
             bus: None,
             cache: None,
             observers: Vec::new(),
@@ -612,15 +631,16 @@ impl DispatcherBuilder {
     }
 
     /// Builds the dispatcher.
-    pub fn build(self) -> Dispatcher {
+    pub fn build(self) -> Dispatcher<R> {
         let cache =
             self.cache
                 .unwrap_or_else(|| match InMemoryCache::new(DEFAULT_CACHE_CAPACITY) {
                     Ok(cache) => Arc::new(cache),
                     Err(_) => Arc::new(NoCache),
                 });
+        let shared_runtime: Arc<dyn Runtime> = self.runtime.clone();
         let env = |dispatcher: &Weak<Inner>| JobEnv {
-            runtime: self.runtime,
+            runtime: shared_runtime,
             cache,
             bus: self.bus.unwrap_or_default(),
             observers: Observers::new(self.observers),
@@ -631,6 +651,7 @@ impl DispatcherBuilder {
         };
         let dispatcher = Dispatcher {
             inner: Arc::new_cyclic(|weak| Inner {
+                weak: weak.clone(),
                 env: Arc::new(env(weak)),
                 executors: Mutex::new(HashMap::new()),
                 closed: AtomicBool::new(false),
@@ -638,13 +659,14 @@ impl DispatcherBuilder {
                 breakers: Mutex::new(HashMap::new()),
                 has_breakers: AtomicBool::new(false),
             }),
+            runtime: self.runtime,
         };
         dispatcher.register(InvalidateCacheExecutor);
         dispatcher
     }
 }
 
-impl fmt::Debug for DispatcherBuilder {
+impl<R> fmt::Debug for DispatcherBuilder<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DispatcherBuilder")
             .field("bus", &self.bus)
@@ -689,11 +711,10 @@ impl CacheProvider for NoCache {
     }
 }
 
-impl Dispatcher {
+impl Inner {
     /// The dispatcher of a job's environment, if it still exists.
-    pub(crate) fn from_env(env: &JobEnv) -> Option<Dispatcher> {
-        let inner = env.dispatcher.upgrade()?.downcast::<Inner>().ok()?;
-        Some(Dispatcher { inner })
+    pub(crate) fn from_env(env: &JobEnv) -> Option<Arc<Inner>> {
+        env.dispatcher.upgrade()?.downcast::<Inner>().ok()
     }
 }
 

@@ -53,9 +53,31 @@ use super::shared::JobShared;
 
 type Outcome<T> = Result<Success<T>, JobError>;
 
-/// Builds the task for one dispatch of `job` on `executor`.
+pin_project! {
+    /// The future of one dispatch: a plain dispatch's small future inline (the runtime's
+    /// task holds it directly, no allocation of ours), any other dispatch's full pipeline in
+    /// a box.
+    #[project = JobTaskProj]
+    pub(crate) enum JobTask<P> {
+        Plain { #[pin] future: P },
+        Full { task: Task },
+    }
+}
+
+impl<P: Future<Output = ()>> Future for JobTask<P> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project() {
+            JobTaskProj::Plain { future } => future.poll(cx),
+            JobTaskProj::Full { task } => Pin::new(task).poll(cx),
+        }
+    }
+}
+
+/// Builds the future of one dispatch of `job` on `executor`.
 ///
-/// A dispatch without options (the common case) gets a smaller task: one attempt raced
+/// A dispatch without options (the common case) gets a smaller future: one attempt raced
 /// against the handle's cancel request only.
 pub(crate) fn job_task<J: Job, E: Executor<J>>(
     executor: Arc<E>,
@@ -63,25 +85,27 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
     cache: Option<CacheSpec<J>>,
-) -> Task {
+) -> JobTask<impl Future<Output = ()> + Send + 'static> {
     // Armed before the first poll: a task dropped unpolled still resolves its handle.
     let completer = Completer(Some(shared));
     if options.is_plain() && cache.is_none() {
-        return Task::new(async move {
-            let completer = completer;
-            let Some(shared) = completer.0.as_ref() else {
-                return;
-            };
-            started(shared);
-            let work = async {
-                let result = one_attempt(&*executor, &job, shared, 1, None).await;
-                result.map_err(|e| e.into_job_error(1))
-            };
-            let outcome = Cancellable { shared, work }.await;
-            finish(completer, &job, outcome);
-        });
+        return JobTask::Plain {
+            future: async move {
+                let completer = completer;
+                let Some(shared) = completer.0.as_ref() else {
+                    return;
+                };
+                started(shared);
+                let work = async {
+                    let result = one_attempt(&*executor, &job, shared, 1, None).await;
+                    result.map_err(|e| e.into_job_error(1))
+                };
+                let outcome = Cancellable { shared, work }.await;
+                finish(completer, &job, outcome);
+            },
+        };
     }
-    Task::new(async move {
+    let task = Task::new(async move {
         let completer = completer;
         let Some(shared) = completer.0.as_ref() else {
             return;
@@ -94,7 +118,8 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
             Some(spec) => cached(&*executor, &job, shared, &options, &spec).await,
         };
         finish(completer, &job, outcome);
-    })
+    });
+    JobTask::Full { task }
 }
 
 /// The pipeline of a cached dispatch: lookup, then (on a miss, or to revalidate) the full

@@ -192,14 +192,18 @@ pub trait Orchestrator: Send + 'static {
 
     /// Starts configuring an orchestrator with this behaviour, an initial state and the
     /// dispatcher its jobs go through.
-    fn builder(self, initial: Self::State, dispatcher: &Dispatcher) -> OrchestratorBuilder<Self>
+    fn builder<R>(
+        self,
+        initial: Self::State,
+        dispatcher: &Dispatcher<R>,
+    ) -> OrchestratorBuilder<Self>
     where
         Self: Sized,
     {
         OrchestratorBuilder {
             orchestrator: self,
             initial,
-            dispatcher: dispatcher.clone(),
+            dispatcher: dispatcher.erase(),
             bus: None,
             guard: LoopGuard::new(),
             name: core::any::type_name::<Self>(),
@@ -273,7 +277,7 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorContext<'_, S> {
 impl<S: Clone + Send + Sync + 'static> Sealed for OrchestratorContext<'_, S> {
     fn route(&self) -> Route<'_> {
         Route {
-            via: Via::Borrowed(&self.shared.dispatcher),
+            via: Via::Borrowed(self.shared.dispatcher.inner()),
             tracker: Some(self.shared),
             cause: self.cause.get_or_init(|| self.reaction.cause()).clone(),
             parent: None,
@@ -647,7 +651,7 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorHandle<S> {
 impl<S: Clone + Send + Sync + 'static> Sealed for OrchestratorHandle<S> {
     fn route(&self) -> Route<'_> {
         Route {
-            via: Via::Borrowed(&self.shared.dispatcher),
+            via: Via::Borrowed(self.shared.dispatcher.inner()),
             tracker: Some(&*self.shared),
             cause: Cause::ambient(),
             parent: None,

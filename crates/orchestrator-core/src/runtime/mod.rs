@@ -46,6 +46,7 @@
 
 mod pool;
 
+use crate::sync::Arc;
 use alloc::boxed::Box;
 use core::fmt;
 use core::future::Future;
@@ -145,6 +146,42 @@ pub trait Spawn: Send + Sync + 'static {
     /// Returns a [`SpawnError`] carrying the task back if the runtime cannot accept it (it is
     /// shut down, there is no runtime in this context, a static pool is full).
     fn spawn(&self, task: Task) -> Result<(), SpawnError>;
+
+    /// Starts `future` in the background without boxing it first, where the runtime can
+    /// (a dispatcher built on a concrete runtime type spawns its jobs this way: the runtime's
+    /// own task is then the job's only allocation besides its shared state).
+    ///
+    /// The default boxes the future into a [`Task`] and calls [`spawn`](Self::spawn);
+    /// adapters whose executor takes any future override it.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Self::spawn); the error carries the future back, boxed.
+    fn spawn_future<F>(&self, future: F) -> Result<(), SpawnError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+        Self: Sized,
+    {
+        self.spawn(Task::new(future))
+    }
+}
+
+/// A shared runtime is a runtime (a dispatcher on an `Arc<dyn Runtime>` spawns boxed tasks).
+impl<T: Spawn + ?Sized> Spawn for Arc<T> {
+    fn spawn(&self, task: Task) -> Result<(), SpawnError> {
+        (**self).spawn(task)
+    }
+}
+
+/// A shared timer is a timer.
+impl<T: Timer + ?Sized> Timer for Arc<T> {
+    fn sleep(&self, duration: Duration) -> Sleep {
+        (**self).sleep(duration)
+    }
+
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
 }
 
 /// Sleeps and reads a monotonic clock.
