@@ -686,7 +686,7 @@ async fn within(mut batch: Pin<&mut impl Future<Output = ()>>, mut watchdog: Sle
 /// The state of one soak.
 struct Soak {
     runtime: Arc<dyn Runtime>,
-    dispatcher: Dispatcher,
+    dispatcher: Dispatcher<Shared>,
     orchestrator: OrchestratorHandle<u64>,
     events: Subscription,
     rng: Rng,
