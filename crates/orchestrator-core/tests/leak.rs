@@ -199,3 +199,35 @@ fn a_pool_runtime_dropped_without_shutdown_frees_its_tasks_dispatcher_and_orches
         "a driver outliving its pool idles"
     );
 }
+
+/// Counts its drops; its state counts events.
+struct Counting(Probe);
+impl Orchestrator for Counting {
+    type State = u32;
+    fn on_event(&mut self, _: &Event, _: Origin, cx: &mut OrchestratorContext<'_, u32>) {
+        cx.update(|n| *n += 1);
+    }
+}
+
+#[test]
+fn dropping_the_last_orchestrator_handle_disposes_it_and_frees_its_loop() {
+    let rt = VirtualRuntime::new();
+    let dropped = Drops::default();
+    let dispatcher = Dispatcher::new(rt.clone());
+    let handle = Counting(dropped.probe())
+        .builder(0, &dispatcher)
+        .start()
+        .unwrap();
+    let clone = handle.clone();
+    drop(handle);
+    dispatcher.bus().emit(1u8).unwrap();
+    rt.run_until_stalled();
+    assert_eq!(clone.state(), 1, "a clone keeps it running");
+    assert_eq!(rt.pool().len(), 1, "its event loop");
+    let states = clone.states();
+    drop(clone);
+    rt.run_until_stalled();
+    assert_eq!(rt.pool().len(), 0, "the loop ended with the last handle");
+    assert_eq!(dropped.count(), 1, "and dropped the orchestrator value");
+    drop(states);
+}

@@ -349,7 +349,10 @@ impl<O: Orchestrator> OrchestratorBuilder<O> {
             Task::new(event_loop(loop_shared, orchestrator, subscription, guard))
         });
         shared.pending.with(|p| *p = Some(start));
-        OrchestratorHandle { shared }
+        OrchestratorHandle {
+            _owner: Arc::new(Owner(shared.clone() as Arc<dyn Dispose>)),
+            shared,
+        }
     }
 
     /// Builds and starts the orchestrator.
@@ -509,8 +512,35 @@ impl<S: Clone + Send + Sync> Tracker for Shared<S> {
 ///
 /// It dispatches tracked jobs through [`Dispatch`](crate::Dispatch): their events arrive as
 /// [`Origin::Active`] until this orchestrator has handled their terminal event.
+///
+/// The handles own the orchestrator: dropping the last one disposes it (its event loop ends
+/// and frees what it holds; its running jobs go on). Keep a handle (or put it in an
+/// [`OrchestratorGroup`]) for as long as the orchestrator should react to events.
+#[must_use = "dropping the last handle disposes the orchestrator"]
 pub struct OrchestratorHandle<S> {
     shared: Arc<Shared<S>>,
+    /// Shared by every clone of the handle; disposes the orchestrator when the last goes.
+    _owner: Arc<Owner>,
+}
+
+/// Disposes its orchestrator when dropped (with the last handle).
+struct Owner(Arc<dyn Dispose>);
+
+/// The type-erased disposal of an orchestrator.
+trait Dispose: Send + Sync {
+    fn dispose(&self);
+}
+
+impl<S: Clone + Send + Sync> Dispose for Shared<S> {
+    fn dispose(&self) {
+        self.end(OrchestratorStatus::Disposed);
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.dispose();
+    }
 }
 
 impl<S: Clone + Send + Sync + 'static> OrchestratorHandle<S> {
@@ -663,6 +693,7 @@ impl<S> Clone for OrchestratorHandle<S> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            _owner: self._owner.clone(),
         }
     }
 }
@@ -704,8 +735,8 @@ impl fmt::Debug for Handled {
 
 /// The event loop: one per started orchestrator.
 ///
-/// It runs until the orchestrator is disposed or its bus closes; dropping every handle does
-/// not stop it (its handler may have effects beyond its state).
+/// It runs until the orchestrator is disposed (explicitly, or by dropping its last handle) or
+/// its bus closes.
 async fn event_loop<O: Orchestrator>(
     shared: Arc<Shared<O::State>>,
     mut orchestrator: O,
