@@ -34,7 +34,7 @@
 //! [`run_measured`] is what the adapters' tests call: a warm-up soak, a heap baseline read from
 //! the test binary's counting allocator, the soak, and the heap again once the runtime has
 //! settled, which must be back within [`HEAP_SLACK`] of the baseline. The soak disposes its
-//! orchestrator before dropping it (an orchestrator runs until disposed; see [`run`]).
+//! orchestrator before dropping it.
 //!
 //! ```text
 //! // crates/orchestrator-smol/tests/soak.rs (with a counting #[global_allocator])
@@ -489,8 +489,7 @@ impl Ledger {
 ///
 /// The orchestrator it starts is disposed, and it and the dispatcher are dropped, before it
 /// returns; their tasks end on the runtime shortly after (the adapters' soak tests then check
-/// that the heap is back to its baseline). Dropped without `dispose`, the orchestrator's loop
-/// would go on holding its dispatcher, and so its own bus, for as long as the runtime lives.
+/// that the heap is back to its baseline).
 pub async fn run(runtime: Arc<dyn Runtime>, jobs: u64, seed: u64) -> SoakReport {
     let mut report = SoakReport {
         seed,
@@ -546,9 +545,7 @@ pub async fn run(runtime: Arc<dyn Runtime>, jobs: u64, seed: u64) -> SoakReport 
     // Nothing may come after the last batch's terminal events either.
     soak.runtime.sleep(Duration::from_millis(1)).await;
     soak.drain();
-    // An orchestrator runs until it is disposed or its bus closes, and its own loop holds its
-    // dispatcher and so its bus: dropped without `dispose`, its loop task (and the dispatcher,
-    // executors and cache it holds) would stay on the runtime for as long as the runtime lives.
+    // Disposed explicitly (dropping its last handle would too).
     soak.orchestrator.dispose();
     let Soak {
         ledger, mut report, ..
