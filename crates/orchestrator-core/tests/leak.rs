@@ -201,7 +201,9 @@ fn a_pool_runtime_dropped_without_shutdown_frees_its_tasks_dispatcher_and_orches
 }
 
 /// Counts its drops; its state counts events.
-struct Counting(Probe);
+struct Counting {
+    _probe: Probe,
+}
 impl Orchestrator for Counting {
     type State = u32;
     fn on_event(&mut self, _: &Event, _: Origin, cx: &mut OrchestratorContext<'_, u32>) {
@@ -214,10 +216,12 @@ fn dropping_the_last_orchestrator_handle_disposes_it_and_frees_its_loop() {
     let rt = VirtualRuntime::new();
     let dropped = Drops::default();
     let dispatcher = Dispatcher::new(rt.clone());
-    let handle = Counting(dropped.probe())
-        .builder(0, &dispatcher)
-        .start()
-        .unwrap();
+    let handle = Counting {
+        _probe: dropped.probe(),
+    }
+    .builder(0, &dispatcher)
+    .start()
+    .unwrap();
     let clone = handle.clone();
     drop(handle);
     dispatcher.bus().emit(1u8).unwrap();
