@@ -272,7 +272,7 @@ impl<T> JobShared<T> {
     where
         T: Send + 'static,
     {
-        let weak: Weak<dyn JobControl> = this.clone();
+        let weak: Weak<dyn Cancel> = this.clone();
         self.slot = Some(self.env.jobs.insert(weak));
     }
 
