@@ -9,11 +9,14 @@ use crate::id::JobId;
 use crate::progress::Progress;
 use crate::runtime::Runtime;
 use crate::sync::{Arc, Weak};
+use crate::watch::Watch;
 use core::fmt;
 
 use super::env::JobEnv;
 use super::registry::Cancel;
-use super::shared::ProgressWatch;
+
+/// A job's progress: the latest report, if any.
+pub(crate) type ProgressWatch = Watch<Option<Progress>>;
 
 /// The type-erased part of a job's shared state (`JobShared`) that contexts, progress
 /// streams, sub-job parents and followers use.

@@ -15,7 +15,8 @@ use crate::progress::Progress;
 use crate::sync::Arc;
 
 use super::control::JobControl;
-use super::shared::{JobShared, ProgressWatch};
+use super::control::ProgressWatch;
+use super::shared::JobShared;
 
 /// A dispatched job: a future of its outcome, its id, its progress, and a way to cancel it.
 ///

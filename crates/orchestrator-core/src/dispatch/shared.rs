@@ -52,7 +52,7 @@ use crate::runtime::Runtime;
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak};
 use crate::watch::Watch;
 
-use super::control::{EmitError, JobControl};
+use super::control::{EmitError, JobControl, ProgressWatch};
 use super::env::JobEnv;
 use super::options::{JobOptions, Lifecycle};
 use super::registry::Cancel;
@@ -66,9 +66,6 @@ enum Slot<T> {
 
 /// Called with the job's final outcome (dedup followers, dedup bookkeeping, the breaker).
 pub(crate) type OnDone<T> = Box<dyn FnOnce(&Result<Success<T>, JobError>) + Send>;
-
-/// A job's progress: the latest report, if any.
-pub(crate) type ProgressWatch = Watch<Option<Progress>>;
 
 struct State<T> {
     slot: Slot<T>,
