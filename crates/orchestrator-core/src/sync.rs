@@ -10,22 +10,52 @@
 //! Lock poisoning is ignored on purpose: every critical section in the core is a few field
 //! writes that cannot panic half-way, and user code (executors, observers) never runs while a
 //! core lock is held.
+//!
+//! # Model checking (`--cfg orchestrator_loom`)
+//!
+//! Built with `RUSTFLAGS="--cfg orchestrator_loom"` (only the `tests/loom.rs` models do so),
+//! the atomics and the lock are [loom](https://docs.rs/loom)'s, so that loom explores every
+//! interleaving of the core's lock and atomic operations. Three things stay as they are:
+//!
+//! - `Arc` and `Weak` are `alloc`'s. Loom's `Arc` has no `Weak` and no `new_cyclic` (the
+//!   dispatcher and the job registry need both), cannot be unsized into `Arc<dyn Trait>`
+//!   (used throughout for runtimes, executors, observers) and cannot back a `Waker` through
+//!   `alloc::task::Wake` (the task pool's wakers). Reference counting is `alloc`'s, not the
+//!   core's, so nothing of ours goes unmodelled by this.
+//! - `AtomicU64` is `core`'s: its only user is the process-wide job id counter, a `static`,
+//!   and loom objects cannot outlive one model iteration.
+//! - `event_listener::Event` (used by cancellation futures, progress streams, watches) keeps
+//!   its own lock; the models do not wait on one.
+//!
+//! Each lock then also carries a `loom::alloc::Track`: loom reports, after every explored
+//! interleaving, any core object with a lock (token node, job state, bus, pool) that was
+//! never freed.
 
 pub(crate) use alloc::sync::{Arc, Weak};
 #[cfg(target_has_atomic = "64")]
 pub(crate) use core::sync::atomic::AtomicU64;
-pub(crate) use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use core::sync::atomic::Ordering;
+#[cfg(not(orchestrator_loom))]
+pub(crate) use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+#[cfg(orchestrator_loom)]
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 
 /// A mutual-exclusion lock with a closure-based interface.
 pub(crate) struct Mutex<T> {
-    #[cfg(feature = "std")]
+    #[cfg(orchestrator_loom)]
+    inner: loom::sync::Mutex<T>,
+    /// Makes loom report a lock (and so the object that holds it) that is never dropped.
+    #[cfg(orchestrator_loom)]
+    _leak_check: loom::alloc::Track<()>,
+    #[cfg(all(not(orchestrator_loom), feature = "std"))]
     inner: std::sync::Mutex<T>,
-    #[cfg(not(feature = "std"))]
+    #[cfg(all(not(orchestrator_loom), not(feature = "std")))]
     inner: critical_section::Mutex<core::cell::RefCell<T>>,
 }
 
 impl<T> Mutex<T> {
     /// Creates a new lock around `value`.
+    #[cfg(not(orchestrator_loom))]
     pub(crate) const fn new(value: T) -> Self {
         Self {
             #[cfg(feature = "std")]
@@ -35,12 +65,26 @@ impl<T> Mutex<T> {
         }
     }
 
+    /// Creates a new lock around `value` (loom's lock is not `const`).
+    #[cfg(orchestrator_loom)]
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            inner: loom::sync::Mutex::new(value),
+            _leak_check: loom::alloc::Track::new(()),
+        }
+    }
+
     /// Runs `f` with exclusive access to the protected value.
     ///
     /// `f` must not call back into the same lock.
     #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
-        #[cfg(feature = "std")]
+        #[cfg(orchestrator_loom)]
+        {
+            let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut guard)
+        }
+        #[cfg(all(not(orchestrator_loom), feature = "std"))]
         {
             let mut guard = self
                 .inner
@@ -48,7 +92,7 @@ impl<T> Mutex<T> {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             f(&mut guard)
         }
-        #[cfg(not(feature = "std"))]
+        #[cfg(all(not(orchestrator_loom), not(feature = "std")))]
         {
             critical_section::with(|cs| f(&mut self.inner.borrow_ref_mut(cs)))
         }

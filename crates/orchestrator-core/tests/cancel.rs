@@ -63,7 +63,7 @@ fn children_of_a_dropped_root_are_independent_tokens() {
 
 #[test]
 fn deep_chain_is_cancelled_whichever_order_the_middles_are_dropped_in() {
-    const DEPTH: usize = 1_000;
+    const DEPTH: usize = if cfg!(miri) { 100 } else { 1_000 };
     // Drop orders for the middle tokens: leaf side first, root side first, interleaved.
     let orders: [fn(usize) -> Vec<usize>; 3] = [
         |n| (1..n - 1).rev().collect(),
@@ -95,7 +95,8 @@ fn deep_chain_is_cancelled_whichever_order_the_middles_are_dropped_in() {
 #[test]
 fn deep_chain_without_drops_is_cancelled_without_recursion() {
     // Deep enough to overflow a test thread's stack if cancelling recursed per level.
-    const DEPTH: usize = 100_000;
+    // (Miri runs a shorter chain: it checks the memory, not the stack depth.)
+    const DEPTH: usize = if cfg!(miri) { 300 } else { 100_000 };
     let root = CancellationToken::new();
     let mut chain = Vec::with_capacity(DEPTH);
     let mut last = root.child_token();
@@ -113,8 +114,8 @@ fn deep_chain_without_drops_is_cancelled_without_recursion() {
 
 #[test]
 fn cancel_racing_child_creation_never_misses_a_child() {
-    const ROUNDS: usize = 200;
-    const CHILDREN: usize = 200;
+    const ROUNDS: usize = if cfg!(miri) { 4 } else { 200 };
+    const CHILDREN: usize = if cfg!(miri) { 20 } else { 200 };
     for _ in 0..ROUNDS {
         let root = CancellationToken::new();
         let middle = root.child_token();
@@ -155,8 +156,8 @@ fn cancel_racing_child_creation_never_misses_a_child() {
 
 #[test]
 fn dropping_tokens_while_an_ancestor_is_cancelled_never_misses_a_descendant() {
-    const ROUNDS: usize = 200;
-    const WIDTH: usize = 100;
+    const ROUNDS: usize = if cfg!(miri) { 4 } else { 200 };
+    const WIDTH: usize = if cfg!(miri) { 20 } else { 100 };
     for _ in 0..ROUNDS {
         let root = CancellationToken::new();
         // Each entry: a middle token (to be dropped during the cancel) and its grandchild.
@@ -192,8 +193,8 @@ fn dropping_tokens_while_an_ancestor_is_cancelled_never_misses_a_descendant() {
 
 #[test]
 fn concurrent_drops_of_neighbouring_tokens_reparent_every_survivor() {
-    const ROUNDS: usize = 100;
-    const WIDTH: usize = 100;
+    const ROUNDS: usize = if cfg!(miri) { 4 } else { 100 };
+    const WIDTH: usize = if cfg!(miri) { 20 } else { 100 };
     for _ in 0..ROUNDS {
         let root = CancellationToken::new();
         let mut uppers = Vec::with_capacity(WIDTH);
@@ -227,9 +228,10 @@ fn concurrent_drops_of_neighbouring_tokens_reparent_every_survivor() {
 
 #[test]
 fn a_long_lived_parent_forgets_dropped_children() {
+    const ROUNDS: usize = if cfg!(miri) { 200 } else { 100_000 };
     let root = CancellationToken::new();
     let keep = root.child_token();
-    for _ in 0..100_000 {
+    for _ in 0..ROUNDS {
         let child = root.child_token();
         let grandchild = child.child_token();
         drop(child);
@@ -238,7 +240,7 @@ fn a_long_lived_parent_forgets_dropped_children() {
     assert_eq!(format!("{root:?}"), live(1));
     // Replacing a token with its own child keeps one live descendant, not a growing chain.
     let mut current = root.child_token();
-    for _ in 0..100_000 {
+    for _ in 0..ROUNDS {
         current = current.child_token();
     }
     assert_eq!(format!("{root:?}"), live(2));
