@@ -169,7 +169,7 @@ pub(crate) mod ambient {
     use core::cell::RefCell;
 
     use super::{Cause, Reaction};
-    use crate::sync::{AtomicUsize, Ordering};
+    use crate::sync::{Ordering, StaticAtomicUsize};
 
     struct Current {
         reaction: Reaction,
@@ -182,7 +182,7 @@ pub(crate) mod ambient {
 
     /// Handlers running now, on any thread: while there are none (most dispatches), nothing
     /// reads the thread-local state.
-    static RUNNING: AtomicUsize = AtomicUsize::new(0);
+    static RUNNING: StaticAtomicUsize = StaticAtomicUsize::new(0);
 
     /// Marks `reaction` as the running handler's until the guard is dropped.
     pub(crate) fn enter(reaction: Reaction) -> Guard {

@@ -22,8 +22,9 @@
 //!   (used throughout for runtimes, executors, observers) and cannot back a `Waker` through
 //!   `alloc::task::Wake` (the task pool's wakers). Reference counting is `alloc`'s, not the
 //!   core's, so nothing of ours goes unmodelled by this.
-//! - `AtomicU64` is `core`'s: its only user is the process-wide job id counter, a `static`,
-//!   and loom objects cannot outlive one model iteration.
+//! - `AtomicU64` and `StaticAtomicUsize` are `core`'s: their only users are `static`s (the
+//!   process-wide job id counter, the count of running handlers), and loom objects cannot
+//!   outlive one model iteration.
 //! - `event_listener::Event` (used by cancellation futures, progress streams, watches) keeps
 //!   its own lock; the models do not wait on one.
 //!
@@ -34,6 +35,9 @@
 pub(crate) use alloc::sync::{Arc, Weak};
 #[cfg(target_has_atomic = "64")]
 pub(crate) use core::sync::atomic::AtomicU64;
+/// An atomic for `static`s (never a loom one: statics outlive a model iteration).
+#[cfg(feature = "std")]
+pub(crate) use core::sync::atomic::AtomicUsize as StaticAtomicUsize;
 pub(crate) use core::sync::atomic::Ordering;
 #[cfg(not(orchestrator_loom))]
 pub(crate) use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
