@@ -378,6 +378,41 @@ fn shutdown_stops_intake_waits_for_running_jobs_then_cancels_the_rest() {
     );
 }
 
+/// Counts the attempts it runs.
+struct CountingExec(Arc<AtomicUsize>);
+impl Executor<LoadPrice> for CountingExec {
+    type Error = Never;
+    async fn execute(&self, _: &LoadPrice, _: JobContext) -> Result<u32, Never> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(1)
+    }
+}
+
+#[test]
+fn a_shutdown_cancels_a_job_whose_task_has_not_run_yet() {
+    // A job is reachable by a shutdown only once its task has waited; one dispatched but not
+    // yet polled must still be cancelled (by the shutdown flag its task checks), not run.
+    let rt = VirtualRuntime::new();
+    let dispatcher = Dispatcher::new(rt.clone());
+    let runs = Arc::new(AtomicUsize::new(0));
+    dispatcher.register(CountingExec(runs.clone()));
+    let handle = dispatcher.dispatch(LoadPrice {
+        delay: Duration::ZERO,
+    });
+    let mut shutdown = Box::pin(dispatcher.shutdown(Duration::ZERO));
+    let waker = futures::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    // The grace period is over at once: the job in flight is cancelled, then awaited.
+    assert!(shutdown.as_mut().poll(&mut cx).is_pending());
+    assert_eq!(dispatcher.in_flight(), 1);
+    let report = rt.block_on(shutdown);
+    assert_eq!(report.cancelled, 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the executor never ran");
+    let error = rt.block_on(handle).unwrap_err();
+    assert!(error.is_cancelled(), "{error:?}");
+    assert_eq!(dispatcher.in_flight(), 0);
+}
+
 /// Slow to handle: its state only changes once the handler ran.
 struct Recorder;
 impl Orchestrator for Recorder {

@@ -386,7 +386,7 @@ impl Inner {
             }
         }
         let inherited = parent.and_then(|p| p.bus_override());
-        let shared = Arc::new_cyclic(|this| {
+        let shared = Arc::new({
             let mut shared = JobShared::new(
                 id,
                 JobType::of::<J>(),
@@ -396,7 +396,7 @@ impl Inner {
                 parent_id,
             );
             shared.inherit_bus(inherited);
-            shared.register(this);
+            shared.count_in_flight();
             shared
         });
         if let Some(parent) = parent {
@@ -835,7 +835,7 @@ impl Future for Shutdown {
                 return Poll::Pending;
             }
             this.grace = None;
-            this.cancelled = env.jobs.cancel_all("the dispatcher shut down");
+            this.cancelled = env.jobs.cancel_all();
         }
     }
 }

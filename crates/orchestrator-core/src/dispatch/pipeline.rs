@@ -382,7 +382,7 @@ async fn one_attempt<J: Job, E: Executor<J>>(
 pin_project! {
     /// Races `work` against the handle's cancel request.
     struct Cancellable<'a, T, W> {
-        shared: &'a JobShared<T>,
+        shared: &'a Arc<JobShared<T>>,
         #[pin]
         work: W,
     }
@@ -394,7 +394,7 @@ impl<T: Send + 'static, W: Future<Output = Outcome<T>>> Future for Cancellable<'
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
         let this = self.project();
         // A request made before this poll wins; the flag spares the lock when there is none.
-        if this.shared.cancel_flagged() {
+        if this.shared.may_be_cancelled() {
             if let Poll::Ready(reason) = this.shared.poll_cancel_request(cx) {
                 return Poll::Ready(Err(JobError::cancelled(reason)));
             }

@@ -1,15 +1,17 @@
 //! The jobs in flight of one dispatcher: counted for accounting, reachable for shutdown.
 //!
-//! A slab of weak references: a job takes a slot when it is dispatched (one lock, no hashing,
-//! no allocation once the slab has grown) and gives it back when it ends, so the registry never
-//! keeps a finished job's memory. Its length is the number of jobs in flight.
+//! Counting is one atomic per dispatch and one per end. A job becomes *reachable* (a slot in
+//! a slab of weak references, one lock) only when its task first waits: a job that ends
+//! within its first poll (a no-op, a cache-like executor) never takes the lock. A job not yet
+//! reachable is cancelled by the shutdown flag instead, which its task checks on every poll
+//! and once more right after it takes a slot, so a shutdown never misses a job in flight.
 
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
 use event_listener::Event as Notify;
 
-use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak};
 
 /// What the registry can do to a job in flight: cancel it.
 pub(crate) trait Cancel: Send + Sync {
@@ -21,13 +23,20 @@ pub(crate) trait Cancel: Send + Sync {
 struct Slab {
     slots: Vec<Option<Weak<dyn Cancel>>>,
     free: Vec<usize>,
-    live: usize,
 }
+
+/// Why every job in flight was cancelled (set once, by a shutdown whose grace ran out).
+pub(crate) const SHUTDOWN_REASON: &str = "the dispatcher shut down";
 
 /// The jobs in flight of one dispatcher.
 #[derive(Default)]
 pub(crate) struct Registry {
+    /// Jobs dispatched and not ended.
+    live: AtomicUsize,
+    /// The jobs in flight that have waited at least once.
     slab: Mutex<Slab>,
+    /// Set when every job in flight is cancelled: a job that was not reachable yet sees it.
+    cancelled: AtomicBool,
     /// Notified when the last job in flight ends, once someone waits for it (a shutdown).
     drained: Notify,
     /// Set by the first shutdown: until then nobody listens to `drained`.
@@ -35,53 +44,79 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    /// Records `job` as in flight; returns its slot.
-    pub(crate) fn insert(&self, job: Weak<dyn Cancel>) -> usize {
-        self.slab.with(|slab| {
-            slab.live += 1;
-            match slab.free.pop() {
-                Some(slot) => {
-                    slab.slots[slot] = Some(job);
-                    slot
-                }
-                None => {
-                    slab.slots.push(Some(job));
-                    slab.slots.len() - 1
-                }
-            }
-        })
+    /// Counts a job in flight (until [`leave`](Self::leave)).
+    #[inline]
+    pub(crate) fn enter(&self) {
+        self.live.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Records that the job in `slot` has ended.
-    pub(crate) fn remove(&self, slot: usize) {
-        let (job, drained) = self.slab.with(|slab| {
-            let job = slab.slots.get_mut(slot).and_then(Option::take);
-            if job.is_some() {
-                slab.live -= 1;
-                slab.free.push(slot);
-            }
-            (job, slab.live == 0)
-        });
-        drop(job); // outside the lock
-        if drained && self.draining.load(Ordering::Acquire) {
+    /// Records that a job counted by [`enter`](Self::enter) has ended.
+    #[inline]
+    pub(crate) fn leave(&self) {
+        // SeqCst pairs with `drained`: either the shutdown sees zero, or this sees it waiting.
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 && self.draining.load(Ordering::SeqCst)
+        {
             self.drained.notify(usize::MAX);
         }
     }
 
+    /// Makes a job in flight reachable by [`cancel_all`](Self::cancel_all); returns its
+    /// slot, or `None` if every job was cancelled already (the caller cancels itself).
+    pub(crate) fn reach(&self, job: Weak<dyn Cancel>) -> Option<usize> {
+        let slot = self.slab.with(|slab| match slab.free.pop() {
+            Some(slot) => {
+                slab.slots[slot] = Some(job);
+                slot
+            }
+            None => {
+                slab.slots.push(Some(job));
+                slab.slots.len() - 1
+            }
+        });
+        // After taking the slot: a `cancel_all` that had already walked the slab set the flag
+        // before it locked it, so this sees the flag.
+        if self.is_cancelled() {
+            self.unreach(slot);
+            return None;
+        }
+        Some(slot)
+    }
+
+    /// Gives back the slot of a job that has ended.
+    pub(crate) fn unreach(&self, slot: usize) {
+        let job = self.slab.with(|slab| {
+            let job = slab.slots.get_mut(slot).and_then(Option::take);
+            if job.is_some() {
+                slab.free.push(slot);
+            }
+            job
+        });
+        drop(job); // outside the lock
+    }
+
+    /// Returns `true` once every job in flight was cancelled ([`cancel_all`](Self::cancel_all)).
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
     /// Returns how many jobs are in flight.
     pub(crate) fn len(&self) -> usize {
-        self.slab.with(|slab| slab.live)
+        self.live.load(Ordering::SeqCst)
     }
 
     /// Returns the event notified when the last job in flight ends; from now on it is
     /// notified (before, nobody waited, so ending jobs skip it).
     pub(crate) fn drained(&self) -> &Notify {
-        self.draining.store(true, Ordering::Release);
+        self.draining.store(true, Ordering::SeqCst);
         &self.drained
     }
 
-    /// Cancels every job in flight with `reason`; returns how many were asked to.
-    pub(crate) fn cancel_all(&self, reason: &'static str) -> usize {
+    /// Cancels every job in flight with [`SHUTDOWN_REASON`], and every job still to come
+    /// that was dispatched before; returns how many were in flight.
+    pub(crate) fn cancel_all(&self) -> usize {
+        let in_flight = self.len();
+        self.cancelled.store(true, Ordering::SeqCst);
         let jobs: Vec<Arc<dyn Cancel>> = self.slab.with(|slab| {
             slab.slots
                 .iter()
@@ -90,8 +125,8 @@ impl Registry {
                 .collect()
         });
         for job in &jobs {
-            job.cancel(Some(Cow::Borrowed(reason)));
+            job.cancel(Some(Cow::Borrowed(SHUTDOWN_REASON)));
         }
-        jobs.len()
+        in_flight
     }
 }

@@ -55,7 +55,7 @@ use crate::watch::Watch;
 use super::control::{EmitError, JobControl, ProgressWatch};
 use super::env::JobEnv;
 use super::options::{JobOptions, Lifecycle};
-use super::registry::Cancel;
+use super::registry::{Cancel, SHUTDOWN_REASON};
 
 /// The outcome slot's three states.
 enum Slot<T> {
@@ -75,6 +75,8 @@ struct State<T> {
     handle_waker: Option<Waker>,
     task_waker: Option<Waker>,
     cancel_request: Option<Option<Cow<'static, str>>>,
+    /// The job's slot among its dispatcher's reachable jobs, once its task has waited.
+    reachable: Option<usize>,
     cold: Option<Box<Cold<T>>>,
 }
 
@@ -119,9 +121,9 @@ pub(crate) struct JobShared<T> {
     env: Arc<JobEnv>,
     /// Why the job exists (its causal depth), passed on to everything it produces.
     cause: Cause,
-    /// Its slot in the dispatcher's jobs in flight, until it ends (none for a dedup follower
-    /// or a dispatch rejected before it was counted).
-    slot: Option<usize>,
+    /// Counted in the dispatcher's jobs in flight until it ends (not a dedup follower nor a
+    /// dispatch rejected before it was counted).
+    counted: bool,
     /// Lifecycle events on (all but `Progress`).
     lifecycle: bool,
     /// `Progress` lifecycle events on too.
@@ -161,7 +163,7 @@ impl<T> JobShared<T> {
             id,
             job_type,
             cause,
-            slot: None,
+            counted: false,
             lifecycle: mode != Lifecycle::Off,
             progress_events: mode == Lifecycle::All,
             env,
@@ -173,6 +175,7 @@ impl<T> JobShared<T> {
                 handle_waker: None,
                 task_waker: None,
                 cancel_request: None,
+                reachable: None,
                 cold: None,
             }),
         }
@@ -263,14 +266,10 @@ impl<T> JobShared<T> {
         })
     }
 
-    /// Counts the job (reached through `this`, while it is being built) in its dispatcher's
-    /// jobs in flight until it ends.
-    pub(crate) fn register(&mut self, this: &Weak<Self>)
-    where
-        T: Send + 'static,
-    {
-        let weak: Weak<dyn Cancel> = this.clone();
-        self.slot = Some(self.env.jobs.insert(weak));
+    /// Counts the job in its dispatcher's jobs in flight until it ends.
+    pub(crate) fn count_in_flight(&mut self) {
+        self.env.jobs.enter();
+        self.counted = true;
     }
 
     /// Publishes a lifecycle event if they are on for this job (and it has not ended).
@@ -328,6 +327,45 @@ impl<T> JobShared<T> {
     /// early ([`resolve`](Self::resolve)), it keeps that outcome. Watchers and observers run
     /// afterwards, outside the lock.
     pub(crate) fn complete(&self, outcome: Result<Success<T>, JobError>) -> bool {
+        // The common case first: no events to publish, nobody to tell, nothing cold.
+        let outcome = if self.lifecycle || self.env.observers.any() {
+            outcome
+        } else {
+            let ended = self.state.with(|s| {
+                if !s.running || s.cold.is_some() || !matches!(s.slot, Slot::Pending) {
+                    return Err(outcome);
+                }
+                s.running = false;
+                s.slot = Slot::Ready(outcome);
+                Ok((s.handle_waker.take(), s.task_waker.take(), s.reachable.take()))
+            });
+            match ended {
+                Ok((waker, task_waker, reachable)) => {
+                    self.leave(reachable);
+                    drop(task_waker);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                    return true;
+                }
+                Err(outcome) => outcome,
+            }
+        };
+        self.complete_slow(outcome)
+    }
+
+    /// Stops counting the job in flight (and gives back its slot, if it had one).
+    fn leave(&self, reachable: Option<usize>) {
+        if let Some(slot) = reachable {
+            self.env.jobs.unreach(slot);
+        }
+        if self.counted {
+            self.env.jobs.leave();
+        }
+    }
+
+    /// [`complete`](Self::complete) with events, observers, watchers or an early outcome.
+    fn complete_slow(&self, outcome: Result<Success<T>, JobError>) -> bool {
         let terminal = self
             .lifecycle
             .then(|| self.event(JobLifecycle::terminal(&outcome), None));
@@ -352,7 +390,8 @@ impl<T> JobShared<T> {
                 },
                 None => (None, None),
             };
-            s.task_waker = None;
+            let task_waker = s.task_waker.take();
+            let reachable = s.reachable.take();
             // Watchers and sub-jobs leave with the job; the progress watch stays (closed below)
             // for late readers.
             let (on_done, children, progress) = match s.cold.as_mut() {
@@ -374,15 +413,21 @@ impl<T> JobShared<T> {
                 Some(outcome)
             };
             Some((
-                published, refused, on_done, children, progress, outcome, waker,
+                published,
+                refused,
+                on_done,
+                children,
+                progress,
+                outcome,
+                (waker, task_waker, reachable),
             ))
         });
-        let Some((published, refused, on_done, children, progress, outcome, waker)) = ended else {
+        let Some((published, refused, on_done, children, progress, outcome, wakers)) = ended else {
             return false;
         };
-        if let Some(slot) = self.slot {
-            self.env.jobs.remove(slot);
-        }
+        let (waker, task_waker, reachable) = wakers;
+        self.leave(reachable);
+        drop(task_waker);
         if let Some(w) = waker {
             w.wake();
         }
@@ -544,21 +589,44 @@ impl<T> JobShared<T> {
         &self.env.runtime
     }
 
-    /// Returns the cancel reason once cancel was requested, or registers the task's waker.
+    /// Returns the cancel reason once cancel was requested, or registers the task's waker
+    /// (and, the first time, makes the job reachable by a shutdown: see the registry).
     pub(crate) fn poll_cancel_request(
-        &self,
+        self: &Arc<Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Cow<'static, str>>> {
-        self.state.with(|s| match &s.cancel_request {
-            Some(reason) => Poll::Ready(reason.clone()),
-            None => {
-                match &s.task_waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => s.task_waker = Some(cx.waker().clone()),
+    ) -> Poll<Option<Cow<'static, str>>>
+    where
+        T: Send + 'static,
+    {
+        self.state.with(|s| {
+            if s.cancel_request.is_none() && self.counted && s.reachable.is_none() && s.running {
+                let this: Weak<dyn Cancel> = Arc::downgrade(self) as Weak<dyn Cancel>;
+                match self.env.jobs.reach(this) {
+                    Some(slot) => s.reachable = Some(slot),
+                    None => {
+                        s.cancel_request = Some(Some(Cow::Borrowed(SHUTDOWN_REASON)));
+                        self.cancel_flag.store(true, Ordering::Release);
+                    }
                 }
-                Poll::Pending
+            }
+            match &s.cancel_request {
+                Some(reason) => Poll::Ready(reason.clone()),
+                None => {
+                    match &s.task_waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => s.task_waker = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
+                }
             }
         })
+    }
+
+    /// Returns `true` if a cancel request may be pending, or every job of the dispatcher was
+    /// cancelled (cheap; no lock).
+    #[inline]
+    pub(crate) fn may_be_cancelled(&self) -> bool {
+        self.cancel_flagged() || self.env.jobs.is_cancelled()
     }
 
     pub(crate) fn is_finished(&self) -> bool {
