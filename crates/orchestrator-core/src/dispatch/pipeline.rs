@@ -96,11 +96,25 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
                     return;
                 };
                 started(shared);
-                let work = async {
-                    let result = one_attempt(&*executor, &job, shared, 1, None).await;
-                    result.map_err(|e| e.into_job_error(1))
+                // One attempt, no limit: a smaller future than `one_attempt` (which also
+                // holds an attempt timeout's sleep), so a smaller task for the runtime.
+                let cx = JobContext::new(shared.clone(), 1);
+                let attempt = match catch_panic(|| executor.execute(&job, cx)) {
+                    Ok(work) => {
+                        let work = CatchUnwind { inner: work };
+                        (Cancellable { shared, work }).await
+                    }
+                    Err(panicked) => Ok(Err(panicked)),
                 };
-                let outcome = Cancellable { shared, work }.await;
+                let outcome = match attempt {
+                    Ok(Ok(Ok(value))) => Ok(Success {
+                        value,
+                        data_source: DataSource::Fresh,
+                    }),
+                    Ok(Ok(Err(error))) => Err(AttemptFailure::Error(Arc::new(error)).into_job_error(1)),
+                    Ok(Err(panicked)) => Err(AttemptFailure::Panicked(panicked).into_job_error(1)),
+                    Err(cancelled) => Err(cancelled),
+                };
                 finish(completer, &job, outcome);
             },
         };
@@ -380,7 +394,8 @@ async fn one_attempt<J: Job, E: Executor<J>>(
 }
 
 pin_project! {
-    /// Races `work` against the handle's cancel request.
+    /// Races `work` against the handle's cancel request (and the dispatcher's shutdown);
+    /// resolves to `Err(cancelled)` if cancel wins.
     struct Cancellable<'a, T, W> {
         shared: &'a Arc<JobShared<T>>,
         #[pin]
@@ -388,10 +403,10 @@ pin_project! {
     }
 }
 
-impl<T: Send + 'static, W: Future<Output = Outcome<T>>> Future for Cancellable<'_, T, W> {
-    type Output = Outcome<T>;
+impl<T: Send + 'static, W: Future> Future for Cancellable<'_, T, W> {
+    type Output = Result<W::Output, JobError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         // A request made before this poll wins; the flag spares the lock when there is none.
         if this.shared.may_be_cancelled() {
@@ -400,7 +415,7 @@ impl<T: Send + 'static, W: Future<Output = Outcome<T>>> Future for Cancellable<'
             }
         }
         if let Poll::Ready(outcome) = this.work.poll(cx) {
-            return Poll::Ready(outcome);
+            return Poll::Ready(Ok(outcome));
         }
         // Still running: register for a later cancel request, catching one made meanwhile.
         match this.shared.poll_cancel_request(cx) {
@@ -422,7 +437,7 @@ pin_project! {
     }
 }
 
-impl<T, I: Future<Output = Outcome<T>>> Future for Race<'_, I> {
+impl<T, I: Future<Output = Result<Outcome<T>, JobError>>> Future for Race<'_, I> {
     type Output = Outcome<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
@@ -433,7 +448,7 @@ impl<T, I: Future<Output = Outcome<T>>> Future for Race<'_, I> {
             }
         }
         if let Poll::Ready(outcome) = this.inner.poll(cx) {
-            return Poll::Ready(outcome);
+            return Poll::Ready(outcome.and_then(|outcome| outcome));
         }
         if let Some((sleep, budget)) = this.deadline {
             if Pin::new(sleep).poll(cx).is_ready() {

@@ -143,17 +143,22 @@ impl<T> JobShared<T> {
         cause: Cause,
         parent_id: Option<JobId>,
     ) -> Self {
-        let extra = Extra {
-            parent_id,
-            bus: options.bus().map(SignalBus::publisher),
-            token: options.cancellation().cloned(),
-            metadata: options.take_metadata(),
-            leader: None,
+        let extra = if options.is_plain() && parent_id.is_none() {
+            None
+        } else {
+            let extra = Extra {
+                parent_id,
+                bus: options.bus().map(SignalBus::publisher),
+                token: options.cancellation().cloned(),
+                metadata: options.take_metadata(),
+                leader: None,
+            };
+            let plain = extra.parent_id.is_none()
+                && extra.bus.is_none()
+                && extra.token.is_none()
+                && extra.metadata.is_empty();
+            (!plain).then(|| Box::new(extra))
         };
-        let plain = extra.parent_id.is_none()
-            && extra.bus.is_none()
-            && extra.token.is_none()
-            && extra.metadata.is_empty();
         let mode = options.lifecycle_mode().unwrap_or(if env.lifecycle {
             Lifecycle::All
         } else {
@@ -168,7 +173,7 @@ impl<T> JobShared<T> {
             progress_events: mode == Lifecycle::All,
             env,
             cancel_flag: AtomicBool::new(false),
-            extra: (!plain).then(|| Box::new(extra)),
+            extra,
             state: Mutex::new(State {
                 slot: Slot::Pending,
                 running: true,
@@ -781,5 +786,21 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
             Some(leader) => leader.progress_watch(),
             None => self.own_progress(),
         }
+    }
+}
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use core::mem::size_of;
+        std::println!("JobShared<()> {}", size_of::<super::JobShared<()>>());
+        std::println!("State<()> {}", size_of::<super::State<()>>());
+        std::println!("Mutex<State<()>> {}", size_of::<crate::sync::Mutex<super::State<()>>>());
+        std::println!("Slot<()> {}", size_of::<super::Slot<()>>());
+        std::println!("JobError {}", size_of::<crate::outcome::JobError>());
+        std::println!("Cause {}", size_of::<crate::cause::Cause>());
+        std::println!("JobType {}", size_of::<crate::job::JobType>());
+        std::println!("cancel_request {}", size_of::<Option<Option<alloc::borrow::Cow<'static, str>>>>());
+        std::println!("JobContext {}", size_of::<crate::JobContext>());
     }
 }
