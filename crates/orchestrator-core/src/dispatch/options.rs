@@ -136,6 +136,11 @@ impl JobOptions {
         self.set.as_ref()?.bus.as_ref()
     }
 
+    /// Returns `true` if no option at all was set.
+    pub(crate) fn is_default(&self) -> bool {
+        self.set.is_none()
+    }
+
     /// Returns `true` if no execution option is set (the dispatch takes the fast path).
     pub(crate) fn is_plain(&self) -> bool {
         self.set.as_ref().is_none_or(|s| {

@@ -143,7 +143,7 @@ impl<T> JobShared<T> {
         cause: Cause,
         parent_id: Option<JobId>,
     ) -> Self {
-        let extra = if options.is_plain() && parent_id.is_none() {
+        let extra = if options.is_default() && parent_id.is_none() {
             None
         } else {
             let extra = Extra {
