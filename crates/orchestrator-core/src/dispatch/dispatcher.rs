@@ -389,7 +389,7 @@ impl Inner {
         let shared = Arc::new({
             let mut shared = JobShared::new(
                 id,
-                JobType::of::<J>(),
+                JobType::of::<J>,
                 env.clone(),
                 &mut options,
                 cause,
@@ -755,7 +755,7 @@ fn rejected<J: Job>(
 ) -> JobHandle<J::Output> {
     let shared = Arc::new(JobShared::new(
         JobId::next(),
-        JobType::of::<J>(),
+        JobType::of::<J>,
         env.clone(),
         &mut options,
         cause,

@@ -22,7 +22,19 @@ pub(crate) trait Cancel: Send + Sync {
 #[derive(Default)]
 struct Slab {
     slots: Vec<Option<Weak<dyn Cancel>>>,
-    free: Vec<usize>,
+    free: Vec<u32>,
+}
+
+/// What [`Registry::reach`] did.
+pub(crate) enum Reach {
+    /// The job has a slot until it ends.
+    Slot(u32),
+    /// Every job in flight was cancelled already: the job cancels itself.
+    Cancelled,
+    /// Over four billion jobs are waiting (the slab is indexed by `u32` to keep the per-job
+    /// state small): the job stays unreachable, and a shutdown cancels it through the flag
+    /// its task checks on every poll.
+    Full,
 }
 
 /// Why every job in flight was cancelled (set once, by a shutdown whose grace ran out).
@@ -60,32 +72,35 @@ impl Registry {
         }
     }
 
-    /// Makes a job in flight reachable by [`cancel_all`](Self::cancel_all); returns its
-    /// slot, or `None` if every job was cancelled already (the caller cancels itself).
-    pub(crate) fn reach(&self, job: Weak<dyn Cancel>) -> Option<usize> {
+    /// Makes a job in flight reachable by [`cancel_all`](Self::cancel_all).
+    pub(crate) fn reach(&self, job: Weak<dyn Cancel>) -> Reach {
         let slot = self.slab.with(|slab| match slab.free.pop() {
             Some(slot) => {
-                slab.slots[slot] = Some(job);
-                slot
+                slab.slots[slot as usize] = Some(job);
+                Some(slot)
             }
             None => {
+                let slot = u32::try_from(slab.slots.len()).ok().filter(|&s| s < u32::MAX)?;
                 slab.slots.push(Some(job));
-                slab.slots.len() - 1
+                Some(slot)
             }
         });
+        let Some(slot) = slot else {
+            return Reach::Full;
+        };
         // After taking the slot: a `cancel_all` that had already walked the slab set the flag
         // before it locked it, so this sees the flag.
         if self.is_cancelled() {
             self.unreach(slot);
-            return None;
+            return Reach::Cancelled;
         }
-        Some(slot)
+        Reach::Slot(slot)
     }
 
     /// Gives back the slot of a job that has ended.
-    pub(crate) fn unreach(&self, slot: usize) {
+    pub(crate) fn unreach(&self, slot: u32) {
         let job = self.slab.with(|slab| {
-            let job = slab.slots.get_mut(slot).and_then(Option::take);
+            let job = slab.slots.get_mut(slot as usize).and_then(Option::take);
             if job.is_some() {
                 slab.free.push(slot);
             }

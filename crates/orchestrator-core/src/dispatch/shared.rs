@@ -55,7 +55,7 @@ use crate::watch::Watch;
 use super::control::{EmitError, JobControl, ProgressWatch};
 use super::env::JobEnv;
 use super::options::{JobOptions, Lifecycle};
-use super::registry::{Cancel, SHUTDOWN_REASON};
+use super::registry::{Cancel, Reach, SHUTDOWN_REASON};
 
 /// The outcome slot's three states.
 enum Slot<T> {
@@ -72,16 +72,21 @@ struct State<T> {
     /// The job is running: it accepts events and progress, and has not published its terminal
     /// event. The handle's outcome may be ready earlier (a cache hit being revalidated).
     running: bool,
+    /// The job's slot among its dispatcher's reachable jobs once its task has waited
+    /// ([`UNREACHABLE`] until then).
+    reachable: u32,
     handle_waker: Option<Waker>,
     task_waker: Option<Waker>,
-    cancel_request: Option<Option<Cow<'static, str>>>,
-    /// The job's slot among its dispatcher's reachable jobs, once its task has waited.
-    reachable: Option<usize>,
     cold: Option<Box<Cold<T>>>,
 }
 
+/// `State::reachable` of a job without a slot.
+const UNREACHABLE: u32 = u32::MAX;
+
 /// What only some jobs use while they run, made on first use.
 struct Cold<T> {
+    /// The first cancel request, with its reason (see `JobShared::cancel_flag`).
+    cancel_request: Option<Option<Cow<'static, str>>>,
     on_done: Vec<OnDone<T>>,
     /// Sub-jobs dispatched through this job's contexts: cancelled with it.
     children: Vec<Weak<dyn JobControl>>,
@@ -89,9 +94,20 @@ struct Cold<T> {
 }
 
 impl<T> State<T> {
+    fn cancel_request(&self) -> Option<&Option<Cow<'static, str>>> {
+        self.cold.as_ref()?.cancel_request.as_ref()
+    }
+
+    /// Gives back the job's slot, if it has one.
+    fn take_reachable(&mut self) -> Option<u32> {
+        let slot = core::mem::replace(&mut self.reachable, UNREACHABLE);
+        (slot != UNREACHABLE).then_some(slot)
+    }
+
     fn cold(&mut self) -> &mut Cold<T> {
         self.cold.get_or_insert_with(|| {
             Box::new(Cold {
+                cancel_request: None,
                 on_done: Vec::new(),
                 children: Vec::new(),
                 progress: None,
@@ -105,6 +121,8 @@ impl<T> State<T> {
 struct Extra {
     /// The job whose context dispatched this one (sub-jobs).
     parent_id: Option<JobId>,
+    /// Why the job exists, when it is not the root cause (a causal depth above zero).
+    cause: Cause,
     /// The bus of this dispatch, when it is not the dispatcher's.
     bus: Option<BusRef>,
     token: Option<CancellationToken>,
@@ -117,10 +135,9 @@ struct Extra {
 /// The engine shared by a job's handle, task and contexts.
 pub(crate) struct JobShared<T> {
     pub(crate) id: JobId,
-    job_type: JobType,
+    /// The job's type (a function: 8 bytes instead of 32; read only for events and hooks).
+    job_type: fn() -> JobType,
     env: Arc<JobEnv>,
-    /// Why the job exists (its causal depth), passed on to everything it produces.
-    cause: Cause,
     /// Counted in the dispatcher's jobs in flight until it ends (not a dedup follower nor a
     /// dispatch rejected before it was counted).
     counted: bool,
@@ -137,23 +154,25 @@ pub(crate) struct JobShared<T> {
 impl<T> JobShared<T> {
     pub(crate) fn new(
         id: JobId,
-        job_type: JobType,
+        job_type: fn() -> JobType,
         env: Arc<JobEnv>,
         options: &mut JobOptions,
         cause: Cause,
         parent_id: Option<JobId>,
     ) -> Self {
-        let extra = if options.is_default() && parent_id.is_none() {
+        let extra = if options.is_default() && parent_id.is_none() && cause.is_root() {
             None
         } else {
             let extra = Extra {
                 parent_id,
+                cause,
                 bus: options.bus().map(SignalBus::publisher),
                 token: options.cancellation().cloned(),
                 metadata: options.take_metadata(),
                 leader: None,
             };
             let plain = extra.parent_id.is_none()
+                && extra.cause.is_root()
                 && extra.bus.is_none()
                 && extra.token.is_none()
                 && extra.metadata.is_empty();
@@ -167,7 +186,6 @@ impl<T> JobShared<T> {
         Self {
             id,
             job_type,
-            cause,
             counted: false,
             lifecycle: mode != Lifecycle::Off,
             progress_events: mode == Lifecycle::All,
@@ -177,10 +195,9 @@ impl<T> JobShared<T> {
             state: Mutex::new(State {
                 slot: Slot::Pending,
                 running: true,
+                reachable: UNREACHABLE,
                 handle_waker: None,
                 task_waker: None,
-                cancel_request: None,
-                reachable: None,
                 cold: None,
             }),
         }
@@ -195,7 +212,7 @@ impl<T> JobShared<T> {
     pub(crate) fn info(&self) -> JobInfo {
         JobInfo {
             id: self.id,
-            job_type: self.job_type,
+            job_type: (self.job_type)(),
         }
     }
 
@@ -220,8 +237,8 @@ impl<T> JobShared<T> {
             correlation_id: Some(self.id),
             parent_id: self.parent_id(),
             timestamp: self.env.runtime.now(),
-            job_type: Some(self.job_type),
-            cause: self.cause.clone(),
+            job_type: Some((self.job_type)()),
+            cause: self.cause().clone(),
             ..Meta::default()
         }
     }
@@ -252,6 +269,12 @@ impl<T> JobShared<T> {
 
     fn parent_id(&self) -> Option<JobId> {
         self.extra.as_ref()?.parent_id
+    }
+
+    /// Why the job exists (its causal depth), passed on to everything it produces.
+    fn cause(&self) -> &Cause {
+        static ROOT: Cause = Cause::ROOT;
+        self.extra.as_ref().map_or(&ROOT, |extra| &extra.cause)
     }
 
     /// Returns the job's progress watch, made (closed, if the job has ended) on first use.
@@ -342,7 +365,7 @@ impl<T> JobShared<T> {
                 }
                 s.running = false;
                 s.slot = Slot::Ready(outcome);
-                Ok((s.handle_waker.take(), s.task_waker.take(), s.reachable.take()))
+                Ok((s.handle_waker.take(), s.task_waker.take(), s.take_reachable()))
             });
             match ended {
                 Ok((waker, task_waker, reachable)) => {
@@ -360,7 +383,7 @@ impl<T> JobShared<T> {
     }
 
     /// Stops counting the job in flight (and gives back its slot, if it had one).
-    fn leave(&self, reachable: Option<usize>) {
+    fn leave(&self, reachable: Option<u32>) {
         if let Some(slot) = reachable {
             self.env.jobs.unreach(slot);
         }
@@ -396,7 +419,7 @@ impl<T> JobShared<T> {
                 None => (None, None),
             };
             let task_waker = s.task_waker.take();
-            let reachable = s.reachable.take();
+            let reachable = s.take_reachable();
             // Watchers and sub-jobs leave with the job; the progress watch stays (closed below)
             // for late readers.
             let (on_done, children, progress) = match s.cold.as_mut() {
@@ -518,7 +541,7 @@ impl<T> JobShared<T> {
             leader.job_type,
             leader.env.clone(),
             &mut own,
-            leader.cause.clone(),
+            leader.cause().clone(),
             leader.parent_id(),
         );
         let leader: Arc<dyn JobControl> = leader.clone();
@@ -567,10 +590,10 @@ impl<T> JobShared<T> {
             return;
         }
         let waker = self.state.with(|s| {
-            if !s.running || s.cancel_request.is_some() {
+            if !s.running || s.cancel_request().is_some() {
                 return None;
             }
-            s.cancel_request = Some(reason);
+            s.cold().cancel_request = Some(reason);
             self.cancel_flag.store(true, Ordering::Release);
             s.task_waker.take()
         });
@@ -604,17 +627,23 @@ impl<T> JobShared<T> {
         T: Send + 'static,
     {
         self.state.with(|s| {
-            if s.cancel_request.is_none() && self.counted && s.reachable.is_none() && s.running {
+            if s.reachable == UNREACHABLE
+                && self.counted
+                && s.running
+                && s.cancel_request().is_none()
+            {
                 let this: Weak<dyn Cancel> = Arc::downgrade(self) as Weak<dyn Cancel>;
                 match self.env.jobs.reach(this) {
-                    Some(slot) => s.reachable = Some(slot),
-                    None => {
-                        s.cancel_request = Some(Some(Cow::Borrowed(SHUTDOWN_REASON)));
+                    Reach::Slot(slot) => s.reachable = slot,
+                    Reach::Cancelled => {
+                        s.cold().cancel_request = Some(Some(Cow::Borrowed(SHUTDOWN_REASON)));
                         self.cancel_flag.store(true, Ordering::Release);
                     }
+                    // Only the flag can cancel it on a shutdown (checked on every poll).
+                    Reach::Full => {}
                 }
             }
-            match &s.cancel_request {
+            match s.cancel_request() {
                 Some(reason) => Poll::Ready(reason.clone()),
                 None => {
                     match &s.task_waker {
@@ -728,7 +757,7 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     }
 
     fn cause(&self) -> &Cause {
-        &self.cause
+        JobShared::cause(self)
     }
 
     fn parent_id(&self) -> Option<JobId> {
@@ -788,19 +817,14 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
         }
     }
 }
-#[cfg(test)]
-mod size_probe {
+#[cfg(all(test, feature = "std", target_pointer_width = "64", not(orchestrator_loom)))]
+mod tests {
+    /// The per-job state of a plain dispatch fits in two cache lines of 64 bytes (with the
+    /// `Arc`'s counts, 144 bytes are allocated): what makes it larger belongs in `Extra` or
+    /// `Cold`.
     #[test]
-    fn sizes() {
-        use core::mem::size_of;
-        std::println!("JobShared<()> {}", size_of::<super::JobShared<()>>());
-        std::println!("State<()> {}", size_of::<super::State<()>>());
-        std::println!("Mutex<State<()>> {}", size_of::<crate::sync::Mutex<super::State<()>>>());
-        std::println!("Slot<()> {}", size_of::<super::Slot<()>>());
-        std::println!("JobError {}", size_of::<crate::outcome::JobError>());
-        std::println!("Cause {}", size_of::<crate::cause::Cause>());
-        std::println!("JobType {}", size_of::<crate::job::JobType>());
-        std::println!("cancel_request {}", size_of::<Option<Option<alloc::borrow::Cow<'static, str>>>>());
-        std::println!("JobContext {}", size_of::<crate::JobContext>());
+    fn the_per_job_state_stays_small() {
+        assert!(core::mem::size_of::<super::JobShared<()>>() <= 128);
+        assert!(core::mem::size_of::<super::JobShared<u64>>() <= 128);
     }
 }
