@@ -91,15 +91,15 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
     if options.is_plain() && cache.is_none() {
         return JobTask::Plain {
             future: async move {
-                let completer = completer;
                 let Some(shared) = completer.0.as_ref() else {
                     return;
                 };
                 started(shared);
                 // One attempt, no limit: a smaller future than `one_attempt` (which also
                 // holds an attempt timeout's sleep), so a smaller task for the runtime.
-                let cx = JobContext::new(shared.clone(), 1);
-                let attempt = match catch_panic(|| executor.execute(&job, cx)) {
+                let attempt = match catch_panic(|| {
+                    executor.execute(&job, JobContext::new(shared.clone(), 1))
+                }) {
                     Ok(work) => {
                         let work = CatchUnwind { inner: work };
                         (Cancellable { shared, work }).await
