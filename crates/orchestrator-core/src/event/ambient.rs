@@ -13,7 +13,9 @@ use crate::cause::Cause;
 /// only when something is produced (most handled events produce nothing).
 ///
 /// Cloning one is a reference count (the event's).
+/// Without `std` nothing reads it back: only the handler's context carries a cause.
 #[derive(Clone)]
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) struct Reaction {
     orchestrator: &'static str,
     event: Event,
@@ -29,6 +31,7 @@ impl Reaction {
     }
 
     /// The cause of what this reaction produces: one step deeper than the event.
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) fn cause(&self) -> Cause {
         Self::cause_of(self.orchestrator, &self.event)
     }
