@@ -1,7 +1,8 @@
-//! Instructions per dispatch, counted by callgrind: the figure the project holds its dispatch
-//! targets against (wall clock is too noisy on a shared machine).
+//! Instructions per dispatch, per bus delivery and per orchestrator event, counted by
+//! callgrind: the figures the project holds its dispatch and event targets against (wall clock
+//! is too noisy on a shared machine).
 //!
-//! One binary, two modes:
+//! One binary, three modes:
 //!
 //! - **Workload**: `instructions run <workload> <runtime> <jobs>` runs a warm-up of
 //!   [`WARMUP`] jobs, then `<jobs>` sequential dispatch + await of a no-op job (one in flight),
@@ -11,18 +12,30 @@
 //!   actor); `<runtime>` is `tokio-ct` (current-thread), `tokio-mt` (multi-thread, 2 workers)
 //!   or `smol` (the global executor; ours and the baseline only). The loop runs inside a task
 //!   spawned on the runtime, as a request handler would.
+//! - **Event workload**: `instructions events <workload> <rounds>` runs [`EVENT_WARMUP`]
+//!   rounds, then `<rounds>` rounds of [`EVENT_BURST`] events. `bus` and `async-broadcast` are
+//!   the burst scenario of `benches/bus.rs` at [`SUBSCRIBERS`] subscribers (one thread, no
+//!   runtime: publish the round's events, allocating each, then every subscriber drains them
+//!   without waiting, checking their order). `orchestrator` and `raw-loop` are the scenario of
+//!   `benches/orchestrator.rs` on tokio current-thread (publish a round, yield; at the end wait
+//!   until every event was counted: by an orchestrator's `on_event` into its state, or by a
+//!   task reading a raw `Subscription` into an atomic).
 //! - **Driver** (no `run` argument; `cargo bench --bench instructions`): runs each workload
 //!   under `valgrind --tool=callgrind` at [`LOW`] and [`HIGH`] jobs and prints a Markdown
 //!   table of `(Ir(HIGH) - Ir(LOW)) / (HIGH - LOW)` per job: what one more job costs, with
-//!   start-up, warm-up and teardown cancelled out. The callgrind files are kept in
-//!   `target/release/callgrind/` for `callgrind_annotate`.
+//!   start-up, warm-up and teardown cancelled out. It then runs the event workloads at
+//!   [`EVENT_LOW`] and [`EVENT_HIGH`] rounds and prints a second table: Ir per delivery (bus)
+//!   and per event (orchestrator), the same difference divided by the deliveries or events of
+//!   the extra rounds. The callgrind files are kept in `target/release/callgrind/` for
+//!   `callgrind_annotate`.
 //!
 //! Quick mode (`BENCH_QUICK` set to anything but `0` or the empty string, `--quick`, or an
 //! unoptimized build): 2,000 and 12,000 jobs, ours and the baseline on tokio current-thread
-//! only. Without valgrind on the `PATH` the driver runs each workload once in-process (a smoke
+//! only, and every event workload at 2 and 12 rounds. Without valgrind on the `PATH` the driver runs each workload once in-process (a smoke
 //! test) and prints no counts. Nothing here asserts on the numbers.
 //!
-//! See `docs/benchmarks.md` ("Instructions per dispatch (callgrind)") for the results.
+//! See `docs/benchmarks.md` ("Instructions per dispatch (callgrind)", "Bus delivery" and
+//! "Orchestrator event handling") for the results.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -37,6 +50,9 @@ use orchestrator_tokio::TokioRuntime;
 
 mod common;
 
+use common::channels::{AsyncBroadcast, Lane, Ours};
+use common::events::{Orchestrated, RawLoop};
+
 /// Jobs run before the counted ones, in every run (so they cancel out in the difference).
 const WARMUP: u64 = 1_000;
 /// Counted jobs of the low and the high run, full mode.
@@ -45,6 +61,19 @@ const HIGH: u64 = 120_000;
 /// The same, quick mode.
 const QUICK_LOW: u64 = 2_000;
 const QUICK_HIGH: u64 = 12_000;
+
+/// Event rounds run before the counted ones, in every run.
+const EVENT_WARMUP: u64 = 4;
+/// Counted event rounds of the low and the high run, full mode.
+const EVENT_LOW: u64 = 20;
+const EVENT_HIGH: u64 = 120;
+/// The same, quick mode.
+const QUICK_EVENT_LOW: u64 = 2;
+const QUICK_EVENT_HIGH: u64 = 12;
+/// Events per round (as in `benches/bus.rs` and `benches/orchestrator.rs`).
+const EVENT_BURST: u64 = common::events::BURST;
+/// Subscribers of the bus workloads.
+const SUBSCRIBERS: usize = 8;
 
 // ---------------------------------------------------------------------------------------------
 // What is measured
@@ -301,38 +330,133 @@ fn run(w: Workload, runtime: Runtime, jobs: u64) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The event workloads
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventWorkload {
+    /// `SignalBus` with [`SUBSCRIBERS`] subscriptions, burst scenario.
+    Bus,
+    /// `async-broadcast` with [`SUBSCRIBERS`] receivers, burst scenario.
+    AsyncBroadcast,
+    /// An orchestrator counting events into its state.
+    Orchestrator,
+    /// A raw subscription loop counting into an atomic.
+    RawLoop,
+}
+
+impl EventWorkload {
+    const ALL: [EventWorkload; 4] = [
+        EventWorkload::Bus,
+        EventWorkload::AsyncBroadcast,
+        EventWorkload::Orchestrator,
+        EventWorkload::RawLoop,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            EventWorkload::Bus => "bus",
+            EventWorkload::AsyncBroadcast => "async-broadcast",
+            EventWorkload::Orchestrator => "orchestrator",
+            EventWorkload::RawLoop => "raw-loop",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.name() == s)
+    }
+
+    /// What one unit of the per-unit count is, per round.
+    fn units_per_round(self) -> u64 {
+        match self {
+            EventWorkload::Bus | EventWorkload::AsyncBroadcast => EVENT_BURST * SUBSCRIBERS as u64,
+            EventWorkload::Orchestrator | EventWorkload::RawLoop => EVENT_BURST,
+        }
+    }
+}
+
+/// Runs one event workload: set-up, warm-up, `rounds` rounds, teardown.
+fn run_events(w: EventWorkload, rounds: u64) {
+    fn burst<C: common::channels::Channel>(rounds: u64) {
+        let mut lane = Lane::<C>::open(SUBSCRIBERS, EVENT_BURST as usize);
+        lane.burst(EVENT_WARMUP + rounds, EVENT_BURST);
+    }
+    let tokio = |body: std::pin::Pin<Box<dyn Future<Output = ()>>>| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(body);
+    };
+    match w {
+        EventWorkload::Bus => burst::<Ours>(rounds),
+        EventWorkload::AsyncBroadcast => burst::<AsyncBroadcast>(rounds),
+        EventWorkload::Orchestrator => tokio(Box::pin(async {
+            let orchestrated = Orchestrated::start();
+            orchestrated.run(EVENT_WARMUP + rounds).await;
+            orchestrated.finish();
+        })),
+        EventWorkload::RawLoop => tokio(Box::pin(async {
+            let raw = RawLoop::start();
+            raw.run(EVENT_WARMUP + rounds).await;
+            raw.finish();
+        })),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Driver
 // ---------------------------------------------------------------------------------------------
 
 /// Runs `exe run <w> <runtime> <jobs>` under callgrind; returns the total Ir over all threads.
 fn count(exe: &Path, out_dir: &Path, w: Workload, runtime: Runtime, jobs: u64) -> u64 {
     let out = out_dir.join(format!("{}-{}-{jobs}.out", w.name(), runtime.name()));
-    let result = Command::new("valgrind")
-        .arg("--tool=callgrind")
-        .arg("--separate-threads=no")
-        .arg(format!("--callgrind-out-file={}", out.display()))
-        .arg(exe)
-        .args(["run", w.name(), runtime.name(), &jobs.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("valgrind runs");
-    if !result.status.success() {
-        eprintln!("{}", String::from_utf8_lossy(&result.stderr));
+    let args = ["run", w.name(), runtime.name(), &jobs.to_string()];
+    callgrind(exe, &out, &args).unwrap_or_else(|stderr| {
+        eprintln!("{stderr}");
         panic!(
             "{} on {} ({jobs} jobs) failed under callgrind",
             w.name(),
             runtime.name()
         );
+    })
+}
+
+/// Runs `exe events <w> <rounds>` under callgrind; returns the total Ir over all threads.
+fn count_events(exe: &Path, out_dir: &Path, w: EventWorkload, rounds: u64) -> u64 {
+    let out = out_dir.join(format!("events-{}-{rounds}.out", w.name()));
+    let args = ["events", w.name(), &rounds.to_string()];
+    callgrind(exe, &out, &args).unwrap_or_else(|stderr| {
+        eprintln!("{stderr}");
+        panic!("{} ({rounds} rounds) failed under callgrind", w.name());
+    })
+}
+
+/// Runs `exe args` under callgrind, writing `out`; returns the total Ir over all threads, or
+/// the run's standard error if it failed.
+fn callgrind(exe: &Path, out: &Path, args: &[&str]) -> Result<u64, String> {
+    let result = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg("--separate-threads=no")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("valgrind runs");
+    if !result.status.success() {
+        return Err(String::from_utf8_lossy(&result.stderr).into_owned());
     }
-    let text = std::fs::read_to_string(&out).expect("callgrind wrote its output file");
-    text.lines()
+    let text = std::fs::read_to_string(out).expect("callgrind wrote its output file");
+    Ok(text
+        .lines()
         .find_map(|line| {
             line.strip_prefix("summary:")
                 .or_else(|| line.strip_prefix("totals:"))
         })
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|ir| ir.parse().ok())
-        .unwrap_or_else(|| panic!("no summary/totals line in {}", out.display()))
+        .unwrap_or_else(|| panic!("no summary/totals line in {}", out.display())))
 }
 
 fn valgrind_available() -> bool {
@@ -350,6 +474,11 @@ fn driver(quick: bool) {
         (QUICK_LOW, QUICK_HIGH)
     } else {
         (LOW, HIGH)
+    };
+    let (event_low, event_high) = if quick {
+        (QUICK_EVENT_LOW, QUICK_EVENT_HIGH)
+    } else {
+        (EVENT_LOW, EVENT_HIGH)
     };
     let cells: Vec<(Runtime, Vec<Workload>)> = if quick {
         vec![(Runtime::TokioCt, vec![Workload::Ours, Workload::Baseline])]
@@ -373,6 +502,10 @@ fn driver(quick: bool) {
                 run(w, *runtime, low);
                 println!("- {} on {}: ok", w.name(), runtime.name());
             }
+        }
+        for w in EventWorkload::ALL {
+            run_events(w, event_low);
+            println!("- {} ({event_low} rounds): ok", w.name());
         }
         return;
     }
@@ -436,7 +569,46 @@ fn driver(quick: bool) {
             runtime.name()
         );
     }
+    events_table(&exe, &out_dir, event_low, event_high);
     println!("\ntotal time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Runs the event workloads under callgrind and prints their table.
+fn events_table(exe: &Path, out_dir: &Path, low: u64, high: u64) {
+    println!(
+        "\n## Events: Ir per delivery (bus, {SUBSCRIBERS} subscribers) and per event \
+         (orchestrator), (Ir({high} rounds) - Ir({low} rounds)) / units of {} rounds\n",
+        high - low
+    );
+    let mut per_unit = [0.0; 4];
+    let mut raw = Vec::new();
+    for w in EventWorkload::ALL {
+        let ir_low = count_events(exe, out_dir, w, low);
+        let ir_high = count_events(exe, out_dir, w, high);
+        let units = (high - low) * w.units_per_round();
+        per_unit[w as usize] = (ir_high as f64 - ir_low as f64) / units as f64;
+        raw.push((w, ir_low, ir_high));
+    }
+    let [bus, async_broadcast, orchestrator, raw_loop] = per_unit;
+    println!("| what | per | ours | baseline | ratio |");
+    println!("|---|---|---:|---:|---:|");
+    println!(
+        "| bus: `SignalBus` vs async-broadcast, {SUBSCRIBERS} subscribers, burst | delivery \
+         | {bus:.1} | {async_broadcast:.1} | {:.2}x |",
+        bus / async_broadcast
+    );
+    println!(
+        "| orchestrator `on_event` vs raw subscription loop, tokio current-thread | event \
+         | {orchestrator:.1} | {raw_loop:.1} | {:.2}x |",
+        orchestrator / raw_loop
+    );
+    println!("\ntotal Ir per run:");
+    for (w, ir_low, ir_high) in raw {
+        println!(
+            "- {}: {ir_low} ({low} rounds), {ir_high} ({high} rounds)",
+            w.name()
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -445,7 +617,8 @@ fn driver(quick: bool) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: instructions [run <ours|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs>]"
+        "usage: instructions [run <ours|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs>]\n\
+         \x20      instructions [events <bus|async-broadcast|orchestrator|raw-loop> <rounds>]"
     );
     std::process::exit(2);
 }
@@ -469,6 +642,12 @@ fn main() {
                 std::process::exit(2);
             }
             run(w, r, jobs);
+        }
+        [mode, w, rounds] if mode == "events" => {
+            let (Some(w), Ok(rounds)) = (EventWorkload::parse(w), rounds.parse()) else {
+                usage()
+            };
+            run_events(w, rounds);
         }
         _ => usage(),
     }

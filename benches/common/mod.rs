@@ -1,10 +1,15 @@
-//! Helpers shared by the benchmarks: a counting allocator, quick mode, medians.
+//! Helpers shared by the benchmarks: a counting allocator, quick mode, medians, and the
+//! event scenarios that both a wall-clock benchmark and the callgrind driver run
+//! ([`channels`], [`events`]).
 //!
 //! Each benchmark that counts allocations installs the allocator itself
 //! (`#[global_allocator] static GLOBAL: CountingAlloc = CountingAlloc;`); the others only use
 //! the helpers, hence the `dead_code` allowance.
 
 #![allow(dead_code)]
+
+pub(crate) mod channels;
+pub(crate) mod events;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

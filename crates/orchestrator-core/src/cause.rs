@@ -127,121 +127,26 @@ impl Cause {
         self.depth == 0 && self.step.is_none()
     }
 
-    /// The cause of whatever is produced in the calling thread's running handler, if any
-    /// (with `std`); the root cause otherwise.
-    pub(crate) fn ambient() -> Cause {
-        ambient::current().unwrap_or(Cause::ROOT)
-    }
-}
-
-/// What an orchestrator's handler needs to build the cause of what it produces, built into a
-/// [`Cause`] only when something is produced (most handled events produce nothing).
-#[derive(Clone)]
-pub(crate) struct Reaction {
-    pub(crate) orchestrator: &'static str,
-    pub(crate) event_type: &'static str,
-    pub(crate) job_id: Option<JobId>,
-    pub(crate) job_type: Option<JobType>,
-    pub(crate) depth: u32,
-    pub(crate) parent: Option<Arc<CauseStep>>,
-}
-
-impl Reaction {
-    /// The cause of what this reaction produces: one step deeper.
-    pub(crate) fn cause(&self) -> Cause {
+    /// The cause of what an orchestrator named `orchestrator` produces while it handles an
+    /// event of payload type `event_type`, correlation id `job_id`, job type `job_type` and
+    /// cause `event_cause`: one step deeper.
+    pub(crate) fn reaction(
+        orchestrator: &'static str,
+        event_type: &'static str,
+        job_id: Option<JobId>,
+        job_type: Option<JobType>,
+        event_cause: &Cause,
+    ) -> Cause {
         Cause {
-            depth: self.depth.saturating_add(1),
+            depth: event_cause.depth.saturating_add(1),
             step: Some(Arc::new(CauseStep {
-                orchestrator: self.orchestrator,
-                event_type: self.event_type,
-                job_id: self.job_id,
-                job_type: self.job_type,
-                depth: self.depth,
-                parent: self.parent.clone(),
+                orchestrator,
+                event_type,
+                job_id,
+                job_type,
+                depth: event_cause.depth,
+                parent: event_cause.step.clone(),
             })),
         }
-    }
-}
-
-/// The handler running on this thread (with `std`): what it produces carries its cause.
-#[cfg(feature = "std")]
-pub(crate) mod ambient {
-    use core::cell::RefCell;
-
-    use super::{Cause, Reaction};
-    use crate::sync::{Ordering, StaticAtomicUsize};
-
-    struct Current {
-        reaction: Reaction,
-        cause: Option<Cause>,
-    }
-
-    std::thread_local! {
-        static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
-    }
-
-    /// Handlers running now, on any thread: while there are none (most dispatches), nothing
-    /// reads the thread-local state.
-    static RUNNING: StaticAtomicUsize = StaticAtomicUsize::new(0);
-
-    /// Marks `reaction` as the running handler's until the guard is dropped.
-    pub(crate) fn enter(reaction: Reaction) -> Guard {
-        RUNNING.fetch_add(1, Ordering::Relaxed);
-        let previous = CURRENT.with(|c| {
-            c.borrow_mut().replace(Current {
-                reaction,
-                cause: None,
-            })
-        });
-        Guard { previous }
-    }
-
-    /// Returns the running handler's cause (built on first use), if a handler runs.
-    pub(crate) fn current() -> Option<Cause> {
-        if RUNNING.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        CURRENT
-            .try_with(|c| {
-                let mut current = c.borrow_mut();
-                let current = current.as_mut()?;
-                Some(
-                    current
-                        .cause
-                        .get_or_insert_with(|| current.reaction.cause())
-                        .clone(),
-                )
-            })
-            .ok()
-            .flatten()
-    }
-
-    /// Restores the previous handler's cause (handlers may nest through inline work).
-    pub(crate) struct Guard {
-        previous: Option<Current>,
-    }
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let previous = self.previous.take();
-            let _ = CURRENT.try_with(|c| *c.borrow_mut() = previous);
-            RUNNING.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Without `std` there is no thread-local state: only the handler's context carries a cause.
-#[cfg(not(feature = "std"))]
-pub(crate) mod ambient {
-    use super::{Cause, Reaction};
-
-    pub(crate) struct Guard;
-
-    pub(crate) fn enter(_reaction: Reaction) -> Guard {
-        Guard
-    }
-
-    pub(crate) fn current() -> Option<Cause> {
-        None
     }
 }

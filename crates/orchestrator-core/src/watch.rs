@@ -28,6 +28,12 @@ struct WatchState<T> {
     /// Starts at 1, so a new stream (which has seen 0) yields the current value first.
     version: u64,
     closed: bool,
+    /// A reader found nothing new since the last notification and may be waiting: the next
+    /// change notifies. Set under the lock by the failed check of a reader, which registers
+    /// its listener before that check; cleared by the change that notifies (a notification
+    /// wakes every registered listener). While it is clear, a change skips `notify` and its
+    /// lock.
+    waiting: bool,
 }
 
 impl<T: Clone> Watch<T> {
@@ -37,6 +43,7 @@ impl<T: Clone> Watch<T> {
                 value,
                 version: 1,
                 closed: false,
+                waiting: false,
             }),
             notify: Notify::new(),
             drain_on_close: false,
@@ -68,16 +75,16 @@ impl<T: Clone> Watch<T> {
     pub(crate) fn update(&self, f: impl FnOnce(&mut T)) -> bool {
         let changed = self.state.with(|s| {
             if s.closed {
-                return false;
+                return None;
             }
             f(&mut s.value);
             s.version += 1;
-            true
+            Some(core::mem::replace(&mut s.waiting, false))
         });
-        if changed {
+        if changed == Some(true) {
             self.notify.notify(usize::MAX);
         }
-        changed
+        changed.is_some()
     }
 
     pub(crate) fn close(&self) {
@@ -103,6 +110,7 @@ impl<T: Clone> Watch<T> {
                     *seen = s.version;
                     Some(Some(s.value.clone()))
                 } else {
+                    s.waiting = true;
                     None
                 }
             })

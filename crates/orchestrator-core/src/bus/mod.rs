@@ -131,6 +131,35 @@ impl BusState {
         self.head + self.queue.len() as u64
     }
 
+    /// Takes the `count` events from position `from` for one subscription, appending them to
+    /// `buffer`, and frees the slots at the front that nobody needs any more.
+    ///
+    /// `pending` never decreases from the front of the queue to the back (a subscription that
+    /// still has to take a slot has to take every later one too), so the slots this
+    /// subscription is the last taker of are a prefix of the queue: their events are moved
+    /// out, the others are cloned (one reference count each).
+    fn take(&mut self, from: u64, count: usize, buffer: &mut VecDeque<Event>) {
+        let start = (from - self.head) as usize;
+        let mut count = count;
+        if start == 0 {
+            let last = self
+                .queue
+                .iter()
+                .take(count)
+                .take_while(|slot| slot.pending == 1)
+                .count();
+            if last > 0 {
+                buffer.extend(self.queue.drain(..last).map(|slot| slot.event));
+                self.head += last as u64;
+                count -= last;
+            }
+        }
+        buffer.extend(self.queue.range_mut(start..start + count).map(|slot| {
+            slot.pending -= 1;
+            slot.event.clone()
+        }));
+    }
+
     /// Marks `count` slots from position `from` as taken by one subscription and frees the
     /// slots at the front that nobody needs any more.
     fn release(&mut self, from: u64, count: usize) {

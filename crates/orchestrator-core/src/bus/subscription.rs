@@ -99,22 +99,8 @@ fn fetch(
             return Fetch::Empty;
         }
         let count = available.min(BATCH as u64) as usize;
-        for _ in 0..count {
-            let index = (*position - s.head) as usize;
-            let slot = &mut s.queue[index];
-            slot.pending -= 1;
-            // The last taker of the front slot moves the event out instead of cloning it.
-            // (Slots nobody needs any more always form a prefix of the queue, so a slot whose
-            // `pending` reaches zero is the front one.)
-            let event = if slot.pending == 0 && index == 0 {
-                s.head += 1;
-                s.queue.pop_front().map(|slot| slot.event)
-            } else {
-                Some(slot.event.clone())
-            };
-            buffer.extend(event);
-            *position += 1;
-        }
+        s.take(*position, count, buffer);
+        *position += count as u64;
         Fetch::Got
     });
     if matches!(fetched, Fetch::Closed) {

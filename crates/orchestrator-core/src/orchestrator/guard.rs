@@ -149,10 +149,12 @@ impl GuardState {
 
     /// Decides whether to handle an event of causal depth `depth`, payload type `type_id`
     /// (and sub-kind `kind`, for payload types whose variants are counted apart) at `now`.
+    /// The type and the time are only asked for when a rate limit applies.
+    #[inline]
     pub(crate) fn check(
         &mut self,
         depth: u32,
-        type_id: TypeId,
+        type_id: impl FnOnce() -> TypeId,
         kind: u8,
         now: impl FnOnce() -> Instant,
     ) -> Result<(), DropReason> {
@@ -164,6 +166,16 @@ impl GuardState {
         if !self.config.has_rates() {
             return Ok(());
         }
+        self.check_rate(type_id(), kind, now)
+    }
+
+    /// The rate-limit part of [`check`](Self::check).
+    fn check_rate(
+        &mut self,
+        type_id: TypeId,
+        kind: u8,
+        now: impl FnOnce() -> Instant,
+    ) -> Result<(), DropReason> {
         let Some(limit) = self.config.rate(type_id) else {
             return Ok(());
         };
@@ -205,17 +217,17 @@ mod tests {
         let t = TypeId::of::<u8>();
         for i in 0..10_000 {
             assert_eq!(
-                g.check(i % 4, t, 0, || at(0)),
+                g.check(i % 4, || t, 0, || at(0)),
                 Ok(()),
                 "a burst is never cut"
             );
         }
         assert_eq!(
-            g.check(4, t, 0, || at(0)),
+            g.check(4, || t, 0, || at(0)),
             Err(DropReason::TooDeep { limit: 3 })
         );
         let mut unlimited = GuardState::new(LoopGuard::unlimited());
-        assert_eq!(unlimited.check(u32::MAX, t, 0, || at(0)), Ok(()));
+        assert_eq!(unlimited.check(u32::MAX, || t, 0, || at(0)), Ok(()));
     }
 
     #[test]
@@ -230,21 +242,21 @@ mod tests {
         let a = TypeId::of::<A>();
         let b = TypeId::of::<B>();
         let verdicts: alloc::vec::Vec<_> =
-            (0..5).map(|i| g.check(0, a, 0, || at(i * 10))).collect();
+            (0..5).map(|i| g.check(0, || a, 0, || at(i * 10))).collect();
         let limited = Err(DropReason::RateLimited { limit: 3 });
         assert_eq!(verdicts, [Ok(()), Ok(()), Ok(()), limited, limited]);
         assert_eq!(
-            g.check(0, b, 0, || at(60)),
+            g.check(0, || b, 0, || at(60)),
             Ok(()),
             "types are counted apart"
         );
         assert_eq!(
-            g.check(0, b, 0, || at(70)),
+            g.check(0, || b, 0, || at(70)),
             Err(DropReason::RateLimited { limit: 1 })
         );
-        assert_eq!(g.check(0, a, 0, || at(1000)), Ok(()), "a new window");
+        assert_eq!(g.check(0, || a, 0, || at(1000)), Ok(()), "a new window");
         assert_eq!(
-            g.check(0, b, 1, || at(71)),
+            g.check(0, || b, 1, || at(71)),
             Ok(()),
             "another kind, another window"
         );

@@ -18,10 +18,11 @@ use hashbrown::HashMap;
 
 use crate::bus::{PublishError, SignalBus, Subscription, TypedEvent, TypedSubscription};
 use crate::cancel::CancellationToken;
-use crate::cause::{Cause, Reaction, ambient};
+use crate::cause::Cause;
 use crate::dispatch::builder::Sealed;
 use crate::dispatch::dispatcher::Dispatcher;
 use crate::dispatch::dispatcher::{Route, Tracker, Via};
+use crate::event::ambient::{self, Reaction};
 use crate::event::{Event, Meta};
 use crate::id::JobId;
 use crate::lifecycle::JobLifecycle;
@@ -216,7 +217,7 @@ pub trait Orchestrator: Send + 'static {
 /// handled event's causal depth plus one.
 pub struct OrchestratorContext<'a, S> {
     shared: &'a Shared<S>,
-    reaction: Reaction,
+    event: &'a Event,
     cause: OnceCell<Cause>,
 }
 
@@ -270,7 +271,8 @@ impl<S: Clone + Send + Sync + 'static> OrchestratorContext<'_, S> {
     }
 
     fn cause(&self) -> &Cause {
-        self.cause.get_or_init(|| self.reaction.cause())
+        self.cause
+            .get_or_init(|| Reaction::cause_of(self.shared.name, self.event))
     }
 }
 
@@ -279,7 +281,7 @@ impl<S: Clone + Send + Sync + 'static> Sealed for OrchestratorContext<'_, S> {
         Route {
             via: Via::Borrowed(self.shared.dispatcher.inner()),
             tracker: Some(self.shared),
-            cause: self.cause.get_or_init(|| self.reaction.cause()).clone(),
+            cause: self.cause().clone(),
             parent: None,
         }
     }
@@ -746,14 +748,19 @@ async fn event_loop<O: Orchestrator>(
     let mut stop_listener: Option<EventListener> = None;
     loop {
         let next = core::future::poll_fn(|cx| {
-            if shared
-                .stop
-                .poll_cancelled(&mut stop_listener, cx)
-                .is_ready()
-            {
+            // A stop is seen before the next event is taken. Only when there is no event to
+            // take does the loop register to be woken by one (the check is an atomic load; the
+            // registration takes the token's listener lock).
+            if shared.stop.is_cancelled() {
                 return Poll::Ready(None);
             }
-            Pin::new(&mut subscription).poll_next(cx)
+            if let Poll::Ready(next) = Pin::new(&mut subscription).poll_next(cx) {
+                return Poll::Ready(next);
+            }
+            match shared.stop.poll_cancelled(&mut stop_listener, cx) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
         })
         .await;
         let Some(event) = next else {
@@ -791,13 +798,13 @@ fn handle_event<O: Orchestrator>(
     };
     let kind = lifecycle.map_or(0, JobLifecycle::kind);
     let now = || shared.dispatcher.runtime().now();
-    let verdict = guard.check(event.causal_depth(), event.payload_type_id(), kind, now);
+    let verdict = guard.check(event.causal_depth(), || event.payload_type_id(), kind, now);
     let mut cx = OrchestratorContext {
         shared,
-        reaction: reaction(shared.name, event),
+        event,
         cause: OnceCell::new(),
     };
-    let _ambient = ambient::enter(cx.reaction.clone());
+    let _ambient = ambient::enter(Reaction::new(shared.name, event));
     let outcome = match verdict {
         Ok(()) => crate::panic::catch(|| orchestrator.on_event(event, origin, &mut cx)),
         Err(reason) => {
@@ -904,16 +911,3 @@ impl fmt::Display for OrchestratorError {
 }
 
 impl core::error::Error for OrchestratorError {}
-
-/// What `orchestrator` produces while it handles `event` is caused by this reaction.
-fn reaction(orchestrator: &'static str, event: &Event) -> Reaction {
-    let cause = event.cause_ref();
-    Reaction {
-        orchestrator,
-        event_type: event.payload_type_name(),
-        job_id: event.correlation_id(),
-        job_type: event.job_type(),
-        depth: cause.depth,
-        parent: cause.step.clone(),
-    }
-}

@@ -5,6 +5,8 @@
 //! for job outputs, the [`DataSource`] they came from. Cloning an `Event` is one reference
 //! count: every subscriber of a bus receives the same allocation.
 
+pub(crate) mod ambient;
+
 use core::any::{Any, TypeId};
 use core::fmt;
 
@@ -85,7 +87,7 @@ impl Event {
         if meta.correlation_id.is_some() || !meta.cause.is_root() {
             return;
         }
-        let Some(cause) = crate::cause::ambient::current() else {
+        let Some(cause) = ambient::current() else {
             return;
         };
         if let Some(envelope) = Arc::get_mut(&mut self.inner) {
