@@ -96,16 +96,13 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
                 };
                 started(shared);
                 // One attempt, no limit: a smaller future than `one_attempt` (which also
-                // holds an attempt timeout's sleep), so a smaller task for the runtime.
-                let attempt = match catch_panic(|| {
-                    executor.execute(&job, JobContext::new(shared.clone(), 1))
-                }) {
-                    Ok(work) => {
-                        let work = CatchUnwind { inner: work };
-                        (Cancellable { shared, work }).await
-                    }
-                    Err(panicked) => Ok(Err(panicked)),
+                // holds an attempt timeout's sleep), so a smaller task for the runtime. The
+                // executor's future is made at the attempt's first poll (`Attempt`), so no
+                // local of this block holds it across the await.
+                let work = Attempt::Start {
+                    start: Some(|| executor.execute(&job, JobContext::new(shared.clone(), 1))),
                 };
+                let attempt = (Cancellable { shared, work }).await;
                 let outcome = match attempt {
                     Ok(Ok(Ok(value))) => Ok(Success {
                         value,
@@ -369,9 +366,8 @@ async fn one_attempt<J: Job, E: Executor<J>>(
     attempt: u32,
     limit: Option<Duration>,
 ) -> Result<Success<J::Output>, AttemptFailure> {
-    let cx = JobContext::new(shared.clone(), attempt);
-    let work = CatchUnwind {
-        inner: catch_panic(|| executor.execute(job, cx)).map_err(AttemptFailure::Panicked)?,
+    let work = Attempt::Start {
+        start: Some(|| executor.execute(job, JobContext::new(shared.clone(), attempt))),
     };
     let result = match limit {
         None => work.await,
@@ -501,22 +497,40 @@ impl<F: Future> Future for Timeout<F> {
 }
 
 pin_project! {
-    /// Turns a panic while polling `inner` into `Err(Panicked)` (with `std`).
-    struct CatchUnwind<F> {
-        #[pin]
-        inner: F,
+    /// One attempt whose future is made by `start` at the first poll: a panic while making it
+    /// or polling it becomes `Err(Panicked)` (with `std`).
+    #[project = AttemptProj]
+    enum Attempt<S, F> {
+        Start { start: Option<S> },
+        Running { #[pin] work: F },
     }
 }
 
-impl<T, E, F: Future<Output = Result<T, E>>> Future for CatchUnwind<F> {
+impl<S, F, T, E> Future for Attempt<S, F>
+where
+    S: FnOnce() -> F,
+    F: Future<Output = Result<T, E>>,
+{
     type Output = Result<Result<T, E>, Panicked>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        match catch_panic(move || inner.poll(cx)) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
-            Err(p) => Poll::Ready(Err(p)),
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let AttemptProj::Start { start } = self.as_mut().project() {
+            let Some(start) = start.take() else {
+                // Only after it resolved (the start panicked): never polled again.
+                return Poll::Pending;
+            };
+            match catch_panic(start) {
+                Ok(work) => self.as_mut().set(Attempt::Running { work }),
+                Err(panicked) => return Poll::Ready(Err(panicked)),
+            }
+        }
+        match self.project() {
+            AttemptProj::Running { work } => match catch_panic(move || work.poll(cx)) {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
+                Err(panicked) => Poll::Ready(Err(panicked)),
+            },
+            AttemptProj::Start { .. } => Poll::Pending,
         }
     }
 }
