@@ -9,6 +9,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+pub(crate) mod sched;
+
 // ---------------------------------------------------------------------------------------------
 // Counting allocator
 // ---------------------------------------------------------------------------------------------
