@@ -6,22 +6,28 @@
 //!
 //! # How a count is measured
 //!
-//! Each count N runs in a child process of its own (this binary again, with `SCALE_CHILD=N`),
-//! so no count inherits the heap an earlier one left behind, twice:
+//! Each count N runs in child processes (this binary again, with `SCALE_CHILD=N`), so no
+//! count inherits the heap an earlier one left behind. Two kinds of child:
 //!
-//! - **fresh heap**: glibc's defaults. glibc gives the freed memory back to the kernel after
-//!   each round, so every round first-touches its pages again: a page fault per 4 KiB of job
-//!   state, which on this virtual machine costs about as much as the dispatch itself.
-//! - **kept heap**: the child starts with `MALLOC_TRIM_THRESHOLD_` and `MALLOC_TOP_PAD_` large
-//!   enough that glibc keeps the memory: after the warm-up round, rounds reuse mapped pages
-//!   and the figure is the dispatcher's and the runtime's own cost.
+//! - **Steady state**: the child's environment tells glibc to keep freed memory and to skip
+//!   its per-thread cache and fast bins ([`KEEP_HEAP`]). One untimed warm-up round per side
+//!   at N (it also counts the heap bytes per in-flight job), then [`SAMPLES`] samples of each
+//!   side, alternating which side goes first. A sample dispatches N jobs, then awaits all N,
+//!   repeated until it covers about [`JOBS_PER_SAMPLE`] jobs. No sample touches fresh memory.
+//! - **First round** (N of at least [`COLD_MIN`]): glibc's defaults, one child per side and
+//!   run ([`COLD_RUNS`] each, alternating): a small warm-up, then one timed round at N, whose
+//!   every page is touched for the first time.
 //!
-//! In the child: one untimed warm-up round per side at N (it also counts the heap bytes per
-//! in-flight job), then [`SAMPLES`] samples of each side, alternating which side goes first.
-//! A sample dispatches N jobs, then awaits all N, repeated until it covers about
-//! [`JOBS_PER_SAMPLE`] jobs. Each sample records wall time, the thread's time on the CPU and
-//! its wait for one (`/proc/thread-self/schedstat`: another tenant shows there, not in the
-//! CPU time) and the page faults. The tables give medians.
+//! Why: with glibc's defaults, whether the memory a round freed is given back to the kernel
+//! (and must be faulted in again, at about 3 µs a page on this virtual machine) depends on
+//! which small block happens to sit at the top of the heap, and where the next round's
+//! blocks land depends on the order the caches were left in. Both change with incidental
+//! allocations between rounds; in one process, one side could run on warm pages and the
+//! other on fresh ones. docs/benchmarks.md ("Scale") has the measurements.
+//!
+//! Each sample records wall time, the thread's time on the CPU and its wait for one
+//! (`/proc/thread-self/schedstat`: another tenant shows in the wait, not in the CPU time) and
+//! the page faults. The tables give medians; the ratios compare medians.
 //!
 //! `SCALE_N=1000000` (a comma-separated list) measures only those counts; `SCALE_VERBOSE=1`
 //! also prints every sample.
@@ -42,8 +48,10 @@ use common::{CountingAlloc, Spread, start_counting, stop_counting};
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-/// Timed samples per side in a child (full mode).
-const SAMPLES: usize = 5;
+/// Timed samples per side in a steady-state child (full mode).
+const SAMPLES: usize = 9;
+/// Fresh processes per side for the first-round figures (full mode).
+const COLD_RUNS: usize = 5;
 /// A sample repeats dispatch-N-then-await-N until it has run about this many jobs.
 const JOBS_PER_SAMPLE: usize = 250_000;
 /// First-round (cold) figures are taken from this count up: below it one round is too short
@@ -51,11 +59,18 @@ const JOBS_PER_SAMPLE: usize = 250_000;
 const COLD_MIN: usize = 100_000;
 /// Jobs per side that a cold child runs before its timed round.
 const COLD_WARM_UP: usize = 1_000;
-/// What the kept-heap child sets in its environment: glibc then never trims the heap nor
-/// gives memory back, so pages touched once stay mapped.
-const KEEP_HEAP: [(&str, &str); 2] = [
+/// What the steady-state child sets in its environment. With the first two, glibc never
+/// trims the heap, so pages touched once stay mapped. The third turns off glibc's per-thread
+/// cache and fast bins: a freed block then merges with its free neighbours at once, so each
+/// round carves its jobs out of the same large free blocks, in address order, instead of out
+/// of whatever order the previous round's frees left the caches in.
+const KEEP_HEAP: [(&str, &str); 3] = [
     ("MALLOC_TRIM_THRESHOLD_", "68719476736"),
     ("MALLOC_TOP_PAD_", "1073741824"),
+    (
+        "GLIBC_TUNABLES",
+        "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0",
+    ),
 ];
 
 struct Noop;
@@ -197,12 +212,20 @@ impl Sample {
     }
 }
 
+/// Samples per side: `SCALE_SAMPLES`, or [`SAMPLES`].
+fn samples() -> usize {
+    std::env::var("SCALE_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SAMPLES)
+}
+
 /// A child that measures the steady state at `n`: prints `heap` and `sample` lines.
 fn steady_child(n: usize, quick: bool) {
     let (samples, rounds) = if quick {
         (2, 1)
     } else {
-        (SAMPLES, (JOBS_PER_SAMPLE / n).max(1))
+        (samples(), (JOBS_PER_SAMPLE / n).max(1))
     };
     with_bench(n, |mut bench| async move {
         // Warm-up, counting the heap: the runtime's queues, the dispatcher's registry and
@@ -340,31 +363,31 @@ impl Cell {
 
     /// Prints the cell's row of a timing table.
     fn row(&self) {
-        let wall = |s: &Sample| s.wall_ns;
         let cpu = |s: &Sample| s.cpu_ns;
+        let wall = |s: &Sample| s.wall_ns;
         let (ours, base) = (
-            self.spread(Side::Ours, wall),
-            self.spread(Side::Baseline, wall),
-        );
-        let (ours_cpu, base_cpu) = (
             self.spread(Side::Ours, cpu),
             self.spread(Side::Baseline, cpu),
+        );
+        let (ours_wall, base_wall) = (
+            self.spread(Side::Ours, wall),
+            self.spread(Side::Baseline, wall),
         );
         let delay = |side| self.spread(side, |s: &Sample| s.delay).max;
         let faults = |side| self.spread(side, |s: &Sample| s.faults).median;
         println!(
-            "| {} | {:.0} | {:.0} | {:.2}x | {:.0} | {:.0} | {:.2}x | {:.0}–{:.0} | {:.0}–{:.0} | {:.0} % | {:.3} / {:.3} |",
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.0}–{:.0} | {:.0}–{:.0} | {:.0} | {:.0} | {:.2}x | {:.0} % | {:.3} / {:.3} |",
             self.n,
             ours.median,
             base.median,
             ours.median / base.median,
-            ours_cpu.median,
-            base_cpu.median,
-            ours_cpu.median / base_cpu.median,
             ours.min,
             ours.max,
             base.min,
             base.max,
+            ours_wall.median,
+            base_wall.median,
+            ours_wall.median / base_wall.median,
             100.0 * delay(Side::Ours).max(delay(Side::Baseline)),
             faults(Side::Ours),
             faults(Side::Baseline),
@@ -375,7 +398,7 @@ impl Cell {
 /// Prints a timing table's header.
 fn header() {
     println!(
-        "| jobs in flight | ours ns/job | baseline ns/job | ratio | ours CPU ns/job | baseline CPU ns/job | CPU ratio | ours range | baseline range | most waiting for a CPU | page faults/job ours / baseline |"
+        "| jobs in flight | ours CPU ns/job | baseline CPU ns/job | CPU ratio | ours CPU range | baseline CPU range | ours wall ns/job | baseline wall ns/job | wall ratio | most waiting for a CPU | page faults/job ours / baseline |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
 }
@@ -401,7 +424,7 @@ fn main() {
         None => vec![1_000, 10_000, 100_000, 1_000_000],
     };
     let verbose = std::env::var_os("SCALE_VERBOSE").is_some();
-    let cold_runs = if quick { 1 } else { SAMPLES };
+    let cold_runs = if quick { 1 } else { COLD_RUNS };
     let largest = counts.iter().copied().max().unwrap_or(0);
     let mut steady = Vec::new();
     let mut cold = Vec::new();
