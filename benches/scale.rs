@@ -27,7 +27,8 @@
 //!
 //! Each sample records wall time, the thread's time on the CPU and its wait for one
 //! (`/proc/thread-self/schedstat`: another tenant shows in the wait, not in the CPU time) and
-//! the page faults. The tables give medians; the ratios compare medians.
+//! the page faults. The tables give medians; a ratio is the median, over the pairs of
+//! adjacent samples (one per side), of ours / baseline.
 //!
 //! `SCALE_N=1000000` (a comma-separated list) measures only those counts; `SCALE_VERBOSE=1`
 //! also prints every sample.
@@ -51,7 +52,7 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 /// Timed samples per side in a steady-state child (full mode).
 const SAMPLES: usize = 9;
 /// Fresh processes per side for the first-round figures (full mode).
-const COLD_RUNS: usize = 5;
+const COLD_RUNS: usize = 7;
 /// A sample repeats dispatch-N-then-await-N until it has run about this many jobs.
 const JOBS_PER_SAMPLE: usize = 250_000;
 /// First-round (cold) figures are taken from this count up: below it one round is too short
@@ -361,6 +362,25 @@ impl Cell {
         Spread::of(&mut values)
     }
 
+    /// The spread of ours / baseline over the pairs of adjacent samples (one of each side,
+    /// taken one after the other): a drift of the machine moves both sides of a pair alike.
+    fn pair_ratio(&self, field: fn(&Sample) -> f64) -> Spread {
+        let mut ratios: Vec<f64> = self
+            .samples
+            .chunks_exact(2)
+            .map(|pair| {
+                let (ours, base) = if pair[0].side == Side::Ours {
+                    (&pair[0], &pair[1])
+                } else {
+                    (&pair[1], &pair[0])
+                };
+                assert_ne!(ours.side, base.side, "a pair holds one sample of each side");
+                field(ours) / field(base)
+            })
+            .collect();
+        Spread::of(&mut ratios)
+    }
+
     /// Prints the cell's row of a timing table.
     fn row(&self) {
         let cpu = |s: &Sample| s.cpu_ns;
@@ -380,14 +400,14 @@ impl Cell {
             self.n,
             ours.median,
             base.median,
-            ours.median / base.median,
+            self.pair_ratio(cpu).median,
             ours.min,
             ours.max,
             base.min,
             base.max,
             ours_wall.median,
             base_wall.median,
-            ours_wall.median / base_wall.median,
+            self.pair_ratio(wall).median,
             100.0 * delay(Side::Ours).max(delay(Side::Baseline)),
             faults(Side::Ours),
             faults(Side::Baseline),
@@ -459,7 +479,9 @@ fn main() {
         "full"
     };
     println!("# scale benchmark: {mode}, tokio current-thread\n");
-    println!("Steady state (memory already mapped), medians of the samples:\n");
+    println!(
+        "Steady state (memory already mapped), medians of the samples; ratios are medians of ours / baseline over pairs of adjacent samples:\n"
+    );
     header();
     for cell in &steady {
         cell.row();
