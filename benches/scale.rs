@@ -119,8 +119,8 @@ impl Side {
     }
 }
 
-/// One side's state in a child: the dispatcher, and the `Vec`s of handles, reserved once at
-/// N so that no round grows (or maps afresh) a `Vec` inside the timed window.
+/// A child's state: the dispatcher, and each side's `Vec` of handles, reserved once at N so
+/// that no round grows (or maps afresh) a `Vec` inside the timed window.
 struct Bench<R> {
     dispatcher: Dispatcher<R>,
     handles: Vec<orchestrator_core::JobHandle<()>>,
@@ -193,7 +193,12 @@ impl Sample {
         Sample {
             side,
             wall_ns: wall / jobs,
-            cpu_ns: s.on_cpu_ns as f64 / jobs,
+            // Without `/proc` (not Linux) the CPU time reads as zero: use the wall time.
+            cpu_ns: (if s.on_cpu_ns == 0 {
+                wall
+            } else {
+                s.on_cpu_ns as f64
+            }) / jobs,
             delay: s.run_delay_ns as f64 / wall,
             faults: s.minor_faults as f64 / jobs,
         }
