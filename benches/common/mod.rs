@@ -14,6 +14,8 @@ pub(crate) mod events;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+pub(crate) mod sched;
+
 // ---------------------------------------------------------------------------------------------
 // Counting allocator
 // ---------------------------------------------------------------------------------------------
