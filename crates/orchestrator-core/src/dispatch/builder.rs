@@ -26,6 +26,19 @@ mod sealed {
     pub trait Sealed {
         #[allow(private_interfaces)]
         fn route(&self) -> super::Route<'_>;
+
+        /// A dispatch with default options (a dispatcher takes a shorter path).
+        fn dispatch_default<J: crate::job::Job>(
+            &self,
+            job: J,
+        ) -> crate::dispatch::handle::JobHandle<J::Output> {
+            super::dispatcher::dispatch(
+                self.route(),
+                job,
+                super::JobOptions::new(),
+                super::Extras::none(),
+            )
+        }
     }
 }
 
@@ -81,7 +94,7 @@ pub trait Dispatch: Sealed {
 
     /// Dispatches `job` with default options and returns its handle at once.
     fn dispatch<J: Job>(&self, job: J) -> JobHandle<J::Output> {
-        self.job(job).dispatch()
+        self.dispatch_default(job)
     }
 }
 
@@ -300,6 +313,10 @@ impl<J: Job> fmt::Debug for JobBuilder<'_, J> {
 impl<R> Sealed for Dispatcher<R> {
     fn route(&self) -> Route<'_> {
         Route::plain(self.inner())
+    }
+
+    fn dispatch_default<J: Job>(&self, job: J) -> JobHandle<J::Output> {
+        self.inner().dispatch_default(job)
     }
 }
 

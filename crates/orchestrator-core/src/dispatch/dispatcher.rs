@@ -409,6 +409,29 @@ impl Inner {
         handle
     }
 
+    /// A dispatch with default options outside any orchestrator and job: the same steps as
+    /// [`dispatch_full`](Self::dispatch_full) with nothing to validate, join, track or adopt.
+    pub(crate) fn dispatch_default<J: Job>(&self, job: J) -> JobHandle<J::Output> {
+        let mut options = JobOptions::new();
+        let shared = Arc::new({
+            let mut shared = JobShared::new(
+                JobId::next(),
+                JobType::of::<J>,
+                self.env.clone(),
+                &mut options,
+                Cause::ambient(),
+                None,
+            );
+            shared.count_in_flight();
+            shared
+        });
+        let handle = JobHandle::new(shared.clone());
+        if let Err(rejection) = self.start(job, shared.clone(), options, Extras::none()) {
+            shared.complete(Err(JobError::Rejected(rejection)));
+        }
+        handle
+    }
+
     /// Joins the in-flight dispatch of `J` with the same dedup key, if there is one. The
     /// joined handle keeps its own token and timeout.
     fn join<J: Job>(
