@@ -357,32 +357,36 @@ fn cancel_from_another_thread_always_wakes_the_job() {
 /// it. A job left running would never end (its work never completes): a loom deadlock.
 #[test]
 fn shutdown_races_a_jobs_first_wait() {
-    explore("shutdown_races_a_jobs_first_wait", Bound::Exhaustive, || {
-        let open = Arc::new(Gate::default());
-        open.open(); // the grace period's sleep is over at once
-        let rt = PoolRuntime::new(GateTimer(open));
-        let dispatcher = Dispatcher::new(rt.clone());
-        dispatcher.register(Pong(Some(Arc::new(Gate::default()))));
-        let handle = dispatcher.dispatch(Ping);
+    explore(
+        "shutdown_races_a_jobs_first_wait",
+        Bound::Exhaustive,
+        || {
+            let open = Arc::new(Gate::default());
+            open.open(); // the grace period's sleep is over at once
+            let rt = PoolRuntime::new(GateTimer(open));
+            let dispatcher = Dispatcher::new(rt.clone());
+            dispatcher.register(Pong(Some(Arc::new(Gate::default()))));
+            let handle = dispatcher.dispatch(Ping);
 
-        // One poll of the shutdown: the grace is over, so it cancels every job in flight. (It
-        // is not awaited to the end: its drain notification wakes inside event-listener's own
-        // lock, which loom cannot see.)
-        let mut shutdown = dispatcher.shutdown(Duration::ZERO);
-        let stopper = thread::spawn(move || {
-            let waker = futures::task::noop_waker();
-            let mut cx = Context::from_waker(&waker);
-            let _ = Pin::new(&mut shutdown).poll(&mut cx);
-        });
-        let pool = rt.pool().clone();
-        drive_until(&pool, || pool.is_empty() && dispatcher.in_flight() == 0);
-        stopper.join().unwrap();
-        let outcome = block_on(handle);
-        assert!(
-            matches!(&outcome, Err(JobError::Cancelled { reason: Some(r) }) if r == "the dispatcher shut down"),
-            "{outcome:?}"
-        );
-    });
+            // One poll of the shutdown: the grace is over, so it cancels every job in flight. (It
+            // is not awaited to the end: its drain notification wakes inside event-listener's own
+            // lock, which loom cannot see.)
+            let mut shutdown = dispatcher.shutdown(Duration::ZERO);
+            let stopper = thread::spawn(move || {
+                let waker = futures::task::noop_waker();
+                let mut cx = Context::from_waker(&waker);
+                let _ = Pin::new(&mut shutdown).poll(&mut cx);
+            });
+            let pool = rt.pool().clone();
+            drive_until(&pool, || pool.is_empty() && dispatcher.in_flight() == 0);
+            stopper.join().unwrap();
+            let outcome = block_on(handle);
+            assert!(
+                matches!(&outcome, Err(JobError::Cancelled { reason: Some(r) }) if r == "the dispatcher shut down"),
+                "{outcome:?}"
+            );
+        },
+    );
 }
 
 // ---------------------------------------------------------------------------------------

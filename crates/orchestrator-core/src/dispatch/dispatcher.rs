@@ -412,21 +412,18 @@ impl Inner {
     /// A dispatch with default options outside any orchestrator and job: the same steps as
     /// [`dispatch_full`](Self::dispatch_full) with nothing to validate, join, track or adopt.
     pub(crate) fn dispatch_default<J: Job>(&self, job: J) -> JobHandle<J::Output> {
-        let mut options = JobOptions::new();
         let shared = Arc::new({
-            let mut shared = JobShared::new(
+            let mut shared = JobShared::plain(
                 JobId::next(),
                 JobType::of::<J>,
                 self.env.clone(),
-                &mut options,
                 Cause::ambient(),
-                None,
             );
             shared.count_in_flight();
             shared
         });
         let handle = JobHandle::new(shared.clone());
-        if let Err(rejection) = self.start(job, shared.clone(), options, Extras::none()) {
+        if let Err(rejection) = self.start(job, shared.clone(), JobOptions::new(), Extras::none()) {
             shared.complete(Err(JobError::Rejected(rejection)));
         }
         handle

@@ -108,7 +108,9 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
                         value,
                         data_source: DataSource::Fresh,
                     }),
-                    Ok(Ok(Err(error))) => Err(AttemptFailure::Error(Arc::new(error)).into_job_error(1)),
+                    Ok(Ok(Err(error))) => {
+                        Err(AttemptFailure::Error(Arc::new(error)).into_job_error(1))
+                    }
                     Ok(Err(panicked)) => Err(AttemptFailure::Panicked(panicked).into_job_error(1)),
                     Err(cancelled) => Err(cancelled),
                 };

@@ -66,8 +66,7 @@ impl Registry {
     #[inline]
     pub(crate) fn leave(&self) {
         // SeqCst pairs with `drained`: either the shutdown sees zero, or this sees it waiting.
-        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 && self.draining.load(Ordering::SeqCst)
-        {
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 && self.draining.load(Ordering::SeqCst) {
             self.drained.notify(usize::MAX);
         }
     }
@@ -80,7 +79,9 @@ impl Registry {
                 Some(slot)
             }
             None => {
-                let slot = u32::try_from(slab.slots.len()).ok().filter(|&s| s < u32::MAX)?;
+                let slot = u32::try_from(slab.slots.len())
+                    .ok()
+                    .filter(|&s| s < u32::MAX)?;
                 slab.slots.push(Some(job));
                 Some(slot)
             }

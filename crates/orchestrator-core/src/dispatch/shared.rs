@@ -203,6 +203,42 @@ impl<T> JobShared<T> {
         }
     }
 
+    /// The state of a dispatch with default options outside any job: nothing optional, so
+    /// no `Extra` box unless the cause is not the root one.
+    #[inline]
+    pub(crate) fn plain(
+        id: JobId,
+        job_type: fn() -> JobType,
+        env: Arc<JobEnv>,
+        cause: Cause,
+    ) -> Self {
+        let extra = (!cause.is_root()).then(|| {
+            Box::new(Extra {
+                cause,
+                ..Extra::default()
+            })
+        });
+        let lifecycle = env.lifecycle;
+        Self {
+            id,
+            job_type,
+            counted: false,
+            lifecycle,
+            progress_events: lifecycle,
+            env,
+            cancel_flag: AtomicBool::new(false),
+            extra,
+            state: Mutex::new(State {
+                slot: Slot::Pending,
+                running: true,
+                reachable: UNREACHABLE,
+                handle_waker: None,
+                task_waker: None,
+                cold: None,
+            }),
+        }
+    }
+
     /// Returns what the job's dispatcher gives it (runtime, observers).
     pub(crate) fn env(&self) -> &JobEnv {
         &self.env
@@ -365,7 +401,11 @@ impl<T> JobShared<T> {
                 }
                 s.running = false;
                 s.slot = Slot::Ready(outcome);
-                Ok((s.handle_waker.take(), s.task_waker.take(), s.take_reachable()))
+                Ok((
+                    s.handle_waker.take(),
+                    s.task_waker.take(),
+                    s.take_reachable(),
+                ))
             });
             match ended {
                 Ok((waker, task_waker, reachable)) => {
@@ -817,7 +857,12 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
         }
     }
 }
-#[cfg(all(test, feature = "std", target_pointer_width = "64", not(orchestrator_loom)))]
+#[cfg(all(
+    test,
+    feature = "std",
+    target_pointer_width = "64",
+    not(orchestrator_loom)
+))]
 mod tests {
     /// The per-job state of a plain dispatch fits in two cache lines of 64 bytes (with the
     /// `Arc`'s counts, 144 bytes are allocated): what makes it larger belongs in `Extra` or
