@@ -83,7 +83,6 @@
 //! on a channel); no case is left out.
 
 #![no_std]
-#![warn(missing_docs)]
 
 extern crate alloc;
 
@@ -361,7 +360,8 @@ pub mod __private {
                 let task = critical_section::with(|cs| slot.borrow(cs).take());
                 match task {
                     Some(task) => Err(SpawnError::new(SpawnErrorKind::Full, task)),
-                    // Unreachable: only the embassy task takes it, and it was never spawned.
+                    // Unreachable: only the embassy task takes the task, and that embassy task
+                    // was never spawned.
                     None => Ok(()),
                 }
             }
