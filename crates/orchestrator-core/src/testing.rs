@@ -63,13 +63,13 @@
 //! assert!(late.is_rejected());
 //! ```
 
-use alloc::collections::BTreeMap;
 use core::fmt;
 use core::future::Future;
-use core::pin::{Pin, pin};
+use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
+use crate::runtime::deadlines::{Deadlines, SleepUntil};
 use crate::runtime::{Instant, Sleep, Spawn, SpawnError, Task, TaskPool, Timer};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 
@@ -78,18 +78,20 @@ use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 /// Cheap to clone; clones share tasks and clock. The value [`new`](Self::new) returns owns the
 /// tasks and its clones are handles: see [Ownership](self#ownership). Time starts at
 /// [`Instant::ZERO`].
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct VirtualRuntime {
     pool: TaskPool,
-    clock: Arc<Mutex<Clock>>,
+    /// The virtual time since the epoch and the pending sleeps, by deadline.
+    clock: Arc<Mutex<Deadlines<Duration>>>,
 }
 
-#[derive(Default)]
-struct Clock {
-    now: Duration,
-    next_key: u64,
-    /// Pending sleeps by (deadline, registration order).
-    timers: BTreeMap<(Duration, u64), Waker>,
+impl Default for VirtualRuntime {
+    fn default() -> Self {
+        Self {
+            pool: TaskPool::new(),
+            clock: Arc::new(Mutex::new(Deadlines::new(Duration::ZERO))),
+        }
+    }
 }
 
 /// The error returned by [`VirtualRuntime::try_block_on`] when nothing can make progress.
@@ -142,21 +144,18 @@ impl VirtualRuntime {
 
     /// Returns the deadline of the earliest pending sleep, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.clock.with(|c| {
-            c.timers
-                .keys()
-                .next()
-                .map(|(d, _)| Instant::from_elapsed(*d))
-        })
+        self.clock
+            .with(|c| c.next_deadline())
+            .map(Instant::from_elapsed)
     }
 
     fn advance_to(&self, target: Duration) {
         self.pool.run_until_stalled();
         loop {
             let due = self.clock.with(|c| {
-                let (&key, _) = c.timers.iter().next().filter(|((d, _), _)| *d <= target)?;
-                c.now = c.now.max(key.0);
-                c.timers.remove(&key)
+                let (deadline, waker) = c.pop_due(target)?;
+                c.now = c.now.max(deadline);
+                Some(waker)
             });
             match due {
                 Some(waker) => {
@@ -232,11 +231,7 @@ impl Spawn for VirtualRuntime {
 impl Timer for VirtualRuntime {
     fn sleep(&self, duration: Duration) -> Sleep {
         let deadline = self.clock.with(|c| c.now.saturating_add(duration));
-        Sleep::new(VirtualSleep {
-            clock: self.clock.clone(),
-            deadline,
-            key: None,
-        })
+        Sleep::new(SleepUntil::new(self.clock.clone(), deadline))
     }
 
     fn now(&self) -> Instant {
@@ -246,55 +241,11 @@ impl Timer for VirtualRuntime {
 
 impl fmt::Debug for VirtualRuntime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (now, timers) = self.clock.with(|c| (c.now, c.timers.len()));
+        let (now, timers) = self.clock.with(|c| (c.now, c.len()));
         f.debug_struct("VirtualRuntime")
             .field("now", &now)
             .field("timers", &timers)
             .field("pool", &self.pool)
             .finish()
-    }
-}
-
-struct VirtualSleep {
-    clock: Arc<Mutex<Clock>>,
-    deadline: Duration,
-    key: Option<u64>,
-}
-
-impl Future for VirtualSleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let deadline = self.deadline;
-        let key = self.key;
-        let (ready, key) = self.clock.with(|c| {
-            if c.now >= deadline {
-                if let Some(k) = key {
-                    c.timers.remove(&(deadline, k));
-                }
-                return (true, None);
-            }
-            let k = key.unwrap_or_else(|| {
-                c.next_key += 1;
-                c.next_key
-            });
-            c.timers.insert((deadline, k), cx.waker().clone());
-            (false, Some(k))
-        });
-        self.key = key;
-        if ready {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
-
-impl Drop for VirtualSleep {
-    fn drop(&mut self) {
-        if let Some(k) = self.key {
-            let deadline = self.deadline;
-            self.clock.with(|c| c.timers.remove(&(deadline, k)));
-        }
     }
 }

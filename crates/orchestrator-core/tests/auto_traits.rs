@@ -1,6 +1,8 @@
 //! The public types and futures are `Send`/`Sync` where a multi-threaded runtime needs them.
 
-use orchestrator_core::runtime::{Instant, PoolRuntime, RunPool, SpawnError, TaskPool};
+use orchestrator_core::runtime::{
+    Instant, PoolRuntime, RunPool, SpawnError, TaskPool, TickTimer, Ticks,
+};
 use orchestrator_core::testing::VirtualRuntime;
 use orchestrator_core::{
     CancellationToken, DataSource, Dispatcher, DropReason, DroppedEvent, EmitError, Event, Failure,
@@ -38,6 +40,8 @@ fn public_types_are_send_and_sync() {
     send_sync::<TaskPool>();
     send_sync::<RunPool>();
     send_sync::<PoolRuntime<VirtualRuntime>>();
+    send_sync::<PoolRuntime<TickTimer>>();
+    send_sync::<Ticks>();
     send_sync::<VirtualRuntime>();
     send::<SpawnError>();
     send_sync::<Event>();

@@ -10,7 +10,9 @@
 //! (`orchestrator-tokio`, `orchestrator-smol`, `orchestrator-async-std`) each provide one in a
 //! single small file. Hosts without a spawner (an embassy task, a bare-metal loop) use
 //! [`PoolRuntime`]: jobs are queued in a [`TaskPool`] and the host polls one future,
-//! [`TaskPool::run`], that drives them all.
+//! [`TaskPool::run`], that drives them all. A host without an async timer either pairs it
+//! with [`TickTimer`], whose clock is a tick count the host advances from its timer interrupt
+//! or main loop (through [`Ticks`]), or writes its own [`Timer`].
 //!
 //! With the `test-util` feature, `testing::VirtualRuntime` implements
 //! the same traits over a virtual clock, so timeouts and backoff schedules are tested instantly
@@ -44,7 +46,9 @@
 //! assert!(handle.spawn(Task::new(async {})).unwrap_err().kind().is_shutdown());
 //! ```
 
+pub(crate) mod deadlines;
 mod pool;
+mod tick;
 
 use crate::sync::Arc;
 use alloc::boxed::Box;
@@ -55,6 +59,7 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 
 pub use pool::{PoolRuntime, RunPool, TaskPool};
+pub use tick::{TickTimer, Ticks};
 
 /// A unit of work handed to a [`Spawn`] implementation: a `'static`, `Send` future of `()`.
 ///

@@ -373,6 +373,9 @@ impl Future for RunPool {
 
 /// A [`Runtime`](super::Runtime) made of a [`TaskPool`] and a host-supplied [`Timer`].
 ///
+/// A host with no async timer of its own uses a [`TickTimer`](super::TickTimer) and advances
+/// it from its timer interrupt or main loop (see [`timer`](PoolRuntime::timer)).
+///
 /// Dispatching on it queues jobs in the pool; the host polls [`PoolRuntime::run`] (or calls
 /// [`TaskPool::run_until_stalled`]) to make progress. Cheap to clone: clones share the pool
 /// and the timer.
@@ -453,6 +456,42 @@ impl<T: Timer> PoolRuntime<T> {
     /// Returns the pool that holds this runtime's tasks.
     pub fn pool(&self) -> &TaskPool {
         &self.pool
+    }
+
+    /// Returns the timer this runtime sleeps and reads the clock with.
+    ///
+    /// With a [`TickTimer`](super::TickTimer), this is where the host gets the
+    /// [`Ticks`](super::Ticks) handle that its timer interrupt advances:
+    ///
+    /// ```
+    /// use core::future::Future;
+    /// use core::pin::pin;
+    /// use core::task::{Context, Waker};
+    /// use core::time::Duration;
+    /// use orchestrator_core::runtime::{PoolRuntime, Spawn, Task, TickTimer, Timer};
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let rt = PoolRuntime::new(TickTimer::new(Duration::from_millis(1)));
+    /// let ticks = rt.timer().ticks();
+    /// let done = Arc::new(AtomicBool::new(false));
+    /// let (flag, sleep) = (done.clone(), rt.sleep(Duration::from_millis(5)));
+    /// rt.spawn(Task::new(async move {
+    ///     sleep.await;
+    ///     flag.store(true, Ordering::SeqCst);
+    /// }))
+    /// .unwrap();
+    /// let mut run = pin!(rt.run());
+    /// let cx = &mut Context::from_waker(Waker::noop());
+    /// for _ in 0..5 {
+    ///     assert!(run.as_mut().poll(cx).is_pending() && !done.load(Ordering::SeqCst));
+    ///     ticks.advance(1); // the timer interrupt
+    /// }
+    /// assert!(run.as_mut().poll(cx).is_pending()); // the fifth tick woke the task
+    /// assert!(done.load(Ordering::SeqCst));
+    /// ```
+    pub fn timer(&self) -> &T {
+        &self.timer
     }
 
     /// Returns a future that drives every task of this runtime; see [`TaskPool::run`].
