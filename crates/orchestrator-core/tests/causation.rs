@@ -396,6 +396,56 @@ fn what_a_handler_publishes_through_a_kept_bus_clone_carries_its_depth_too() {
     assert_eq!(next_pong().causal_depth(), 0);
 }
 
+/// An event only [`EchoAll`] reacts to, besides `Ping`.
+struct Knock;
+/// What [`EchoAll`] publishes for each event it handles.
+struct Echo;
+
+/// Echoes every `Ping` and `Knock` through a bus clone it keeps.
+struct EchoAll {
+    bus: SignalBus,
+}
+impl Orchestrator for EchoAll {
+    type State = ();
+    fn on_event(&mut self, event: &Event, _: Origin, _: &mut OrchestratorContext<'_, ()>) {
+        if event.is::<Ping>() || event.is::<Knock>() {
+            self.bus.emit(Echo).unwrap();
+        }
+    }
+}
+
+#[test]
+fn each_event_of_a_batch_is_the_cause_of_what_its_handler_publishes() {
+    // Events already queued are handled in one batch; each handler call must still see its
+    // own event as the ambient cause, not the batch's first.
+    let rt = VirtualRuntime::new();
+    let dispatcher = Dispatcher::new(rt.clone());
+    let bus = dispatcher.bus().clone();
+    let _o = EchoAll { bus: bus.clone() }
+        .builder((), &dispatcher)
+        .start()
+        .unwrap();
+    let mut all = bus.subscribe();
+    bus.emit(Ping).unwrap();
+    bus.emit(Knock).unwrap();
+    bus.emit(Ping).unwrap();
+    rt.run_until_stalled();
+    let mut causes = Vec::new();
+    while let Some(event) = all.try_next() {
+        if event.is::<Echo>() {
+            assert_eq!(event.causal_depth(), 1);
+            causes.push(event.cause().map(|c| c.event_type()));
+        }
+    }
+    let ping = Some(std::any::type_name::<Ping>());
+    let knock = Some(std::any::type_name::<Knock>());
+    assert_eq!(causes, [ping, knock, ping]);
+    // After the batch, outside any handler: depth 0 again.
+    bus.emit(Echo).unwrap();
+    let last = all.try_next().expect("the echo just published");
+    assert_eq!(last.causal_depth(), 0);
+}
+
 #[test]
 fn opt_in_rate_limits_are_lossy_but_every_drop_is_counted_and_reported() {
     let rt = VirtualRuntime::new();

@@ -746,7 +746,7 @@ async fn event_loop<O: Orchestrator>(
     mut guard: GuardState,
 ) {
     let mut stop_listener: Option<EventListener> = None;
-    loop {
+    'events: loop {
         let next = core::future::poll_fn(|cx| {
             // A stop is seen before the next event is taken. Only when there is no event to
             // take does the loop register to be woken by one (the check is an atomic load; the
@@ -763,13 +763,29 @@ async fn event_loop<O: Orchestrator>(
             }
         })
         .await;
-        let Some(event) = next else {
+        let Some(mut event) = next else {
             break;
         };
         if shared.status().is_ended() {
             break;
         }
-        handle_event(&shared, &mut orchestrator, &mut guard, &event);
+        // The events already there are handled under one entry of the ambient cause (only its
+        // event changes), with the same checks as the outer loop before each one.
+        let mut ambient = ambient::enter(Reaction::new(shared.name, &event));
+        loop {
+            handle_event(&shared, &mut orchestrator, &mut guard, &event);
+            if shared.stop.is_cancelled() {
+                break;
+            }
+            let Some(next) = subscription.try_next() else {
+                break;
+            };
+            if shared.status().is_ended() {
+                break 'events;
+            }
+            event = next;
+            ambient.switch(Reaction::new(shared.name, &event));
+        }
     }
     shared.end(OrchestratorStatus::Stopped);
 }
@@ -804,7 +820,6 @@ fn handle_event<O: Orchestrator>(
         event,
         cause: OnceCell::new(),
     };
-    let _ambient = ambient::enter(Reaction::new(shared.name, event));
     let outcome = match verdict {
         Ok(()) => crate::panic::catch(|| orchestrator.on_event(event, origin, &mut cx)),
         Err(reason) => {
