@@ -183,24 +183,13 @@ impl<T> JobShared<T> {
         } else {
             Lifecycle::Off
         });
-        Self {
+        Self::with_parts(
             id,
             job_type,
-            counted: false,
-            lifecycle: mode != Lifecycle::Off,
-            progress_events: mode == Lifecycle::All,
             env,
-            cancel_flag: AtomicBool::new(false),
+            (mode != Lifecycle::Off, mode == Lifecycle::All),
             extra,
-            state: Mutex::new(State {
-                slot: Slot::Pending,
-                running: true,
-                reachable: UNREACHABLE,
-                handle_waker: None,
-                task_waker: None,
-                cold: None,
-            }),
-        }
+        )
     }
 
     /// The state of a dispatch with default options outside any job: nothing optional, so
@@ -219,12 +208,25 @@ impl<T> JobShared<T> {
             })
         });
         let lifecycle = env.lifecycle;
+        Self::with_parts(id, job_type, env, (lifecycle, lifecycle), extra)
+    }
+
+    /// A running job, not counted in flight yet, with its lifecycle events (all but
+    /// progress, and progress) on or off.
+    #[inline]
+    fn with_parts(
+        id: JobId,
+        job_type: fn() -> JobType,
+        env: Arc<JobEnv>,
+        (lifecycle, progress_events): (bool, bool),
+        extra: Option<Box<Extra>>,
+    ) -> Self {
         Self {
             id,
             job_type,
             counted: false,
             lifecycle,
-            progress_events: lifecycle,
+            progress_events,
             env,
             cancel_flag: AtomicBool::new(false),
             extra,
