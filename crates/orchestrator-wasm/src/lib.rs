@@ -95,8 +95,8 @@
 //!
 //! On targets other than `wasm32` there is no JavaScript: the crate builds (so a workspace
 //! that contains it builds on its host), [`WasmRuntime::spawn`](Spawn::spawn) refuses every
-//! task with [`SpawnErrorKind::NoRuntime`], the clock stays at zero
-//! ([`ClockSource::Unavailable`]) and non-zero sleeps never complete.
+//! task with [`NoRuntime`](orchestrator_core::runtime::SpawnErrorKind::NoRuntime), the clock
+//! stays at zero ([`ClockSource::Unavailable`]) and non-zero sleeps never complete.
 
 #![forbid(unsafe_code)]
 
