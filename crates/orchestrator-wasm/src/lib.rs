@@ -62,9 +62,10 @@
 //! dropped early is removed from the deadline queue at once (the callback may then fire once
 //! for nothing and re-arm for the next deadline).
 //!
-//! **Precision.** A sleep of `d` completes at the first callback at which `performance.now()`
-//! reads at least `d` plus one microsecond after the sleep was created (the extra microsecond
-//! absorbs the flooring of the clock): it is never early against `performance.now()`, even
+//! **Precision.** A sleep of `d` completes at the first reading of the clock (the callback, or
+//! any `now` or `sleep` on the thread) at which `performance.now()` is more than `d` past the
+//! sleep's creation: its deadline is `d` rounded up to the microsecond, plus one microsecond
+//! that absorbs the flooring of the clock. It is never early against `performance.now()`, even
 //! when a browser fires a timer slightly ahead of time (the callback then re-arms). It is
 //! late by the browser's timer latency: typically 1 ms or more, at least 4 ms for timers
 //! nested deeply, and much more in a background tab, which browsers throttle to about one
