@@ -13,17 +13,16 @@
 //!
 //! See `docs/benchmarks.md` for the results and how to read them.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
+use orchestrator_core::{Dispatch, Dispatcher};
 use orchestrator_smol::SmolRuntime;
 use orchestrator_tokio::TokioRuntime;
 
 mod common;
 
-use common::{CountingAlloc, Spread, start_counting, stop_counting};
+use common::{CountingAlloc, Noop, NoopExecutor, Spread, start_counting, stop_counting};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -31,26 +30,6 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 // ---------------------------------------------------------------------------------------------
 // The job
 // ---------------------------------------------------------------------------------------------
-
-/// A job that does nothing.
-#[derive(Debug)]
-struct Noop;
-
-impl Job for Noop {
-    type Output = ();
-}
-
-/// Completes every [`Noop`] at once.
-#[derive(Debug)]
-struct NoopExecutor;
-
-impl Executor<Noop> for NoopExecutor {
-    type Error = Infallible;
-
-    async fn execute(&self, _job: &Noop, _cx: JobContext) -> Result<(), Infallible> {
-        Ok(())
-    }
-}
 
 fn dispatcher<R: orchestrator_core::runtime::Runtime>(runtime: R) -> Dispatcher<R> {
     let dispatcher = Dispatcher::new(runtime);

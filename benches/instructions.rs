@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
+use orchestrator_core::{Dispatch, Dispatcher};
 use orchestrator_smol::SmolRuntime;
 use orchestrator_tokio::TokioRuntime;
 
@@ -52,6 +52,7 @@ mod common;
 
 use common::channels::{AsyncBroadcast, Lane, Ours};
 use common::events::{Orchestrated, RawLoop};
+use common::{Noop, NoopExecutor};
 
 /// Jobs run before the counted ones, in every run (so they cancel out in the difference).
 const WARMUP: u64 = 1_000;
@@ -153,26 +154,6 @@ impl fmt::Display for Runtime {
 // ---------------------------------------------------------------------------------------------
 // The workloads
 // ---------------------------------------------------------------------------------------------
-
-/// A job that does nothing.
-#[derive(Debug)]
-struct Noop;
-
-impl Job for Noop {
-    type Output = ();
-}
-
-/// Completes every [`Noop`] at once.
-#[derive(Debug)]
-struct NoopExecutor;
-
-impl Executor<Noop> for NoopExecutor {
-    type Error = Infallible;
-
-    async fn execute(&self, _job: &Noop, _cx: JobContext) -> Result<(), Infallible> {
-        Ok(())
-    }
-}
 
 /// A ractor actor whose handler replies at once.
 #[derive(Debug)]

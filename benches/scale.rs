@@ -38,13 +38,13 @@ use std::mem::MaybeUninit;
 use std::process::Command;
 use std::time::Instant;
 
-use orchestrator_core::{Dispatch, Dispatcher, Event, Executor, Job, JobContext, SignalBus};
+use orchestrator_core::{Dispatch, Dispatcher, Event, SignalBus};
 use orchestrator_tokio::TokioRuntime;
 
 mod common;
 
 use common::sched::SchedSample;
-use common::{CountingAlloc, Spread, start_counting, stop_counting};
+use common::{CountingAlloc, Noop, NoopExecutor, Spread, start_counting, stop_counting};
 
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
@@ -73,18 +73,6 @@ const KEEP_HEAP: [(&str, &str); 3] = [
         "glibc.malloc.tcache_count=0:glibc.malloc.mxfast=0",
     ),
 ];
-
-struct Noop;
-impl Job for Noop {
-    type Output = ();
-}
-struct NoopExec;
-impl Executor<Noop> for NoopExec {
-    type Error = std::convert::Infallible;
-    async fn execute(&self, _: &Noop, _: JobContext) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
 
 /// The two sides of a comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +267,7 @@ fn with_bench<F: Future<Output = ()>>(n: usize, body: impl FnOnce(Bench<TokioRun
             handles: touched(n),
             receivers: touched(n),
         };
-        bench.dispatcher.register(NoopExec);
+        bench.dispatcher.register(NoopExecutor);
         body(bench).await;
     });
 }

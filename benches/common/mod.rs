@@ -1,4 +1,4 @@
-//! Helpers shared by the benchmarks: a counting allocator, quick mode, medians, and the
+//! Helpers shared by the benchmarks: the no-op job, a counting allocator, quick mode, medians, and the
 //! event scenarios that both a wall-clock benchmark and the callgrind driver run
 //! ([`channels`], [`events`]).
 //!
@@ -15,6 +15,34 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub(crate) mod sched;
+
+// ---------------------------------------------------------------------------------------------
+// The no-op job every dispatch benchmark runs
+// ---------------------------------------------------------------------------------------------
+
+/// A job that does nothing.
+#[derive(Debug)]
+pub(crate) struct Noop;
+
+impl orchestrator_core::Job for Noop {
+    type Output = ();
+}
+
+/// Completes every [`Noop`] at once.
+#[derive(Debug)]
+pub(crate) struct NoopExecutor;
+
+impl orchestrator_core::Executor<Noop> for NoopExecutor {
+    type Error = std::convert::Infallible;
+
+    async fn execute(
+        &self,
+        _job: &Noop,
+        _cx: orchestrator_core::JobContext,
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Counting allocator

@@ -65,47 +65,82 @@ where
 #[macro_export]
 macro_rules! conformance_suite {
     (|$case:ident| $body:block) => {
-        $crate::__conformance_tests! { |$case| $body;
-            dispatch_resolves_with_output_and_fresh_source,
-            job_ids_are_unique_and_match_the_context,
-            missing_executor_is_rejected_with_the_type_name,
-            registering_twice_replaces_the_executor,
-            dispatch_returns_before_the_work_completes,
-            dropping_the_handle_does_not_cancel,
-            executor_error_fails_after_one_attempt,
-            retry_until_success_counts_attempts,
-            retry_exhaustion_yields_exactly_one_failure,
-            should_retry_false_stops_retrying,
-            panic_becomes_failure_and_dispatcher_keeps_working,
-            cancel_before_start_never_runs_the_executor,
-            cancel_mid_run_drops_the_work_of_an_ignoring_executor,
-            token_cancel_mid_run_cancels_the_job,
-            cancel_during_backoff_stops_at_once,
-            total_timeout_drops_hanging_work,
-            zero_timeout_times_out_without_running,
-            timeout_during_retries_is_timed_out,
-            attempt_timeout_is_retried,
-            shared_token_cancels_every_job_it_is_shared_by,
-            child_token_cancel_is_scoped,
-            progress_stream_is_ordered_and_ends_with_the_last_value,
-            late_progress_subscriber_gets_the_latest_then_the_end,
-            progress_after_the_outcome_goes_nowhere,
-            cancel_after_completion_is_ignored,
-            many_concurrent_jobs_all_resolve_once,
-            shutdown_rejects_new_dispatches_and_running_jobs_finish,
-            context_sleep_and_clock_use_the_runtime,
-            cancel_racing_completion_gives_one_outcome_each,
-            bus_delivers_every_event_in_order_to_every_subscriber,
-            event_job_and_lifecycle_events_arrive_in_order,
-            two_orchestrators_see_one_job_as_active_and_passive,
-            three_concurrent_jobs_are_all_active,
-            scoped_bus_isolation,
-            tracked_before_observed_every_first_event_is_active,
-            dispose_while_a_job_runs,
-            cache_hit_and_revalidation,
-            dedup_joins_the_dispatch_in_flight,
-            breaker_rejects_while_open_and_a_trial_closes_it,
-            saga_over_dispatched_jobs_rolls_back_in_reverse,
+        $crate::conformance_cases!($crate::__conformance_tests; |$case| $body;);
+    };
+}
+
+/// Passes the names of the conformance cases (functions of [`cases`]) to a macro of yours,
+/// for hosts whose tests cannot block on a case as [`conformance_suite!`](crate::conformance_suite)
+/// does (a browser's test runner awaits async tests, for example).
+///
+/// `conformance_cases!(your_macro; tokens...)` expands to `your_macro! { tokens...
+/// [unwind: ...] [all: ...] }`: first the cases that need a panic to unwind (an executor's
+/// panic becoming a failed outcome; compile them under `#[cfg(panic = "unwind")]`), then every
+/// other case.
+///
+/// It expands where items go (a module, a test file), not inside an expression:
+///
+/// ```
+/// macro_rules! names {
+///     ([unwind: $($u:ident),*] [all: $($name:ident),*]) => {
+///         const UNWIND: &[&str] = &[$(stringify!($u)),*];
+///         const ALL: &[&str] = &[$(stringify!($name)),*];
+///     };
+/// }
+/// orchestrator_core::conformance_cases!(names;);
+///
+/// fn main() {
+///     assert_eq!(UNWIND, ["panic_becomes_failure_and_dispatcher_keeps_working"]);
+///     assert_eq!(ALL.len(), 39);
+///     assert!(ALL.contains(&"scoped_bus_isolation"));
+/// }
+/// ```
+#[macro_export]
+macro_rules! conformance_cases {
+    ($callback:path; $($prefix:tt)*) => {
+        $callback! { $($prefix)*
+            [unwind: panic_becomes_failure_and_dispatcher_keeps_working]
+            [all:
+                dispatch_resolves_with_output_and_fresh_source,
+                job_ids_are_unique_and_match_the_context,
+                missing_executor_is_rejected_with_the_type_name,
+                registering_twice_replaces_the_executor,
+                dispatch_returns_before_the_work_completes,
+                dropping_the_handle_does_not_cancel,
+                executor_error_fails_after_one_attempt,
+                retry_until_success_counts_attempts,
+                retry_exhaustion_yields_exactly_one_failure,
+                should_retry_false_stops_retrying,
+                cancel_before_start_never_runs_the_executor,
+                cancel_mid_run_drops_the_work_of_an_ignoring_executor,
+                token_cancel_mid_run_cancels_the_job,
+                cancel_during_backoff_stops_at_once,
+                total_timeout_drops_hanging_work,
+                zero_timeout_times_out_without_running,
+                timeout_during_retries_is_timed_out,
+                attempt_timeout_is_retried,
+                shared_token_cancels_every_job_it_is_shared_by,
+                child_token_cancel_is_scoped,
+                progress_stream_is_ordered_and_ends_with_the_last_value,
+                late_progress_subscriber_gets_the_latest_then_the_end,
+                progress_after_the_outcome_goes_nowhere,
+                cancel_after_completion_is_ignored,
+                many_concurrent_jobs_all_resolve_once,
+                shutdown_rejects_new_dispatches_and_running_jobs_finish,
+                context_sleep_and_clock_use_the_runtime,
+                cancel_racing_completion_gives_one_outcome_each,
+                bus_delivers_every_event_in_order_to_every_subscriber,
+                event_job_and_lifecycle_events_arrive_in_order,
+                two_orchestrators_see_one_job_as_active_and_passive,
+                three_concurrent_jobs_are_all_active,
+                scoped_bus_isolation,
+                tracked_before_observed_every_first_event_is_active,
+                dispose_while_a_job_runs,
+                cache_hit_and_revalidation,
+                dedup_joins_the_dispatch_in_flight,
+                breaker_rejects_while_open_and_a_trial_closes_it,
+                saga_over_dispatched_jobs_rolls_back_in_reverse
+            ]
         }
     };
 }
@@ -113,19 +148,22 @@ macro_rules! conformance_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_tests {
-    (|$case:ident| $body:block; $($name:ident),* $(,)?) => {
+    (|$case:ident| $body:block; [unwind: $($unwind:ident),*] [all: $($name:ident),* $(,)?]) => {
         mod conformance {
             #[allow(unused_imports)]
             use super::*;
-            $(
-                #[test]
-                fn $name() {
-                    let $case = |rt: ::std::sync::Arc<dyn $crate::runtime::Runtime>| {
-                        $crate::conformance::run_case(rt, $crate::conformance::cases::$name)
-                    };
-                    $body
-                }
-            )*
+            $( $crate::__conformance_tests!(@test #[cfg(panic = "unwind")] $unwind |$case| $body); )*
+            $( $crate::__conformance_tests!(@test $name |$case| $body); )*
+        }
+    };
+    (@test $(#[$attr:meta])* $name:ident |$case:ident| $body:block) => {
+        $(#[$attr])*
+        #[test]
+        fn $name() {
+            let $case = |rt: ::std::sync::Arc<dyn $crate::runtime::Runtime>| {
+                $crate::conformance::run_case(rt, $crate::conformance::cases::$name)
+            };
+            $body
         }
     };
 }

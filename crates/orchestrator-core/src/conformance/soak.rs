@@ -60,7 +60,7 @@ use futures_core::FusedFuture;
 use hashbrown::HashMap;
 
 use super::support::Gate;
-use crate::runtime::{Instant, Runtime, Sleep, Spawn, SpawnError, Task, Timer};
+use crate::runtime::{Instant, Runtime, Sleep, Spawn, SpawnError, Task, Timer, YieldNow};
 use crate::sync::{Arc, Mutex};
 use crate::{
     CachePolicy, CancellationToken, DataSource, Dispatch, Dispatcher, Event, Executor, Job,
@@ -265,7 +265,7 @@ impl Executor<Work> for WorkExec {
     async fn execute(&self, job: &Work, cx: JobContext) -> Result<u64, Flaky> {
         match job.pause {
             Pause::None => {}
-            Pause::Yield => YieldNow(false).await,
+            Pause::Yield => YieldNow::new().await,
             Pause::Sleep(delay) => cx.sleep(delay).await,
         }
         match job.mode {
@@ -273,20 +273,6 @@ impl Executor<Work> for WorkExec {
             Mode::Err => Err(Flaky),
             Mode::Panic => panic!("soak panic"),
         }
-    }
-}
-
-/// Pending once (waking itself), then ready: lets the executor run something else.
-struct YieldNow(bool);
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -776,7 +762,7 @@ impl Soak {
             }
             spins += 1;
             if spins < 16 {
-                YieldNow(false).await;
+                YieldNow::new().await;
             } else {
                 self.runtime.sleep(ms(1)).await;
             }

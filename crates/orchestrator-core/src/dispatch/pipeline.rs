@@ -43,7 +43,7 @@ use crate::cancel::{CancellationToken, WaitForCancellation};
 use crate::job::Job;
 use crate::lifecycle::JobLifecycle;
 use crate::outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Success};
-use crate::runtime::{Sleep, Task};
+use crate::runtime::{Sleep, Task, YieldNow};
 use crate::sync::Arc;
 
 use super::context::JobContext;
@@ -310,7 +310,7 @@ async fn attempts<J: Job, E: Executor<J>>(
         if delay.is_zero() {
             // Attempts that fail without awaiting must still let the budget and cancellation
             // be seen between them.
-            YieldNow(false).await;
+            YieldNow::new().await;
         } else {
             shared.runtime_arc().sleep(delay).await;
         }
@@ -453,23 +453,6 @@ impl<T, I: Future<Output = Result<Outcome<T>, JobError>>> Future for Race<'_, I>
                 return Poll::Ready(Err(JobError::TimedOut { budget: *budget }));
             }
         }
-        Poll::Pending
-    }
-}
-
-/// Returns `Pending` once (waking itself at once), so the enclosing races poll their other
-/// arms.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
         Poll::Pending
     }
 }

@@ -355,3 +355,27 @@ impl fmt::Display for SpawnErrorKind {
 }
 
 impl core::error::Error for SpawnErrorKind {}
+
+/// Returns `Pending` once (waking its task at once), then `Ready`: lets the task's other
+/// arms and the executor's other tasks run (between retries that never await, say).
+pub(crate) struct YieldNow(bool);
+
+impl YieldNow {
+    /// A yield that has not happened yet.
+    pub(crate) const fn new() -> Self {
+        Self(false)
+    }
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
