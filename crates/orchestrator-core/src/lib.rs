@@ -115,7 +115,7 @@ pub use dispatch::control::EmitError;
 pub use dispatch::dispatcher::{
     DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder, Shutdown, ShutdownReport,
 };
-pub use dispatch::executor::Executor;
+pub use dispatch::executor::{Executor, LocalExecutor};
 pub use dispatch::handle::{JobHandle, ProgressStream};
 pub use event::Event;
 pub use id::JobId;

@@ -262,6 +262,12 @@ pub enum Rejection {
         /// The orchestrator's name.
         orchestrator: &'static str,
     },
+    /// The job type's executor is a local one ([`LocalExecutor`](crate::LocalExecutor)),
+    /// registered on another thread than the one that dispatched the job.
+    OtherThread {
+        /// The job type's name.
+        job_type: &'static str,
+    },
     /// The dispatch's options cannot be honoured together.
     Invalid {
         /// Why.
@@ -286,6 +292,10 @@ impl fmt::Display for Rejection {
             Rejection::NotStarted { orchestrator } => {
                 write!(f, "the orchestrator `{orchestrator}` is not started")
             }
+            Rejection::OtherThread { job_type } => write!(
+                f,
+                "the local executor of job type `{job_type}` is registered on another thread"
+            ),
             Rejection::Invalid { reason } => write!(f, "invalid dispatch: {reason}"),
         }
     }

@@ -71,6 +71,8 @@ use core::time::Duration;
 
 use crate::runtime::deadlines::{Deadlines, SleepUntil};
 use crate::runtime::{Instant, Sleep, Spawn, SpawnError, Task, TaskPool, Timer};
+#[cfg(feature = "std")]
+use crate::runtime::{LocalSpawn, LocalSpawnError, LocalTask};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 
 /// A runtime whose tasks and clock are driven by the test.
@@ -225,6 +227,22 @@ impl alloc::task::Wake for WakeFlag {
 impl Spawn for VirtualRuntime {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
         self.pool.spawn(task)
+    }
+
+    #[cfg(feature = "std")]
+    fn local(&self) -> Option<&dyn LocalSpawn> {
+        Some(self)
+    }
+}
+
+/// With `std`, the runtime also runs tasks that are not `Send` (see [`TaskPool`]'s
+/// `LocalSpawn`): drive it from the thread that spawns them. Local executors
+/// ([`Dispatcher::register_local`](crate::Dispatcher::register_local)) and local orchestrators
+/// run on it, deterministically.
+#[cfg(feature = "std")]
+impl LocalSpawn for VirtualRuntime {
+    fn spawn_local(&self, task: LocalTask) -> Result<(), LocalSpawnError> {
+        self.pool.spawn_local(task)
     }
 }
 

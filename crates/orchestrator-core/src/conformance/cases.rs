@@ -25,6 +25,27 @@ fn dispatcher(rt: &Arc<dyn Runtime>) -> Dispatcher {
     Dispatcher::with_runtime(rt.clone())
 }
 
+/// Registers `executor` in the flavour under test: as it is, or (in the local flavour) as a
+/// local executor that is neither `Send` nor `Sync` and whose futures are not `Send`.
+fn register<J: crate::Job, E: crate::Executor<J>>(d: &Dispatcher, executor: E) {
+    if super::is_local() {
+        d.register_local(super::support::AsLocal::new(executor));
+    } else {
+        d.register(executor);
+    }
+}
+
+/// Starts an orchestrator in the flavour under test.
+fn start<O: crate::Orchestrator + Send>(
+    builder: crate::OrchestratorBuilder<O>,
+) -> Result<crate::OrchestratorHandle<O::State>, crate::OrchestratorError> {
+    if super::is_local() {
+        builder.start_local()
+    } else {
+        builder.start()
+    }
+}
+
 fn next<S: Stream + Unpin>(stream: &mut S) -> impl Future<Output = Option<S::Item>> + '_ {
     core::future::poll_fn(move |cx| Pin::new(&mut *stream).poll_next(cx))
 }
@@ -48,10 +69,13 @@ fn cancelled_reason(err: &JobError) -> Option<&str> {
 pub async fn dispatch_resolves_with_output_and_fresh_source(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ValueExec {
-        add: 1,
-        probe: probe.clone(),
-    });
+    register(
+        &d,
+        ValueExec {
+            add: 1,
+            probe: probe.clone(),
+        },
+    );
     let done = d.dispatch(Value(41)).await.expect("success");
     assert_eq!(done.value, 42);
     assert_eq!(done.data_source, DataSource::Fresh);
@@ -62,10 +86,13 @@ pub async fn dispatch_resolves_with_output_and_fresh_source(rt: Arc<dyn Runtime>
 pub async fn job_ids_are_unique_and_match_the_context(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ValueExec {
-        add: 0,
-        probe: probe.clone(),
-    });
+    register(
+        &d,
+        ValueExec {
+            add: 0,
+            probe: probe.clone(),
+        },
+    );
     let handles: Vec<_> = (0..100).map(|i| d.dispatch(Value(i))).collect();
     let mut ids: Vec<_> = handles.iter().map(|h| h.id()).collect();
     ids.sort();
@@ -97,14 +124,20 @@ pub async fn missing_executor_is_rejected_with_the_type_name(rt: Arc<dyn Runtime
 pub async fn registering_twice_replaces_the_executor(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let (p1, p2) = (Probe::new(), Probe::new());
-    d.register(ValueExec {
-        add: 100,
-        probe: p1.clone(),
-    });
-    d.register(ValueExec {
-        add: 200,
-        probe: p2.clone(),
-    });
+    register(
+        &d,
+        ValueExec {
+            add: 100,
+            probe: p1.clone(),
+        },
+    );
+    register(
+        &d,
+        ValueExec {
+            add: 200,
+            probe: p2.clone(),
+        },
+    );
     assert_eq!(d.dispatch(Value(1)).await.expect("success").value, 201);
     assert_eq!((p1.calls(), p2.calls()), (0, 1));
     assert!(d.unregister::<Value>());
@@ -115,7 +148,7 @@ pub async fn registering_twice_replaces_the_executor(rt: Arc<dyn Runtime>) {
 pub async fn dispatch_returns_before_the_work_completes(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ReportExec(probe.clone()));
+    register(&d, ReportExec(probe.clone()));
     let mut handle = d.dispatch(Report(vec![]));
     probe.started.wait().await;
     assert!(is_pending(&mut handle), "the work waits for its gate");
@@ -129,7 +162,7 @@ pub async fn dispatch_returns_before_the_work_completes(rt: Arc<dyn Runtime>) {
 pub async fn dropping_the_handle_does_not_cancel(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ReportExec(probe.clone()));
+    register(&d, ReportExec(probe.clone()));
     drop(d.dispatch(Report(vec![0.5])));
     probe.started.wait().await;
     probe.release.open();
@@ -141,7 +174,7 @@ pub async fn dropping_the_handle_does_not_cancel(rt: Arc<dyn Runtime>) {
 pub async fn executor_error_fails_after_one_attempt(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(FlakyExec(probe.clone()));
+    register(&d, FlakyExec(probe.clone()));
     let err = d
         .dispatch(Flaky {
             fail_first: 5,
@@ -162,7 +195,7 @@ pub async fn executor_error_fails_after_one_attempt(rt: Arc<dyn Runtime>) {
 pub async fn retry_until_success_counts_attempts(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(FlakyExec(probe.clone()));
+    register(&d, FlakyExec(probe.clone()));
     let job = Flaky {
         fail_first: 2,
         permanent: false,
@@ -181,7 +214,7 @@ pub async fn retry_until_success_counts_attempts(rt: Arc<dyn Runtime>) {
 pub async fn retry_exhaustion_yields_exactly_one_failure(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(FlakyExec(probe.clone()));
+    register(&d, FlakyExec(probe.clone()));
     let mut handle = d
         .job(Flaky {
             fail_first: u32::MAX,
@@ -205,7 +238,7 @@ pub async fn retry_exhaustion_yields_exactly_one_failure(rt: Arc<dyn Runtime>) {
 pub async fn should_retry_false_stops_retrying(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(FlakyExec(probe.clone()));
+    register(&d, FlakyExec(probe.clone()));
     let policy = RetryPolicy::fixed(10, Duration::ZERO).retry_if(|err, attempt| {
         let e = err
             .downcast_ref::<TestError>()
@@ -230,11 +263,14 @@ pub async fn should_retry_false_stops_retrying(rt: Arc<dyn Runtime>) {
 /// A panic is a failed outcome with the message; nothing else is disturbed.
 pub async fn panic_becomes_failure_and_dispatcher_keeps_working(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
-    d.register(BoomExec);
-    d.register(ValueExec {
-        add: 0,
-        probe: Probe::new(),
-    });
+    register(&d, BoomExec);
+    register(
+        &d,
+        ValueExec {
+            add: 0,
+            probe: Probe::new(),
+        },
+    );
     let err = d
         .job(Boom)
         .retry(RetryPolicy::fixed(3, Duration::ZERO))
@@ -260,7 +296,7 @@ pub async fn panic_becomes_failure_and_dispatcher_keeps_working(rt: Arc<dyn Runt
 pub async fn cancel_before_start_never_runs_the_executor(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(HangExec(probe.clone()));
+    register(&d, HangExec(probe.clone()));
     let token = CancellationToken::new();
     token.cancel_with("not needed");
     let err = d
@@ -277,7 +313,7 @@ pub async fn cancel_before_start_never_runs_the_executor(rt: Arc<dyn Runtime>) {
 pub async fn cancel_mid_run_drops_the_work_of_an_ignoring_executor(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(HangExec(probe.clone()));
+    register(&d, HangExec(probe.clone()));
     let handle = d.dispatch(Hang { hang_first: 1 });
     probe.started.wait().await;
     handle.cancel_with("user");
@@ -294,7 +330,7 @@ pub async fn cancel_mid_run_drops_the_work_of_an_ignoring_executor(rt: Arc<dyn R
 pub async fn token_cancel_mid_run_cancels_the_job(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(HangExec(probe.clone()));
+    register(&d, HangExec(probe.clone()));
     let token = CancellationToken::new();
     let handle = d
         .job(Hang { hang_first: 1 })
@@ -311,7 +347,7 @@ pub async fn token_cancel_mid_run_cancels_the_job(rt: Arc<dyn Runtime>) {
 pub async fn cancel_during_backoff_stops_at_once(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(FlakyExec(probe.clone()));
+    register(&d, FlakyExec(probe.clone()));
     let token = CancellationToken::new();
     let handle = d
         .job(Flaky {
@@ -332,7 +368,7 @@ pub async fn cancel_during_backoff_stops_at_once(rt: Arc<dyn Runtime>) {
 pub async fn total_timeout_drops_hanging_work(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(HangExec(probe.clone()));
+    register(&d, HangExec(probe.clone()));
     let err = d
         .job(Hang { hang_first: 1 })
         .timeout(SHORT)
@@ -354,10 +390,13 @@ pub async fn total_timeout_drops_hanging_work(rt: Arc<dyn Runtime>) {
 pub async fn zero_timeout_times_out_without_running(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ValueExec {
-        add: 0,
-        probe: probe.clone(),
-    });
+    register(
+        &d,
+        ValueExec {
+            add: 0,
+            probe: probe.clone(),
+        },
+    );
     let err = d
         .job(Value(1))
         .timeout(Duration::ZERO)
@@ -373,7 +412,7 @@ pub async fn zero_timeout_times_out_without_running(rt: Arc<dyn Runtime>) {
 pub async fn timeout_during_retries_is_timed_out(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(FlakyExec(probe.clone()));
+    register(&d, FlakyExec(probe.clone()));
     let err = d
         .job(Flaky {
             fail_first: u32::MAX,
@@ -396,7 +435,7 @@ pub async fn timeout_during_retries_is_timed_out(rt: Arc<dyn Runtime>) {
 pub async fn attempt_timeout_is_retried(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(HangExec(probe.clone()));
+    register(&d, HangExec(probe.clone()));
     let done = d
         .job(Hang { hang_first: 1 })
         .attempt_timeout(SHORT)
@@ -427,11 +466,14 @@ pub async fn attempt_timeout_is_retried(rt: Arc<dyn Runtime>) {
 pub async fn shared_token_cancels_every_job_it_is_shared_by(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(HangExec(probe.clone()));
-    d.register(ValueExec {
-        add: 0,
-        probe: Probe::new(),
-    });
+    register(&d, HangExec(probe.clone()));
+    register(
+        &d,
+        ValueExec {
+            add: 0,
+            probe: Probe::new(),
+        },
+    );
     let token = CancellationToken::new();
     let hang = || Hang {
         hang_first: u32::MAX,
@@ -460,7 +502,7 @@ pub async fn shared_token_cancels_every_job_it_is_shared_by(rt: Arc<dyn Runtime>
 pub async fn child_token_cancel_is_scoped(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(HangExec(probe.clone()));
+    register(&d, HangExec(probe.clone()));
     let parent = CancellationToken::new();
     let (c1, c2) = (parent.child_token(), parent.child_token());
     let mut h1 = d
@@ -492,7 +534,7 @@ pub async fn child_token_cancel_is_scoped(rt: Arc<dyn Runtime>) {
 pub async fn progress_stream_is_ordered_and_ends_with_the_last_value(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ReportExec(probe.clone()));
+    register(&d, ReportExec(probe.clone()));
     let handle = d.dispatch(Report(vec![0.25, 0.5, f64::NAN, 1.5]));
     let mut stream = handle.progress();
     probe.started.wait().await;
@@ -518,7 +560,7 @@ pub async fn progress_stream_is_ordered_and_ends_with_the_last_value(rt: Arc<dyn
 pub async fn late_progress_subscriber_gets_the_latest_then_the_end(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ReportExec(probe.clone()));
+    register(&d, ReportExec(probe.clone()));
     let mut handle = d.dispatch(Report(vec![0.1, 0.7]));
     probe.release.open();
     (&mut handle).await.expect("success");
@@ -532,7 +574,7 @@ pub async fn late_progress_subscriber_gets_the_latest_then_the_end(rt: Arc<dyn R
 pub async fn progress_after_the_outcome_goes_nowhere(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ReportExec(probe.clone()));
+    register(&d, ReportExec(probe.clone()));
     let mut handle = d.dispatch(Report(vec![0.3]));
     probe.release.open();
     (&mut handle).await.expect("success");
@@ -545,7 +587,7 @@ pub async fn progress_after_the_outcome_goes_nowhere(rt: Arc<dyn Runtime>) {
 pub async fn cancel_after_completion_is_ignored(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ReportExec(probe.clone()));
+    register(&d, ReportExec(probe.clone()));
     let handle = d.dispatch(Report(vec![]));
     probe.release.open();
     probe.finished.wait().await;
@@ -561,10 +603,13 @@ pub async fn many_concurrent_jobs_all_resolve_once(rt: Arc<dyn Runtime>) {
     const N: u64 = 10_000;
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ValueExec {
-        add: 1,
-        probe: probe.clone(),
-    });
+    register(
+        &d,
+        ValueExec {
+            add: 1,
+            probe: probe.clone(),
+        },
+    );
     let handles: Vec<_> = (0..N).map(|i| d.dispatch(Value(i))).collect();
     for (i, mut h) in (0..N).zip(handles) {
         assert_eq!((&mut h).await.expect("success").value, i + 1);
@@ -577,7 +622,7 @@ pub async fn many_concurrent_jobs_all_resolve_once(rt: Arc<dyn Runtime>) {
 pub async fn shutdown_rejects_new_dispatches_and_running_jobs_finish(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ReportExec(probe.clone()));
+    register(&d, ReportExec(probe.clone()));
     let running = d.dispatch(Report(vec![]));
     probe.started.wait().await;
     d.close();
@@ -604,10 +649,13 @@ pub async fn cancel_racing_completion_gives_one_outcome_each(rt: Arc<dyn Runtime
     const N: u64 = 2_000;
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ValueExec {
-        add: 0,
-        probe: probe.clone(),
-    });
+    register(
+        &d,
+        ValueExec {
+            add: 0,
+            probe: probe.clone(),
+        },
+    );
     let handles: Vec<_> = (0..N).map(|i| d.dispatch(Value(i))).collect();
     for h in handles.iter().step_by(2) {
         h.cancel();
@@ -652,15 +700,14 @@ fn watcher(
         d,
     )
     // These cases count every event; the guard has its own tests.
-    .guard(crate::LoopGuard::unlimited())
-    .start()
-    .expect("the orchestrator starts");
+    .guard(crate::LoopGuard::unlimited());
+    let handle = start(handle).expect("the orchestrator starts");
     (handle, sightings)
 }
 
 fn event_dispatcher(rt: &Arc<dyn Runtime>) -> Dispatcher {
     let d = dispatcher(rt);
-    d.register(AddExec);
+    register(&d, AddExec);
     d
 }
 
@@ -801,9 +848,8 @@ pub async fn scoped_bus_isolation(rt: Arc<dyn Runtime>) {
             &d,
         )
         .bus(bus.clone())
-        .guard(crate::LoopGuard::unlimited())
-        .start()
-        .expect("starts");
+        .guard(crate::LoopGuard::unlimited());
+        let handle = start(handle).expect("starts");
         (handle, sightings)
     };
     let (o1, seen1) = build(&scope1);
@@ -957,7 +1003,7 @@ pub async fn cache_hit_and_revalidation(rt: Arc<dyn Runtime>) {
 pub async fn dedup_joins_the_dispatch_in_flight(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
     let probe = Probe::new();
-    d.register(ReportExec(probe.clone()));
+    register(&d, ReportExec(probe.clone()));
     let leader = d.job(Report(vec![0.5])).dedup("report").dispatch();
     probe.started.wait().await;
     let joined: Vec<_> = (0..10)
@@ -984,10 +1030,13 @@ pub async fn breaker_rejects_while_open_and_a_trial_closes_it(rt: Arc<dyn Runtim
     let d = dispatcher(&rt);
     let probe = Probe::new();
     let failing = Arc::new(crate::sync::AtomicBool::new(true));
-    d.register(ToggleExec {
-        failing: failing.clone(),
-        probe: probe.clone(),
-    });
+    register(
+        &d,
+        ToggleExec {
+            failing: failing.clone(),
+            probe: probe.clone(),
+        },
+    );
     let cooldown = Duration::from_millis(20);
     d.set_circuit_breaker::<Toggle>(
         crate::BreakerConfig::new(2, HOUR, cooldown).expect("a valid config"),
@@ -1011,10 +1060,13 @@ pub async fn breaker_rejects_while_open_and_a_trial_closes_it(rt: Arc<dyn Runtim
 /// A saga over dispatched jobs rolls back last-in-first-out.
 pub async fn saga_over_dispatched_jobs_rolls_back_in_reverse(rt: Arc<dyn Runtime>) {
     let d = dispatcher(&rt);
-    d.register(ValueExec {
-        add: 0,
-        probe: Probe::new(),
-    });
+    register(
+        &d,
+        ValueExec {
+            add: 0,
+            probe: Probe::new(),
+        },
+    );
     let undone = Arc::new(crate::sync::Mutex::new(Vec::new()));
     let mut saga: crate::Saga<'_, JobError> = crate::Saga::new();
     for step in 1..=3u64 {

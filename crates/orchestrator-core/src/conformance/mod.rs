@@ -30,6 +30,50 @@ use crate::sync::Arc;
 
 pub use support::{DropFlag, Gate};
 
+std::thread_local! {
+    /// `true` while a case of the local flavour is being polled on this thread.
+    static LOCAL: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Returns `true` while a case of the local flavour is being polled on this thread.
+fn is_local() -> bool {
+    LOCAL.with(core::cell::Cell::get)
+}
+
+/// Runs `case` on `runtime` in the **local flavour**: every executor the case registers is
+/// registered with [`Dispatcher::register_local`](crate::Dispatcher::register_local) as a
+/// local executor that is neither `Send` nor `Sync` and whose futures are not `Send`, and
+/// every orchestrator starts with
+/// [`start_local`](crate::OrchestratorBuilder::start_local). Otherwise as [`run_case`].
+///
+/// # Panics
+///
+/// Panics if the case fails, times out, or if `runtime` cannot run tasks that are not `Send`
+/// ([`Spawn::local`](crate::runtime::Spawn::local) is `None`).
+pub async fn run_case_local<F, Fut>(runtime: Arc<dyn Runtime>, case: F)
+where
+    F: FnOnce(Arc<dyn Runtime>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    assert!(
+        runtime.local().is_some(),
+        "the local flavour needs a runtime that runs tasks that are not `Send`"
+    );
+    let mut run = pin!(run_case(runtime, case));
+    // The flavour is on only while the case itself runs (its registrations happen then).
+    core::future::poll_fn(|cx| {
+        struct Reset(bool);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                LOCAL.with(|l| l.set(self.0));
+            }
+        }
+        let _reset = Reset(LOCAL.with(|l| l.replace(true)));
+        run.as_mut().poll(cx)
+    })
+    .await;
+}
+
 /// How long one case may run before the watchdog fails it.
 pub const WATCHDOG: Duration = Duration::from_secs(60);
 
@@ -62,10 +106,24 @@ where
 /// The argument is a closure-like block: `|case| { ... }`, where `case` is a function from
 /// `Arc<dyn Runtime>` to the case's future; the block must run it to completion on the
 /// runtime under test.
+///
+/// `conformance_suite!(local |case| { ... })` generates the same tests in a module named
+/// `conformance_local`, each case run by [`run_case_local`] (the runtime must run tasks that
+/// are not `Send`):
+///
+/// ```text
+/// orchestrator_core::conformance_suite!(local |case| {
+///     let rt = orchestrator_core::testing::VirtualRuntime::new();
+///     rt.block_on(case(std::sync::Arc::new(rt.clone())));
+/// });
+/// ```
 #[macro_export]
 macro_rules! conformance_suite {
     (|$case:ident| $body:block) => {
-        $crate::conformance_cases!($crate::__conformance_tests; |$case| $body;);
+        $crate::conformance_cases!($crate::__conformance_tests; conformance run_case |$case| $body;);
+    };
+    (local |$case:ident| $body:block) => {
+        $crate::conformance_cases!($crate::__conformance_tests; conformance_local run_case_local |$case| $body;);
     };
 }
 
@@ -148,20 +206,20 @@ macro_rules! conformance_cases {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_tests {
-    (|$case:ident| $body:block; [unwind: $($unwind:ident),*] [all: $($name:ident),* $(,)?]) => {
-        mod conformance {
+    ($module:ident $run:ident |$case:ident| $body:block; [unwind: $($unwind:ident),*] [all: $($name:ident),* $(,)?]) => {
+        mod $module {
             #[allow(unused_imports)]
             use super::*;
-            $( $crate::__conformance_tests!(@test #[cfg(panic = "unwind")] $unwind |$case| $body); )*
-            $( $crate::__conformance_tests!(@test $name |$case| $body); )*
+            $( $crate::__conformance_tests!(@test #[cfg(panic = "unwind")] $unwind $run |$case| $body); )*
+            $( $crate::__conformance_tests!(@test $name $run |$case| $body); )*
         }
     };
-    (@test $(#[$attr:meta])* $name:ident |$case:ident| $body:block) => {
+    (@test $(#[$attr:meta])* $name:ident $run:ident |$case:ident| $body:block) => {
         $(#[$attr])*
         #[test]
         fn $name() {
             let $case = |rt: ::std::sync::Arc<dyn $crate::runtime::Runtime>| {
-                $crate::conformance::run_case(rt, $crate::conformance::cases::$name)
+                $crate::conformance::$run(rt, $crate::conformance::cases::$name)
             };
             $body
         }

@@ -2,6 +2,8 @@
 
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
+#[cfg(feature = "std")]
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::any::{Any, TypeId};
@@ -24,16 +26,22 @@ use crate::job::{Job, JobType};
 use crate::lifecycle::JobLifecycle;
 use crate::observer::{Observer, Observers};
 use crate::outcome::{JobError, Rejection};
-use crate::runtime::{Instant, Runtime, Sleep, Task};
+#[cfg(feature = "std")]
+use crate::runtime::LocalTask;
+use crate::runtime::{Instant, LocalSpawn, Runtime, Sleep, Spawn, SpawnErrorKind, Task};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
 
 use super::context::JobContext;
 use super::control::JobControl;
 use super::env::JobEnv;
-use super::executor::Executor;
+#[cfg(feature = "std")]
+use super::executor::LocalExecutor;
+use super::executor::{Executor, Threaded};
 use super::handle::JobHandle;
+#[cfg(feature = "std")]
+use super::local;
 use super::options::{CacheSpec, Dedup, Extras, JobOptions, Lifecycle, pre_check};
-use super::pipeline::{job_task, lookup, publish_output_event, started};
+use super::pipeline::{full_task, is_plain, lookup, plain_task, publish_output_event, started};
 use super::registry::Registry;
 use super::shared::JobShared;
 
@@ -52,6 +60,23 @@ type StartFn<J> = dyn Fn(
 /// What the registry holds for job type `J`: how to start it.
 struct Registered<J: Job> {
     start: Arc<StartFn<J>>,
+    /// `true` if `start` forwards to a local executor registered on some thread.
+    local: bool,
+}
+
+/// Starts one dispatch of `J` on a local executor (this thread's table holds it).
+#[cfg(feature = "std")]
+type LocalStartFn<J> = dyn Fn(
+    J,
+    Arc<JobShared<<J as Job>::Output>>,
+    JobOptions,
+    Option<CacheSpec<J>>,
+) -> Result<(), Rejection>;
+
+/// What this thread's table holds for job type `J` of one dispatcher.
+#[cfg(feature = "std")]
+struct LocalRegistered<J: Job> {
+    start: Rc<LocalStartFn<J>>,
 }
 
 /// A registry entry: a `Registered<J>` for the `J` whose `TypeId` is its key.
@@ -208,23 +233,119 @@ impl<R: Runtime> Dispatcher<R> {
     /// ([`Job::output_event`]) belongs to the job type, whatever runs it. Jobs of `J` are
     /// spawned on this dispatcher's runtime type `R` whichever entry point dispatches them.
     pub fn register<J: Job, E: Executor<J>>(&self, executor: E) -> &Self {
-        let executor = Arc::new(executor);
+        let executor = Arc::new(Threaded(executor));
         let runtime = self.runtime.clone();
         let start: Arc<StartFn<J>> = Arc::new(move |job, shared, options, cache| {
-            let future = job_task(executor.clone(), job, shared.clone(), options, cache);
-            runtime.spawn_future(future).map_err(|refused| {
-                // Record the rejection before the refused task (and its drop guard) goes away.
-                let rejection = Rejection::Spawn(refused.kind());
-                shared.complete(Err(JobError::Rejected(rejection.clone())));
-                rejection
-            })
+            let spawned = if is_plain(&options, cache.as_ref()) {
+                // Unboxed: the runtime's own task holds the small plain future.
+                R::spawn_future(&runtime, plain_task(executor.clone(), job, shared.clone()))
+            } else {
+                let future = full_task(executor.clone(), job, shared.clone(), options, cache);
+                runtime.spawn(Task::new(future))
+            };
+            spawned.map_err(|refused| refuse(&shared, refused.kind()))
         });
-        let entry: Entry = Box::new(Registered::<J> { start });
-        self.inner
-            .executors
-            .with(|map| map.insert(TypeId::of::<J>(), entry));
+        self.inner.insert::<J>(start, false);
         self
     }
+}
+
+impl<R: Runtime + LocalSpawn> Dispatcher<R> {
+    /// Registers a local `executor` for job type `J` on **this thread**, replacing any
+    /// previous executor of `J`; returns `self` for chaining.
+    ///
+    /// A [`LocalExecutor`] need not be `Send` (it may hold an `Rc`), nor its futures (they may
+    /// await a `JsFuture`): its jobs run as tasks that are not `Send`, spawned with
+    /// [`LocalSpawn::spawn_local`], on the thread that dispatches them. The dispatcher stays
+    /// `Send + Sync`; only the registration is per thread: a job of `J` dispatched from
+    /// another thread is rejected with [`Rejection::OtherThread`]. Everything else (options,
+    /// handles, events, orchestrators, shutdown) is the same as for [`register`](Self::register).
+    ///
+    /// Needs a runtime that runs tasks that are not `Send` ([`LocalSpawn`]); on a type-erased
+    /// dispatcher whose runtime cannot, every dispatch of `J` is rejected with
+    /// [`Rejection::Spawn`]`(`[`SpawnErrorKind::NotLocal`](crate::runtime::SpawnErrorKind::NotLocal)`)`.
+    ///
+    /// ```
+    /// use orchestrator_core::testing::VirtualRuntime;
+    /// use orchestrator_core::{Dispatch, Dispatcher, Job, JobContext, LocalExecutor, Rejection};
+    /// use orchestrator_core::JobError;
+    /// use std::rc::Rc;
+    ///
+    /// struct Ping;
+    /// impl Job for Ping {
+    ///     type Output = usize;
+    /// }
+    /// struct Counter(Rc<()>); // not `Send`
+    /// impl LocalExecutor<Ping> for Counter {
+    ///     type Error = core::convert::Infallible;
+    ///     async fn execute(&self, _: &Ping, _cx: JobContext) -> Result<usize, Self::Error> {
+    ///         Ok(Rc::strong_count(&self.0))
+    ///     }
+    /// }
+    ///
+    /// let rt = VirtualRuntime::new();
+    /// let dispatcher = Dispatcher::new(rt.clone());
+    /// dispatcher.register_local(Counter(Rc::new(())));
+    /// assert_eq!(rt.block_on(dispatcher.dispatch(Ping)).unwrap().value, 1);
+    ///
+    /// // Another thread has no executor for `Ping`: a rejection, not a panic.
+    /// let there = dispatcher.clone();
+    /// let rejected = std::thread::spawn(move || {
+    ///     VirtualRuntime::new().block_on(there.dispatch(Ping)).unwrap_err()
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// assert!(matches!(rejected, JobError::Rejected(Rejection::OtherThread { .. })));
+    /// ```
+    #[cfg(feature = "std")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+    pub fn register_local<J: Job, E: LocalExecutor<J>>(&self, executor: E) -> &Self {
+        let executor = Arc::new(executor);
+        let runtime = self.runtime.clone();
+        let start: Rc<LocalStartFn<J>> = Rc::new(move |job, shared, options, cache| {
+            let task = if is_plain(&options, cache.as_ref()) {
+                LocalTask::new(plain_task(executor.clone(), job, shared.clone()))
+            } else {
+                LocalTask::new(full_task(
+                    executor.clone(),
+                    job,
+                    shared.clone(),
+                    options,
+                    cache,
+                ))
+            };
+            runtime
+                .spawn_local(task)
+                .map_err(|refused| refuse(&shared, refused.kind()))
+        });
+        let job = TypeId::of::<J>();
+        local::insert(&self.inner.weak, job, Rc::new(LocalRegistered { start }));
+        // The shared registry forwards to this thread's table.
+        let owner = self.inner.weak.clone();
+        let forward: Arc<StartFn<J>> = Arc::new(move |job, shared, options, cache| {
+            let registered = local::get(&owner, TypeId::of::<J>());
+            let start = registered
+                .as_ref()
+                .and_then(|r| r.downcast_ref::<LocalRegistered<J>>())
+                .map(|r| r.start.clone());
+            match start {
+                Some(start) => start(job, shared, options, cache),
+                None => Err(Rejection::OtherThread {
+                    job_type: core::any::type_name::<J>(),
+                }),
+            }
+        });
+        self.inner.insert::<J>(forward, true);
+        self
+    }
+}
+
+/// Records that the runtime refused a job's task, before the refused task (and the drop
+/// guard in it) goes away.
+fn refuse<T>(shared: &JobShared<T>, kind: SpawnErrorKind) -> Rejection {
+    let rejection = Rejection::Spawn(kind);
+    shared.complete(Err(JobError::Rejected(rejection.clone())));
+    rejection
 }
 
 impl<R> Dispatcher<R> {
@@ -249,16 +370,31 @@ impl<R> Dispatcher<R> {
 
     /// Removes the executor for `J`; returns `true` if there was one.
     pub fn unregister<J: Job>(&self) -> bool {
-        self.inner
+        let removed = self
+            .inner
             .executors
-            .with(|map| map.remove(&TypeId::of::<J>()).is_some())
+            .with(|map| map.remove(&TypeId::of::<J>()));
+        #[cfg(feature = "std")]
+        local::remove(&self.inner.weak, TypeId::of::<J>());
+        removed.is_some()
     }
 
-    /// Returns `true` if an executor is registered for `J`.
+    /// Returns `true` if an executor is registered for `J` (for a local executor: on this
+    /// thread).
     pub fn is_registered<J: Job>(&self) -> bool {
-        self.inner
-            .executors
-            .with(|map| map.contains_key(&TypeId::of::<J>()))
+        let local = self.inner.executors.with(|map| {
+            map.get(&TypeId::of::<J>())
+                .and_then(|e| e.downcast_ref::<Registered<J>>())
+                .map(|r| r.local)
+        });
+        match local {
+            None => false,
+            Some(false) => true,
+            #[cfg(feature = "std")]
+            Some(true) => local::contains(&self.inner.weak, TypeId::of::<J>()),
+            #[cfg(not(feature = "std"))]
+            Some(true) => false,
+        }
     }
 
     /// Returns the cache provider of this dispatcher's cached dispatches (for invalidation
@@ -341,7 +477,25 @@ impl<R> fmt::Debug for Dispatcher<R> {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // This thread's local registrations go with the dispatcher (other threads' are pruned
+        // at their next registration, or go with the thread).
+        #[cfg(feature = "std")]
+        local::forget(self.weak.as_ptr().addr());
+    }
+}
+
 impl Inner {
+    /// Puts `start` in the registry for `J`, replacing any previous executor of `J`.
+    fn insert<J: Job>(&self, start: Arc<StartFn<J>>, local: bool) {
+        let entry: Entry = Box::new(Registered::<J> { start, local });
+        let replaced = self
+            .executors
+            .with(|map| map.insert(TypeId::of::<J>(), entry));
+        drop(replaced); // outside the lock: it may hold the last reference to an executor
+    }
+
     /// Every dispatch ends here (see [`dispatch`]).
     pub(crate) fn dispatch_full<J: Job>(
         &self,

@@ -11,8 +11,9 @@
 //! | `shared.rs` | `JobShared`: the per-job engine (outcome slot, running flag, cancel request, progress, watchers) |
 //! | `handle.rs` | `JobHandle` and `ProgressStream`: the caller's side |
 //! | `context.rs` | `JobContext`: the executor's side |
-//! | `executor.rs` | the `Executor` trait |
+//! | `executor.rs` | the `Executor` and `LocalExecutor` traits |
 //! | `pipeline.rs` | one task per dispatch: attempts, retries, budget, cancellation, cache |
+//! | `local.rs` | this thread's table of local executors (`std`) |
 //! | `dispatcher.rs` | `Dispatcher`: the registry of executors, routing (`Route`), dedup, breaker, shutdown |
 //! | `builder.rs` | `Dispatch` (every entry point) and `JobBuilder` |
 //!
@@ -26,6 +27,8 @@ pub(crate) mod dispatcher;
 pub(crate) mod env;
 pub(crate) mod executor;
 pub(crate) mod handle;
+#[cfg(feature = "std")]
+pub(crate) mod local;
 pub(crate) mod options;
 pub(crate) mod pipeline;
 pub(crate) mod registry;

@@ -28,6 +28,9 @@
 //! 4. Panics are caught per attempt (with `std`) and never retried.
 //! 5. A dispatch without options runs a smaller task ([`Cancellable`] around one attempt);
 //!    its behaviour is the full pipeline's with every option off.
+//! 6. Nothing here requires `Send`: a task is `Send` exactly when its executor's future is,
+//!    so the threaded flavour (an `Executor`, seen through `Threaded`) and the local one (a
+//!    `LocalExecutor`) run the same pipeline.
 
 use alloc::borrow::Cow;
 use core::error::Error;
@@ -43,82 +46,72 @@ use crate::cancel::{CancellationToken, WaitForCancellation};
 use crate::job::Job;
 use crate::lifecycle::JobLifecycle;
 use crate::outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Success};
-use crate::runtime::{Sleep, Task, YieldNow};
+use crate::runtime::{Sleep, YieldNow};
 use crate::sync::Arc;
 
 use super::context::JobContext;
-use super::executor::Executor;
+use super::executor::LocalExecutor;
 use super::options::{CacheSpec, JobOptions, pre_check};
 use super::shared::JobShared;
 
 type Outcome<T> = Result<Success<T>, JobError>;
 
-pin_project! {
-    /// The future of one dispatch: a plain dispatch's small future inline (the runtime's
-    /// task holds it directly, no allocation of ours), any other dispatch's full pipeline in
-    /// a box.
-    #[project = JobTaskProj]
-    pub(crate) enum JobTask<P> {
-        Plain { #[pin] future: P },
-        Full { task: Task },
-    }
+/// Returns `true` if a dispatch with these options runs the smaller task of
+/// [`plain_task`] rather than [`full_task`].
+pub(crate) fn is_plain<J: Job>(options: &JobOptions, cache: Option<&CacheSpec<J>>) -> bool {
+    options.is_plain() && cache.is_none()
 }
 
-impl<P: Future<Output = ()>> Future for JobTask<P> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.project() {
-            JobTaskProj::Plain { future } => future.poll(cx),
-            JobTaskProj::Full { task } => Pin::new(task).poll(cx),
-        }
-    }
-}
-
-/// Builds the future of one dispatch of `job` on `executor`.
+/// The future of a dispatch without options (the common case): one attempt raced against
+/// the handle's cancel request only. It is small, so the runtime's task holds it inline.
 ///
-/// A dispatch without options (the common case) gets a smaller future: one attempt raced
-/// against the handle's cancel request only.
-pub(crate) fn job_task<J: Job, E: Executor<J>>(
+/// It is `Send` exactly when the executor's future is: the threaded and the local flavours
+/// spawn the same future.
+pub(crate) fn plain_task<J: Job, E: LocalExecutor<J>>(
+    executor: Arc<E>,
+    job: J,
+    shared: Arc<JobShared<J::Output>>,
+) -> impl Future<Output = ()> + 'static {
+    // Armed before the first poll: a task dropped unpolled still resolves its handle.
+    let completer = Completer(Some(shared));
+    async move {
+        let Some(shared) = completer.0.as_ref() else {
+            return;
+        };
+        started(shared);
+        // One attempt, no limit: a smaller future than `one_attempt` (which also holds an
+        // attempt timeout's sleep), so a smaller task for the runtime. The executor's future
+        // is made at the attempt's first poll (`Attempt`), so no local of this block holds it
+        // across the await.
+        let work = Attempt::Start {
+            start: Some(|| executor.execute(&job, JobContext::new(shared.clone(), 1))),
+        };
+        let attempt = (Cancellable { shared, work }).await;
+        let outcome = match attempt {
+            Ok(Ok(Ok(value))) => Ok(Success {
+                value,
+                data_source: DataSource::Fresh,
+            }),
+            Ok(Ok(Err(error))) => Err(AttemptFailure::Error(Arc::new(error)).into_job_error(1)),
+            Ok(Err(panicked)) => Err(AttemptFailure::Panicked(panicked).into_job_error(1)),
+            Err(cancelled) => Err(cancelled),
+        };
+        finish(completer, &job, outcome);
+    }
+}
+
+/// The future of any other dispatch: the full pipeline (cache, token, budget, retries). The
+/// caller boxes it ([`Task`](crate::runtime::Task) or [`LocalTask`](crate::runtime::LocalTask)),
+/// so that a plain dispatch's task stays small.
+pub(crate) fn full_task<J: Job, E: LocalExecutor<J>>(
     executor: Arc<E>,
     job: J,
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
     cache: Option<CacheSpec<J>>,
-) -> JobTask<impl Future<Output = ()> + Send + 'static> {
-    // Armed before the first poll: a task dropped unpolled still resolves its handle.
+) -> impl Future<Output = ()> + 'static {
     let completer = Completer(Some(shared));
-    if options.is_plain() && cache.is_none() {
-        return JobTask::Plain {
-            future: async move {
-                let Some(shared) = completer.0.as_ref() else {
-                    return;
-                };
-                started(shared);
-                // One attempt, no limit: a smaller future than `one_attempt` (which also
-                // holds an attempt timeout's sleep), so a smaller task for the runtime. The
-                // executor's future is made at the attempt's first poll (`Attempt`), so no
-                // local of this block holds it across the await.
-                let work = Attempt::Start {
-                    start: Some(|| executor.execute(&job, JobContext::new(shared.clone(), 1))),
-                };
-                let attempt = (Cancellable { shared, work }).await;
-                let outcome = match attempt {
-                    Ok(Ok(Ok(value))) => Ok(Success {
-                        value,
-                        data_source: DataSource::Fresh,
-                    }),
-                    Ok(Ok(Err(error))) => {
-                        Err(AttemptFailure::Error(Arc::new(error)).into_job_error(1))
-                    }
-                    Ok(Err(panicked)) => Err(AttemptFailure::Panicked(panicked).into_job_error(1)),
-                    Err(cancelled) => Err(cancelled),
-                };
-                finish(completer, &job, outcome);
-            },
-        };
-    }
-    let task = Task::new(async move {
+    async move {
         let completer = completer;
         let Some(shared) = completer.0.as_ref() else {
             return;
@@ -131,13 +124,12 @@ pub(crate) fn job_task<J: Job, E: Executor<J>>(
             Some(spec) => cached(&*executor, &job, shared, &options, &spec).await,
         };
         finish(completer, &job, outcome);
-    });
-    JobTask::Full { task }
+    }
 }
 
 /// The pipeline of a cached dispatch: lookup, then (on a miss, or to revalidate) the full
 /// pipeline, then storing a fresh success.
-async fn cached<J: Job, E: Executor<J>>(
+async fn cached<J: Job, E: LocalExecutor<J>>(
     executor: &E,
     job: &J,
     shared: &Arc<JobShared<J::Output>>,
@@ -254,7 +246,7 @@ impl<T> Drop for Completer<T> {
 }
 
 /// The full pipeline: pre-checks, then attempts raced against token and budget.
-async fn run<J: Job, E: Executor<J>>(
+async fn run<J: Job, E: LocalExecutor<J>>(
     executor: &E,
     job: &J,
     shared: &Arc<JobShared<J::Output>>,
@@ -283,7 +275,7 @@ async fn run<J: Job, E: Executor<J>>(
 }
 
 /// Runs attempts and backoff sleeps until success, a final failure, or a panic.
-async fn attempts<J: Job, E: Executor<J>>(
+async fn attempts<J: Job, E: LocalExecutor<J>>(
     executor: &E,
     job: &J,
     shared: &Arc<JobShared<J::Output>>,
@@ -361,7 +353,7 @@ impl AttemptFailure {
 }
 
 /// Runs attempt number `attempt`, under `limit` if given, catching panics (with `std`).
-async fn one_attempt<J: Job, E: Executor<J>>(
+async fn one_attempt<J: Job, E: LocalExecutor<J>>(
     executor: &E,
     job: &J,
     shared: &Arc<JobShared<J::Output>>,

@@ -27,7 +27,7 @@ use crate::event::{Event, Meta};
 use crate::id::JobId;
 use crate::lifecycle::JobLifecycle;
 use crate::outcome::Rejection;
-use crate::runtime::{SpawnErrorKind, Task};
+use crate::runtime::{LocalSpawn, LocalTask, Runtime, SpawnErrorKind, Task};
 use crate::sync::{Arc, AtomicU8, Mutex, Ordering, poll_notified};
 use crate::watch::{StateStream, Watch};
 
@@ -95,6 +95,10 @@ impl OrchestratorStatus {
 /// (synchronously, or as a [`StateStream`]), dispatches tracked jobs, waits for them to be
 /// handled, and disposes it.
 ///
+/// An orchestrator need not be `Send`: one that holds an `Rc` (a single-threaded host's
+/// orchestrator) starts with [`OrchestratorBuilder::start_local`] on a runtime that runs
+/// tasks that are not `Send`. Its state is shared with its handles, so it is `Send + Sync`.
+///
 /// # Status
 ///
 /// An orchestrator is in one [`OrchestratorStatus`] at a time:
@@ -159,7 +163,7 @@ impl OrchestratorStatus {
 /// assert_eq!(counter.state(), 2);
 /// counter.dispose();
 /// ```
-pub trait Orchestrator: Send + 'static {
+pub trait Orchestrator: 'static {
     /// The state it owns and publishes.
     type State: Clone + Send + Sync + 'static;
 
@@ -327,7 +331,112 @@ impl<O: Orchestrator> OrchestratorBuilder<O> {
     }
 
     /// Builds the orchestrator without starting it (see [`OrchestratorHandle::start`]).
-    pub fn build(self) -> OrchestratorHandle<O::State> {
+    pub fn build(self) -> OrchestratorHandle<O::State>
+    where
+        O: Send,
+    {
+        let (handle, orchestrator, guard) = self.into_parts();
+        let loop_shared = handle.shared.clone();
+        let start: StartLoop = Box::new(move |subscription| {
+            Task::new(event_loop(loop_shared, orchestrator, subscription, guard))
+        });
+        handle.shared.pending.with(|p| *p = Some(start));
+        handle
+    }
+
+    /// Builds and starts the orchestrator.
+    ///
+    /// # Errors
+    ///
+    /// [`OrchestratorError::Spawn`] if the runtime refused the event loop.
+    pub fn start(self) -> Result<OrchestratorHandle<O::State>, OrchestratorError>
+    where
+        O: Send,
+    {
+        let handle = self.build();
+        handle.start()?;
+        Ok(handle)
+    }
+
+    /// Builds and starts an orchestrator that need not be `Send` (it may hold an `Rc`), on
+    /// the current thread: its event loop is a task that is not `Send`, spawned with
+    /// [`LocalSpawn::spawn_local`] on the dispatcher's runtime. Its handle, state and events
+    /// are those of any orchestrator; only the loop stays on this thread.
+    ///
+    /// # Errors
+    ///
+    /// [`OrchestratorError::Spawn`] if the runtime refused the event loop, with
+    /// [`SpawnErrorKind::NotLocal`](crate::runtime::SpawnErrorKind::NotLocal) if it cannot run
+    /// tasks that are not `Send` (the orchestrator is then disposed).
+    ///
+    /// ```
+    /// use orchestrator_core::testing::VirtualRuntime;
+    /// use orchestrator_core::{Dispatcher, Event, Orchestrator, OrchestratorContext, Origin};
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    ///
+    /// struct Clicked;
+    /// /// Counts clicks in an `Rc<Cell<..>>` it shares with the page: not `Send`.
+    /// struct Clicks(Rc<Cell<u32>>);
+    /// impl Orchestrator for Clicks {
+    ///     type State = u32;
+    ///     fn on_event(&mut self, event: &Event, _: Origin, cx: &mut OrchestratorContext<'_, u32>) {
+    ///         if event.is::<Clicked>() {
+    ///             self.0.set(self.0.get() + 1);
+    ///             cx.update(|n| *n += 1);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let rt = VirtualRuntime::new();
+    /// let dispatcher = Dispatcher::new(rt.clone());
+    /// let seen = Rc::new(Cell::new(0));
+    /// let clicks = Clicks(seen.clone()).builder(0, &dispatcher).start_local().unwrap();
+    /// dispatcher.bus().emit(Clicked).unwrap();
+    /// rt.run_until_stalled();
+    /// assert_eq!((clicks.state(), seen.get()), (1, 1));
+    ///
+    /// // A runtime that runs only `Send` tasks refuses it: an error, not a panic.
+    /// # use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, Task, Timer};
+    /// # use std::time::Duration;
+    /// # struct SendOnly(VirtualRuntime);
+    /// # impl Spawn for SendOnly {
+    /// #     fn spawn(&self, task: Task) -> Result<(), SpawnError> { self.0.spawn(task) }
+    /// # }
+    /// # impl Timer for SendOnly {
+    /// #     fn sleep(&self, d: Duration) -> Sleep { self.0.sleep(d) }
+    /// #     fn now(&self) -> Instant { self.0.now() }
+    /// # }
+    /// let threaded = Dispatcher::new(SendOnly(rt.clone()));
+    /// let refused = Clicks(seen.clone()).builder(0, &threaded).start_local().unwrap_err();
+    /// assert!(matches!(refused, orchestrator_core::OrchestratorError::Spawn(k) if k.is_not_local()));
+    /// ```
+    pub fn start_local(self) -> Result<OrchestratorHandle<O::State>, OrchestratorError> {
+        let (handle, orchestrator, guard) = self.into_parts();
+        let shared = &handle.shared;
+        shared
+            .tracked
+            .with(|t| shared.set_status(t, OrchestratorStatus::Running));
+        // Subscribed before anything can be dispatched through it.
+        let subscription = shared.bus.subscribe();
+        let task = LocalTask::new(event_loop(
+            shared.clone(),
+            orchestrator,
+            subscription,
+            guard,
+        ));
+        let runtime: &dyn Runtime = &**shared.dispatcher.runtime();
+        match runtime.spawn_local(task) {
+            Ok(()) => Ok(handle),
+            Err(refused) => {
+                handle.dispose();
+                Err(OrchestratorError::Spawn(refused.kind()))
+            }
+        }
+    }
+
+    /// The handle of a built, not started orchestrator, and what its loop will own.
+    fn into_parts(self) -> (OrchestratorHandle<O::State>, O, GuardState) {
         let bus = self.bus.unwrap_or_else(|| self.dispatcher.bus().clone());
         let shared = Arc::new(Shared {
             name: self.name,
@@ -344,28 +453,11 @@ impl<O: Orchestrator> OrchestratorBuilder<O> {
             bus,
             pending: Mutex::new(None),
         });
-        let orchestrator = self.orchestrator;
-        let guard = GuardState::new(self.guard);
-        let loop_shared = shared.clone();
-        let start: StartLoop = Box::new(move |subscription| {
-            Task::new(event_loop(loop_shared, orchestrator, subscription, guard))
-        });
-        shared.pending.with(|p| *p = Some(start));
-        OrchestratorHandle {
+        let handle = OrchestratorHandle {
             _owner: Arc::new(Owner(shared.clone() as Arc<dyn Dispose>)),
             shared,
-        }
-    }
-
-    /// Builds and starts the orchestrator.
-    ///
-    /// # Errors
-    ///
-    /// [`OrchestratorError::Spawn`] if the runtime refused the event loop.
-    pub fn start(self) -> Result<OrchestratorHandle<O::State>, OrchestratorError> {
-        let handle = self.build();
-        handle.start()?;
-        Ok(handle)
+        };
+        (handle, self.orchestrator, GuardState::new(self.guard))
     }
 }
 

@@ -47,6 +47,7 @@
 //! ```
 
 pub(crate) mod deadlines;
+mod local;
 mod pool;
 mod tick;
 
@@ -58,6 +59,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
+pub use local::{LocalSleep, LocalSpawn, LocalSpawnError, LocalTask, LocalTimer};
 pub use pool::{PoolRuntime, RunPool, TaskPool};
 pub use tick::{TickTimer, Ticks};
 
@@ -169,12 +171,25 @@ pub trait Spawn: Send + Sync + 'static {
     {
         self.spawn(Task::new(future))
     }
+
+    /// Returns this runtime as a [`LocalSpawn`] if it can also run tasks that are not `Send`
+    /// (a single-threaded host's runtime). The default says it cannot.
+    ///
+    /// A type-erased dispatcher (on an `Arc<dyn Runtime>`) finds local spawning through it:
+    /// implement it as `Some(self)` alongside [`LocalSpawn`].
+    fn local(&self) -> Option<&dyn LocalSpawn> {
+        None
+    }
 }
 
 /// A shared runtime is a runtime (a dispatcher on an `Arc<dyn Runtime>` spawns boxed tasks).
 impl<T: Spawn + ?Sized> Spawn for Arc<T> {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
         (**self).spawn(task)
+    }
+
+    fn local(&self) -> Option<&dyn LocalSpawn> {
+        (**self).local()
     }
 }
 
@@ -325,6 +340,9 @@ pub enum SpawnErrorKind {
     NoRuntime,
     /// The runtime has no room for another task.
     Full,
+    /// The task is not `Send` and the runtime cannot run such tasks (it is not a
+    /// [`LocalSpawn`] runtime).
+    NotLocal,
 }
 
 impl SpawnErrorKind {
@@ -342,6 +360,11 @@ impl SpawnErrorKind {
     pub const fn is_full(self) -> bool {
         matches!(self, SpawnErrorKind::Full)
     }
+
+    /// Returns `true` if the task was not `Send` and the runtime cannot run such tasks.
+    pub const fn is_not_local(self) -> bool {
+        matches!(self, SpawnErrorKind::NotLocal)
+    }
 }
 
 impl fmt::Display for SpawnErrorKind {
@@ -350,6 +373,7 @@ impl fmt::Display for SpawnErrorKind {
             SpawnErrorKind::Shutdown => "the runtime has shut down",
             SpawnErrorKind::NoRuntime => "no runtime is available in this context",
             SpawnErrorKind::Full => "the runtime has no room for another task",
+            SpawnErrorKind::NotLocal => "the runtime cannot run tasks that are not `Send`",
         })
     }
 }

@@ -11,6 +11,8 @@ use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 
 use super::{Instant, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer};
+#[cfg(feature = "std")]
+use super::{LocalSpawn, LocalSpawnError, LocalTask};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak};
 
 /// How many task polls [`RunPool`] makes before it yields to its host.
@@ -330,6 +332,52 @@ impl Spawn for TaskPool {
         }
         Ok(())
     }
+
+    #[cfg(feature = "std")]
+    fn local(&self) -> Option<&dyn LocalSpawn> {
+        Some(self)
+    }
+}
+
+/// With `std`, a pool also runs tasks that are not `Send`, on the thread that spawns them:
+/// drive it from that thread ([`run_until_stalled`](TaskPool::run_until_stalled) or
+/// [`run`](TaskPool::run)). Each local task waits in the spawning thread's table; the pool
+/// holds a `Send` stand-in that polls it there.
+///
+/// # Panics
+///
+/// Polling a local task on another thread than the one that spawned it panics (a pool that
+/// runs local tasks must be driven from one thread).
+///
+/// ```
+/// use orchestrator_core::runtime::{LocalSpawn, LocalTask, TaskPool};
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+///
+/// let pool = TaskPool::new();
+/// let count = Rc::new(Cell::new(0));
+/// let counted = count.clone();
+/// pool.spawn_local(LocalTask::new(async move { counted.set(counted.get() + 1) }))
+///     .unwrap();
+/// pool.run_until_stalled();
+/// assert_eq!(count.get(), 1);
+///
+/// pool.shutdown();
+/// let refused = pool.spawn_local(LocalTask::new(async {})).unwrap_err();
+/// assert!(refused.kind().is_shutdown());
+/// ```
+#[cfg(feature = "std")]
+impl LocalSpawn for TaskPool {
+    fn spawn_local(&self, task: LocalTask) -> Result<(), LocalSpawnError> {
+        let proxy = super::local::bound::Proxy::new(task);
+        let key = proxy.take_on_refusal();
+        self.spawn(Task::new(proxy)).map_err(|refused| {
+            let task = key.take();
+            let kind = refused.kind();
+            drop(refused); // the proxy, now empty
+            LocalSpawnError::new(kind, task.unwrap_or_else(|| LocalTask::new(async {})))
+        })
+    }
 }
 
 impl fmt::Debug for TaskPool {
@@ -503,6 +551,19 @@ impl<T: Timer> PoolRuntime<T> {
 impl<T: Timer> Spawn for PoolRuntime<T> {
     fn spawn(&self, task: Task) -> Result<(), SpawnError> {
         self.pool.spawn(task)
+    }
+
+    #[cfg(feature = "std")]
+    fn local(&self) -> Option<&dyn LocalSpawn> {
+        Some(self)
+    }
+}
+
+/// With `std`, local tasks go to the pool (see [`TaskPool`]'s `LocalSpawn`).
+#[cfg(feature = "std")]
+impl<T: Timer> LocalSpawn for PoolRuntime<T> {
+    fn spawn_local(&self, task: LocalTask) -> Result<(), LocalSpawnError> {
+        self.pool.spawn_local(task)
     }
 }
 
