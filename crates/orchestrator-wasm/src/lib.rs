@@ -35,12 +35,43 @@
 //! # }
 //! ```
 //!
-//! # Jobs must still be `Send`
+//! # Executors that await JavaScript
 //!
-//! The core's `Spawn` takes `Send` tasks, so executors and their futures must be `Send`, even
-//! though the browser runs them all on one thread. An executor that awaits a `JsFuture` (a
-//! `fetch`) or holds a JavaScript value across an await is not `Send` and cannot be registered
-//! yet; executors doing Rust work, sleeping, or exchanging plain data over channels can.
+//! A browser runs everything on one thread, and much of its work is JavaScript: an executor
+//! that awaits a `JsFuture` (a `fetch`) or holds a `JsValue` across an await is not `Send`.
+//! Register it as a [`LocalExecutor`](orchestrator_core::LocalExecutor) with
+//! [`Dispatcher::register_local`](orchestrator_core::Dispatcher::register_local): its jobs
+//! run as tasks that are not `Send`, spawned with `spawn_local` ([`LocalSpawn`]). An
+//! orchestrator that holds JavaScript values starts with
+//! [`start_local`](orchestrator_core::OrchestratorBuilder::start_local). Executors that are
+//! `Send` register as usual, on the same dispatcher.
+//!
+//! ```no_run
+//! // no_run: needs a JavaScript host, as above.
+//! use orchestrator_core::{Dispatch, Dispatcher, Job, JobContext, LocalExecutor};
+//! use orchestrator_wasm::WasmRuntime;
+//! use std::rc::Rc;
+//!
+//! struct Lookup(&'static str);
+//! impl Job for Lookup {
+//!     type Output = usize;
+//! }
+//! /// Holds page state in an `Rc`: not `Send`, so a local executor.
+//! struct Page(Rc<Vec<&'static str>>);
+//! impl LocalExecutor<Lookup> for Page {
+//!     type Error = core::convert::Infallible;
+//!     async fn execute(&self, job: &Lookup, cx: JobContext) -> Result<usize, Self::Error> {
+//!         let names = self.0.clone(); // held across the await: a future that is not `Send`
+//!         cx.sleep(core::time::Duration::from_millis(5)).await; // or a JsFuture
+//!         Ok(names.iter().filter(|n| **n == job.0).count())
+//!     }
+//! }
+//! # async fn page() {
+//! let dispatcher = Dispatcher::new(WasmRuntime::new());
+//! dispatcher.register_local(Page(Rc::new(vec!["a", "b", "a"])));
+//! assert_eq!(dispatcher.dispatch(Lookup("a")).await.unwrap().value, 2);
+//! # }
+//! ```
 //!
 //! # The timer
 //!
@@ -108,7 +139,10 @@ use core::time::Duration;
 
 #[cfg(not(target_arch = "wasm32"))]
 use orchestrator_core::runtime::SpawnErrorKind;
-use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, Task, TickTimer, Timer};
+use orchestrator_core::runtime::{
+    Instant, LocalSpawn, LocalSpawnError, LocalTask, Sleep, Spawn, SpawnError, Task, TickTimer,
+    Timer,
+};
 
 #[cfg(target_arch = "wasm32")]
 mod js;
@@ -253,6 +287,38 @@ impl Spawn for WasmRuntime {
                 SpawnErrorKind::NoRuntime,
                 Task::new(future),
             ))
+        }
+    }
+
+    fn local(&self) -> Option<&dyn LocalSpawn> {
+        Some(self)
+    }
+}
+
+/// Spawns tasks that are not `Send` (local executors awaiting a `JsFuture`, local
+/// orchestrators holding JavaScript values) with `spawn_local`, on the current thread's event
+/// loop.
+///
+/// ```
+/// use orchestrator_core::runtime::{LocalSpawn, LocalTask};
+/// use orchestrator_wasm::WasmRuntime;
+/// use std::rc::Rc;
+///
+/// let page = Rc::new("not Send");
+/// let spawned = WasmRuntime::new().spawn_local(LocalTask::new(async move { let _ = page; }));
+/// // Off wasm32 there is no event loop to run it: refused, and given back.
+/// assert_eq!(spawned.is_ok(), cfg!(target_arch = "wasm32"));
+/// ```
+impl LocalSpawn for WasmRuntime {
+    fn spawn_local(&self, task: LocalTask) -> Result<(), LocalSpawnError> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            wasm_bindgen_futures::spawn_local(task);
+            Ok(())
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            Err(LocalSpawnError::new(SpawnErrorKind::NoRuntime, task))
         }
     }
 }

@@ -12,24 +12,35 @@
 
 use std::sync::Arc;
 
-use orchestrator_core::conformance::{cases, run_case};
+use orchestrator_core::conformance::{cases, run_case, run_case_local};
 use orchestrator_wasm::WasmRuntime;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 macro_rules! browser_cases {
-    ([unwind: $($unwind:ident),*] [all: $($name:ident),*]) => {
-        $( browser_cases!(@test #[cfg(panic = "unwind")] $unwind); )*
-        $( browser_cases!(@test $name); )*
+    ($run:ident [unwind: $($unwind:ident),*] [all: $($name:ident),*]) => {
+        $( browser_cases!(@test #[cfg(panic = "unwind")] $run $unwind); )*
+        $( browser_cases!(@test $run $name); )*
     };
-    (@test $(#[$attr:meta])* $name:ident) => {
+    (@test $(#[$attr:meta])* $run:ident $name:ident) => {
         $(#[$attr])*
         #[wasm_bindgen_test]
         async fn $name() {
-            run_case(Arc::new(WasmRuntime::new()), cases::$name).await;
+            $run(Arc::new(WasmRuntime::new()), cases::$name).await;
         }
     };
 }
 
-orchestrator_core::conformance_cases!(browser_cases;);
+/// The threaded flavour: `Send` executors and orchestrators.
+mod threaded {
+    use super::*;
+    orchestrator_core::conformance_cases!(browser_cases; run_case);
+}
+
+/// The local flavour: every executor registered as a local one (neither `Send` nor `Sync`,
+/// futures not `Send`), every orchestrator started as a local one, all on `spawn_local`.
+mod local {
+    use super::*;
+    orchestrator_core::conformance_cases!(browser_cases; run_case_local);
+}
