@@ -7,7 +7,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
-use super::{Instant, Runtime, SpawnErrorKind};
+use super::{Instant, Runtime, SpawnErrorKind, Task};
 use crate::sync::Arc;
 
 /// A unit of work for a [`LocalSpawn`] runtime: a `'static` future of `()` that need not be
@@ -21,16 +21,39 @@ use crate::sync::Arc;
 /// let task = LocalTask::new(async move { assert_eq!(*shared, 5) });
 /// futures::executor::block_on(task);
 /// ```
+///
+/// A [`Task`] is a local task too ([`From`]), without another allocation.
 #[must_use = "a task does nothing until it is spawned or polled"]
 pub struct LocalTask {
-    inner: Pin<Box<dyn Future<Output = ()> + 'static>>,
+    inner: Inner,
+}
+
+enum Inner {
+    Local(Pin<Box<dyn Future<Output = ()> + 'static>>),
+    Send(Task),
 }
 
 impl LocalTask {
     /// Boxes `future` into a task (one allocation).
     pub fn new(future: impl Future<Output = ()> + 'static) -> Self {
         Self {
-            inner: Box::pin(future),
+            inner: Inner::Local(Box::pin(future)),
+        }
+    }
+
+    /// Returns the [`Task`] this local task was made from, if it was made from one.
+    pub(crate) fn into_send(self) -> Result<Task, Self> {
+        match self.inner {
+            Inner::Send(task) => Ok(task),
+            inner @ Inner::Local(_) => Err(Self { inner }),
+        }
+    }
+}
+
+impl From<Task> for LocalTask {
+    fn from(task: Task) -> Self {
+        Self {
+            inner: Inner::Send(task),
         }
     }
 }
@@ -39,7 +62,10 @@ impl Future for LocalTask {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.inner.as_mut().poll(cx)
+        match &mut self.inner {
+            Inner::Local(future) => future.as_mut().poll(cx),
+            Inner::Send(task) => Pin::new(task).poll(cx),
+        }
     }
 }
 

@@ -47,6 +47,7 @@
 //! ```
 
 pub(crate) mod deadlines;
+mod host;
 mod local;
 mod pool;
 mod tick;
@@ -59,6 +60,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
+pub use host::LocalHost;
 pub use local::{LocalSleep, LocalSpawn, LocalSpawnError, LocalTask, LocalTimer};
 pub use pool::{PoolRuntime, RunPool, TaskPool};
 pub use tick::{TickTimer, Ticks};
