@@ -7,16 +7,22 @@ use alloc::string::String;
 
 /// Runs `f`; returns its panic message instead of unwinding (with `std`).
 #[cfg(feature = "std")]
+#[inline]
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)).map_err(|payload| {
-        if let Some(s) = payload.downcast_ref::<&'static str>() {
-            String::from(*s)
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            String::from("<non-string panic payload>")
-        }
-    })
+    std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)).map_err(message)
+}
+
+/// The message of a caught panic.
+#[cfg(feature = "std")]
+#[cold]
+fn message(payload: alloc::boxed::Box<dyn core::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        String::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        String::from("<non-string panic payload>")
+    }
 }
 
 /// Runs `f` (without `std`, a panic aborts: there is nothing to catch).
