@@ -7,6 +7,9 @@
 //! enabled (`#[tokio::main]` does; a hand-built runtime needs `enable_time()` or
 //! `enable_all()`). The timer also works outside any runtime (see [`TokioRuntime`]).
 //!
+//! [`LocalSetRuntime`] runs every job on a tokio `LocalSet` instead, on one thread, so that
+//! executors and orchestrators that are not `Send` (local ones) work too.
+//!
 //! ```
 //! use orchestrator_core::Dispatcher;
 //! use orchestrator_tokio::TokioRuntime;
@@ -26,6 +29,10 @@ use core::task::{Context, Poll, Waker};
 use core::time::Duration;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+mod local_set;
+
+pub use local_set::LocalSetRuntime;
 
 use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer};
 use tokio::runtime::Handle;

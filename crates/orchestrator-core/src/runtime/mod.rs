@@ -46,6 +46,8 @@
 //! assert!(handle.spawn(Task::new(async {})).unwrap_err().kind().is_shutdown());
 //! ```
 
+#[cfg(feature = "std")]
+mod bound;
 pub(crate) mod deadlines;
 mod host;
 mod local;
@@ -60,6 +62,9 @@ use core::pin::Pin;
 use core::task::{Context, Poll};
 use core::time::Duration;
 
+#[cfg(feature = "std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "std")))]
+pub use bound::ThreadBoundTask;
 pub use host::LocalHost;
 pub use local::{LocalSleep, LocalSpawn, LocalSpawnError, LocalTask, LocalTimer};
 pub use pool::{PoolRuntime, RunPool, TaskPool};

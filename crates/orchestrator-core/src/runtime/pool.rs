@@ -12,7 +12,7 @@ use core::time::Duration;
 
 use super::{Instant, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer};
 #[cfg(feature = "std")]
-use super::{LocalSpawn, LocalSpawnError, LocalTask};
+use super::{LocalSpawn, LocalSpawnError, LocalTask, ThreadBoundTask};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering, Weak};
 
 /// How many task polls [`RunPool`] makes before it yields to its host.
@@ -369,10 +369,10 @@ impl Spawn for TaskPool {
 #[cfg(feature = "std")]
 impl LocalSpawn for TaskPool {
     fn spawn_local(&self, task: LocalTask) -> Result<(), LocalSpawnError> {
-        let proxy = super::local::bound::Proxy::new(task);
-        let key = proxy.take_on_refusal();
-        self.spawn(Task::new(proxy)).map_err(|refused| {
-            let task = key.take();
+        let parked = ThreadBoundTask::new(task);
+        let reclaim = parked.reclaim();
+        self.spawn(Task::new(parked)).map_err(|refused| {
+            let task = reclaim.take();
             let kind = refused.kind();
             drop(refused); // the proxy, now empty
             LocalSpawnError::new(kind, task.unwrap_or_else(|| LocalTask::new(async {})))
