@@ -1,5 +1,6 @@
 //! The page's jobs and their executors: plain Rust that sleeps on the dispatcher's runtime and
-//! reports progress, so the executors are `Send` (as the core requires) and run on any runtime.
+//! reports progress: `Send` executors, so they run on any runtime (the host's tests run them
+//! on the virtual clock).
 
 use core::fmt;
 use core::time::Duration;

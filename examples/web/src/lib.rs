@@ -9,8 +9,10 @@
 //! - **Cancel** cancels the newest job still running: `job 3: cancelled`.
 //!
 //! The jobs' executors are plain Rust that sleep with [`JobContext::sleep`](orchestrator_core::JobContext::sleep)
-//! (a `setTimeout` underneath, in the browser) and report progress, so they are `Send`, as the
-//! core requires. The page's own code (the button handlers, the tasks that follow each handle
+//! (a `setTimeout` underneath, in the browser) and report progress: they are `Send`, so the
+//! same jobs also run (and are tested) on the host. An executor that awaited JavaScript (a
+//! `fetch`) would be a `LocalExecutor`, registered with `register_local` on the same
+//! dispatcher. The page's own code (the button handlers, the tasks that follow each handle
 //! and redraw the list) is not `Send` and needs not be: it runs on
 //! `wasm_bindgen_futures::spawn_local` directly, outside the dispatcher.
 //!
