@@ -117,7 +117,7 @@ pub use dispatch::dispatcher::{
 };
 pub use dispatch::executor::{Executor, LocalExecutor};
 pub use dispatch::handle::{JobHandle, ProgressStream};
-pub use event::Event;
+pub use event::{Event, EventBuilder};
 pub use id::JobId;
 pub use job::{Job, JobType, MetadataEntry};
 pub use lifecycle::JobLifecycle;

@@ -28,6 +28,8 @@ pub(crate) struct Meta {
     pub(crate) data_source: Option<DataSource>,
     pub(crate) cause: Cause,
     pub(crate) type_name: &'static str,
+    /// The process (node) the event came from, for an event received from another one.
+    pub(crate) remote_node: Option<u64>,
 }
 
 struct Envelope<P: ?Sized> {
@@ -71,6 +73,44 @@ impl Event {
                 ..Meta::default()
             },
         )
+    }
+
+    /// Starts an event whose envelope is set field by field: how a transport rebuilds an
+    /// event that another process published (its correlation id, job type, causal depth and
+    /// the node it came from), so that local observers and orchestrators see it as it was.
+    ///
+    /// ```
+    /// use orchestrator_core::{Event, Job, JobId, JobType};
+    ///
+    /// struct Shipped(u32);
+    /// struct Ship;
+    /// impl Job for Ship {
+    ///     type Output = ();
+    /// }
+    ///
+    /// let id = JobId::next();
+    /// let event = Event::builder(Shipped(7))
+    ///     .correlation_id(id)
+    ///     .job_type(JobType::of::<Ship>())
+    ///     .causal_depth(2)
+    ///     .remote_node(0xfeed)
+    ///     .build();
+    /// assert_eq!(event.correlation_id(), Some(id));
+    /// assert!(event.is_from_job::<Ship>());
+    /// assert_eq!((event.causal_depth(), event.remote_node()), (2, Some(0xfeed)));
+    /// assert!(event.cause().is_none(), "the reaction steps stay in the process that made them");
+    /// ```
+    pub fn builder<P: Send + Sync + 'static>(payload: P) -> EventBuilder<P> {
+        EventBuilder {
+            payload,
+            meta: Meta::default(),
+        }
+    }
+
+    /// Returns the node (process) this event was received from, if it came from another one
+    /// ([`EventBuilder::remote_node`]); `None` for an event published in this process.
+    pub fn remote_node(&self) -> Option<u64> {
+        self.inner.meta.remote_node
     }
 
     pub(crate) fn build<P: Send + Sync + 'static>(payload: P, mut meta: Meta) -> Self {
@@ -173,6 +213,75 @@ impl Event {
     }
 }
 
+/// An event being built with an explicit envelope; see [`Event::builder`].
+#[must_use = "an event builder does nothing until `build` is called"]
+pub struct EventBuilder<P> {
+    payload: P,
+    meta: Meta,
+}
+
+impl<P: Send + Sync + 'static> EventBuilder<P> {
+    /// Sets the id of the job the event belongs to.
+    pub fn correlation_id(mut self, id: JobId) -> Self {
+        self.meta.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets the id of the job that dispatched that job (a sub-job's parent).
+    pub fn parent_id(mut self, id: JobId) -> Self {
+        self.meta.parent_id = Some(id);
+        self
+    }
+
+    /// Sets the type of the job the event belongs to.
+    pub fn job_type(mut self, job_type: JobType) -> Self {
+        self.meta.job_type = Some(job_type);
+        self
+    }
+
+    /// Sets the time the event was made (default: [`Instant::ZERO`]).
+    pub fn timestamp(mut self, timestamp: Instant) -> Self {
+        self.meta.timestamp = timestamp;
+        self
+    }
+
+    /// Sets where a job output came from.
+    pub fn data_source(mut self, source: DataSource) -> Self {
+        self.meta.data_source = Some(source);
+        self
+    }
+
+    /// Sets the causal depth: how many reactions led to the event. The loop guards of the
+    /// orchestrators that handle it count from there. (The chain of reaction steps itself,
+    /// [`Event::causal_chain`], is not carried: it is empty.)
+    pub fn causal_depth(mut self, depth: u32) -> Self {
+        self.meta.cause = Cause { depth, step: None };
+        self
+    }
+
+    /// Marks the event as received from node `node` (another process).
+    pub fn remote_node(mut self, node: u64) -> Self {
+        self.meta.remote_node = Some(node);
+        self
+    }
+
+    /// Builds the event.
+    pub fn build(self) -> Event {
+        Event::build(self.payload, self.meta)
+    }
+}
+
+impl<P> fmt::Debug for EventBuilder<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventBuilder")
+            .field("payload", &core::any::type_name::<P>())
+            .field("correlation_id", &self.meta.correlation_id)
+            .field("causal_depth", &self.meta.cause.depth)
+            .field("remote_node", &self.meta.remote_node)
+            .finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let meta = &self.inner.meta;
@@ -183,6 +292,7 @@ impl fmt::Debug for Event {
             .field("job_type", &meta.job_type.map(|t| t.name()))
             .field("data_source", &meta.data_source)
             .field("causal_depth", &meta.cause.depth)
+            .field("remote_node", &meta.remote_node)
             .finish()
     }
 }
