@@ -1,0 +1,37 @@
+//! NATS transport for [`orchestrator-core`](orchestrator_core), on
+//! [`async-nats`](async_nats): the events of one process's bus on the buses of the others.
+//!
+//! Each process names its job types and event payloads in an
+//! [`orchestrator_remote::Registry`] (the same names in every process) with its own node id,
+//! connects to NATS, and starts an [`EventBridge`] on its dispatcher:
+//!
+//! ```no_run
+//! // no_run: needs a NATS server.
+//! use std::sync::Arc;
+//! use orchestrator_core::Dispatcher;
+//! use orchestrator_nats::EventBridge;
+//! use orchestrator_remote::{NodeId, Registry};
+//! use orchestrator_tokio::TokioRuntime;
+//! # #[derive(serde::Serialize, serde::Deserialize)] struct OrderPlaced { id: u64 }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut registry = Registry::new(NodeId::random());
+//! registry.register_event::<OrderPlaced>("shop.order-placed")?;
+//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! let dispatcher = Dispatcher::new(TokioRuntime::default());
+//! let bridge = EventBridge::start(client, Arc::new(registry), &dispatcher).await?;
+//! // OrderPlaced events published here now reach the other processes' buses, and theirs
+//! // reach this one; everything else stays local.
+//! println!("{:?}", bridge.stats());
+//! # Ok(()) }
+//! ```
+//!
+//! The bridge is at most once (core NATS); see [`EventBridge`] for what crosses, what does
+//! not, and how everything it could not carry is counted. The crate needs tokio (async-nats
+//! runs on it).
+
+#![forbid(unsafe_code)]
+
+mod bridge;
+
+pub use bridge::{BridgeError, BridgeStats, DEFAULT_PREFIX, EventBridge};
