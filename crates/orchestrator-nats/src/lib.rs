@@ -33,5 +33,10 @@
 #![forbid(unsafe_code)]
 
 mod bridge;
+mod remote;
 
 pub use bridge::{BridgeError, BridgeStats, DEFAULT_PREFIX, EventBridge};
+pub use remote::{
+    REMOTE_ATTEMPT, REMOTE_JOB, RemoteConfig, RemoteError, RemoteExecutor, RemoteJobs, RemoteStats,
+    Worker, WorkerBuilder, WorkerStats,
+};

@@ -314,6 +314,7 @@ impl Registry {
             attempt,
             deadline_unix_ms: deadline.map(|left| unix_ms(SystemTime::now() + left)),
             payload: serde_json::to_value(job)?,
+            handed_back: 0,
         })
     }
 

@@ -21,6 +21,10 @@ pub struct JobRequest {
     pub deadline_unix_ms: Option<u64>,
     /// The job, serialized.
     pub payload: Value,
+    /// How many times a worker handed this attempt back unfinished (it stopped) before this
+    /// delivery: the count of deliveries that a server does not see.
+    #[serde(default)]
+    pub handed_back: u32,
 }
 
 /// The outcome of one attempt, sent back to the dispatching node.

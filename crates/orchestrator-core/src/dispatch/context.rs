@@ -57,6 +57,41 @@ impl JobContext {
         progress.is_valid() && self.control.report(progress)
     }
 
+    /// Returns when the dispatch's total timeout ([`JobBuilder::timeout`](crate::JobBuilder::timeout))
+    /// expires, on the runtime's clock ([`now`](Self::now)); `None` without one. Work that
+    /// continues elsewhere (another process) can carry it and skip what is already too late.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use orchestrator_core::runtime::Instant;
+    /// use orchestrator_core::testing::VirtualRuntime;
+    /// use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
+    ///
+    /// struct Left;
+    /// impl Job for Left {
+    ///     type Output = Option<Duration>;
+    /// }
+    /// struct TimeLeft;
+    /// impl Executor<Left> for TimeLeft {
+    ///     type Error = core::convert::Infallible;
+    ///     async fn execute(&self, _: &Left, cx: JobContext) -> Result<Option<Duration>, Self::Error> {
+    ///         cx.sleep(Duration::from_secs(1)).await;
+    ///         Ok(cx.deadline().map(|d| d.saturating_duration_since(cx.now())))
+    ///     }
+    /// }
+    ///
+    /// let rt = VirtualRuntime::new();
+    /// let dispatcher = Dispatcher::new(rt.clone());
+    /// dispatcher.register(TimeLeft);
+    /// let timed = dispatcher.job(Left).timeout(Duration::from_secs(10)).dispatch();
+    /// assert_eq!(rt.block_on(timed).unwrap().value, Some(Duration::from_secs(9)));
+    /// assert_eq!(rt.block_on(dispatcher.dispatch(Left)).unwrap().value, None);
+    /// # let _ = Instant::ZERO;
+    /// ```
+    pub fn deadline(&self) -> Option<crate::runtime::Instant> {
+        self.control.deadline()
+    }
+
     /// Returns the id of the job whose context dispatched this one, for sub-jobs.
     pub fn parent_id(&self) -> Option<JobId> {
         self.control.parent_id()

@@ -24,6 +24,8 @@ pub(crate) trait JobControl: Cancel + Send + Sync + 'static {
     fn id(&self) -> JobId;
     fn runtime(&self) -> &dyn Runtime;
     fn token(&self) -> Option<&CancellationToken>;
+    /// When the dispatch's total timeout expires, on the runtime's clock.
+    fn deadline(&self) -> Option<crate::runtime::Instant>;
     fn metadata(&self, key: &str) -> Option<&str>;
     fn cache(&self) -> &dyn CacheProvider;
     /// Publishes an event of this job on its bus, unless the job has ended.

@@ -127,6 +127,8 @@ struct Extra {
     bus: Option<BusRef>,
     token: Option<CancellationToken>,
     metadata: Vec<MetadataEntry>,
+    /// When the dispatch's total timeout expires, on the runtime's clock.
+    deadline: Option<crate::runtime::Instant>,
     /// For a deduplicated dispatch that joined another: the job it follows (progress comes
     /// from there); it has no task of its own.
     leader: Option<Arc<dyn JobControl>>,
@@ -169,13 +171,17 @@ impl<T> JobShared<T> {
                 bus: options.bus().map(SignalBus::publisher),
                 token: options.cancellation().cloned(),
                 metadata: options.take_metadata(),
+                deadline: options
+                    .timeout()
+                    .map(|budget| env.runtime.now().saturating_add(budget)),
                 leader: None,
             };
             let plain = extra.parent_id.is_none()
                 && extra.cause.is_root()
                 && extra.bus.is_none()
                 && extra.token.is_none()
-                && extra.metadata.is_empty();
+                && extra.metadata.is_empty()
+                && extra.deadline.is_none();
             (!plain).then(|| Box::new(extra))
         };
         let mode = options.lifecycle_mode().unwrap_or(if env.lifecycle {
@@ -299,6 +305,11 @@ impl<T> JobShared<T> {
 
     fn leader(&self) -> Option<&Arc<dyn JobControl>> {
         self.extra.as_ref()?.leader.as_ref()
+    }
+
+    /// Returns when the dispatch's total timeout expires, if it has one.
+    pub(crate) fn deadline(&self) -> Option<crate::runtime::Instant> {
+        self.extra.as_ref()?.deadline
     }
 
     pub(crate) fn token(&self) -> Option<&CancellationToken> {
@@ -751,6 +762,10 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
 
     fn token(&self) -> Option<&CancellationToken> {
         JobShared::token(self)
+    }
+
+    fn deadline(&self) -> Option<crate::runtime::Instant> {
+        JobShared::deadline(self)
     }
 
     fn cache(&self) -> &dyn CacheProvider {
