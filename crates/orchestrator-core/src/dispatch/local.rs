@@ -23,12 +23,13 @@ use hashbrown::HashMap;
 
 use crate::sync::Weak;
 
-use super::dispatcher::Inner;
-
 type Key = (usize, TypeId);
 
+/// A dispatcher, weakly (the table does not know its type: it only compares and counts).
+type Owner = Weak<dyn Any + Send + Sync>;
+
 struct Entry {
-    owner: Weak<Inner>,
+    owner: Owner,
     start: Rc<dyn Any>,
 }
 
@@ -36,15 +37,20 @@ std::thread_local! {
     static LOCAL: RefCell<HashMap<Key, Entry>> = RefCell::new(HashMap::new());
 }
 
-fn key(owner: &Weak<Inner>, job: TypeId) -> Key {
+fn key<O>(owner: &Weak<O>, job: TypeId) -> Key {
     (owner.as_ptr().addr(), job)
+}
+
+/// Returns `true` if `entry` belongs to `owner`.
+fn owned_by<O>(entry: &Entry, owner: &Weak<O>) -> bool {
+    entry.owner.as_ptr().cast::<()>() == owner.as_ptr().cast::<()>()
 }
 
 /// Registers `start` (an `Rc<LocalStartFn<J>>`) for job type `job` of `owner` on this thread,
 /// replacing any previous one.
-pub(crate) fn insert(owner: &Weak<Inner>, job: TypeId, start: Rc<dyn Any>) {
+pub(crate) fn insert<O: Any + Send + Sync>(owner: &Weak<O>, job: TypeId, start: Rc<dyn Any>) {
     let entry = Entry {
-        owner: owner.clone(),
+        owner: owner.clone() as Owner,
         start,
     };
     // Values leave the table before they are dropped: their destructors may use it.
@@ -64,13 +70,13 @@ pub(crate) fn insert(owner: &Weak<Inner>, job: TypeId, start: Rc<dyn Any>) {
 }
 
 /// Returns the start function registered for `job` of `owner` on this thread.
-pub(crate) fn get(owner: &Weak<Inner>, job: TypeId) -> Option<Rc<dyn Any>> {
+pub(crate) fn get<O>(owner: &Weak<O>, job: TypeId) -> Option<Rc<dyn Any>> {
     LOCAL
         .try_with(|table| {
             table
                 .borrow()
                 .get(&key(owner, job))
-                .filter(|e| e.owner.ptr_eq(owner))
+                .filter(|e| owned_by(e, owner))
                 .map(|e| e.start.clone())
         })
         .ok()
@@ -78,7 +84,7 @@ pub(crate) fn get(owner: &Weak<Inner>, job: TypeId) -> Option<Rc<dyn Any>> {
 }
 
 /// Removes the registration of `job` of `owner` on this thread; `true` if there was one.
-pub(crate) fn remove(owner: &Weak<Inner>, job: TypeId) -> bool {
+pub(crate) fn remove<O>(owner: &Weak<O>, job: TypeId) -> bool {
     let removed = LOCAL
         .try_with(|table| table.borrow_mut().remove(&key(owner, job)))
         .ok()
@@ -87,7 +93,7 @@ pub(crate) fn remove(owner: &Weak<Inner>, job: TypeId) -> bool {
 }
 
 /// Returns `true` if this thread has a registration of `job` for `owner`.
-pub(crate) fn contains(owner: &Weak<Inner>, job: TypeId) -> bool {
+pub(crate) fn contains<O>(owner: &Weak<O>, job: TypeId) -> bool {
     get(owner, job).is_some()
 }
 
