@@ -1035,3 +1035,38 @@ async fn send_outcome(
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_tokens_and_subjects_follow_the_prefix() {
+        let config = RemoteConfig {
+            prefix: "shop.v2 eu".into(),
+            ..RemoteConfig::default()
+        };
+        assert_eq!(config.stream_name("jobs"), "shop_v2_eu_jobs");
+        assert_eq!(config.stream_name("math.square"), "shop_v2_eu_math_square");
+        assert_eq!(token("a.b*c>d e-f_g"), "a_b_c_d_e-f_g");
+        assert_eq!(config.jobs_subject("math.square"), "shop.v2 eu.jobs.math.square");
+        assert_eq!(config.outcomes_subject(255), "shop.v2 eu.outcomes.00000000000000ff");
+        assert_eq!(config.cancel_subject(), "shop.v2 eu.cancel");
+        let defaults = RemoteConfig::default();
+        assert_eq!(
+            (defaults.prefix.as_str(), defaults.max_deliver),
+            (DEFAULT_PREFIX, 5)
+        );
+    }
+
+    #[test]
+    fn what_a_retry_policy_may_retry() {
+        assert!(RemoteError::Remote(WireError::new("busy", true)).is_retryable());
+        assert!(!RemoteError::Remote(WireError::new("panicked", false)).is_retryable());
+        assert!(RemoteError::Nats("not connected".into()).is_retryable());
+        assert!(!RemoteError::Stopped.is_retryable());
+        assert!(!RemoteError::Codec(CodecError::Unregistered("X")).is_retryable());
+        let shown = RemoteError::Remote(WireError::new("disk full", true)).to_string();
+        assert_eq!(shown, "the worker failed: disk full");
+    }
+}
