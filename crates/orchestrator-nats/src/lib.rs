@@ -33,6 +33,9 @@
 #![forbid(unsafe_code)]
 
 mod bridge;
+#[cfg(feature = "demo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "demo")))]
+pub mod demo;
 mod remote;
 
 pub use bridge::{BridgeError, BridgeStats, DEFAULT_PREFIX, EventBridge};
