@@ -39,6 +39,23 @@ impl Square {
 
 impl Job for Square {
     type Output = u64;
+
+    fn output_event(&self, square: &u64) -> Option<impl Send + Sync + 'static> {
+        Some(Squared {
+            n: self.n,
+            square: *square,
+        })
+    }
+}
+
+/// Published when a [`Square`] succeeds (its output event), wherever it ran: on the bus of the
+/// dispatcher that dispatched it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Squared {
+    /// The number.
+    pub n: u64,
+    /// Its square.
+    pub square: u64,
 }
 
 /// The retryable error of a [`Square`] told to fail.
@@ -86,7 +103,10 @@ impl Executor<Square> for Squarer {
 /// The demo's wire name for [`Square`].
 pub const SQUARE: &str = "demo.square";
 
-/// A registry for node `node` with [`Square`] registered.
+/// The demo's wire name for [`Squared`].
+pub const SQUARED: &str = "demo.squared";
+
+/// A registry for node `node` with [`Square`] and [`Squared`] registered.
 ///
 /// # Panics
 ///
@@ -95,6 +115,61 @@ pub fn registry(node: u64) -> Arc<Registry> {
     let mut registry = Registry::new(NodeId::new(node));
     registry
         .register_job::<Square>(SQUARE)
-        .expect("the demo registry has one job type");
+        .and_then(|r| r.register_event::<Squared>(SQUARED))
+        .expect("the demo registry has one job type and one event");
     Arc::new(registry)
+}
+
+/// Runs a demo worker configured by environment variables until its standard input closes
+/// (the `orchestrator-nats-demo-worker` binary, and the example's worker processes):
+/// `NATS_URL` (default `nats://127.0.0.1:4222`), `DEMO_PREFIX` (default `demo`), `DEMO_NODE`,
+/// `DEMO_ACK_WAIT_MS`, `DEMO_MAX_DELIVER`, `DEMO_CONCURRENCY`. Prints `ready` once it takes
+/// jobs.
+///
+/// # Errors
+///
+/// If the runtime, the connection or the worker cannot start.
+pub fn run_worker_from_env() -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::BufRead;
+
+    use orchestrator_core::Dispatcher;
+    use orchestrator_tokio::TokioRuntime;
+
+    use crate::{RemoteConfig, Worker};
+
+    fn var(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+    fn number(name: &str, default: u64) -> u64 {
+        var(name).and_then(|v| v.parse().ok()).unwrap_or(default)
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let url = var("NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".into());
+        let config = RemoteConfig {
+            prefix: var("DEMO_PREFIX").unwrap_or_else(|| "demo".into()),
+            ack_wait: Duration::from_millis(number("DEMO_ACK_WAIT_MS", 30_000)),
+            max_deliver: u32::try_from(number("DEMO_MAX_DELIVER", 5)).unwrap_or(5),
+            ..RemoteConfig::default()
+        };
+        let client = async_nats::connect(url).await?;
+        let local = Dispatcher::new(TokioRuntime::default());
+        local.register(Squarer::default());
+        let worker = Worker::builder(client, registry(number("DEMO_NODE", 2)), &local)
+            .config(config)
+            .concurrency(usize::try_from(number("DEMO_CONCURRENCY", 8)).unwrap_or(8))
+            .accept::<Square>()?
+            .start()
+            .await?;
+        println!("ready");
+        // Until standard input closes.
+        tokio::task::spawn_blocking(|| for _ in std::io::stdin().lock().lines() {}).await?;
+        let stats = worker.stats();
+        worker.stop(Duration::from_secs(5)).await;
+        eprintln!("worker stopped: {} jobs completed", stats.completed);
+        Ok(())
+    })
 }
