@@ -13,10 +13,11 @@ use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use orchestrator_core::{
-    CancellationToken, Dispatch, Dispatcher, Executor, Job, JobContext, JobError,
+    CancellationToken, Dispatch, Dispatcher, Executor, Job, JobContext, JobError, SignalBus,
 };
 use orchestrator_remote::{
-    CodecError, JobOutcome, JobRequest, ProgressReport, Registry, WireError, WireJobId, is_stale,
+    CodecError, JobOutcome, JobRequest, ProgressReport, Registry, WireError, WireEvent, WireJobId,
+    is_stale,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,8 +61,13 @@ impl RemoteConfig {
         format!("{}.jobs.{job_type}", self.prefix)
     }
 
-    fn outcomes_subject(&self, node: u64) -> String {
-        format!("{}.outcomes.{node:016x}", self.prefix)
+    /// What comes back to node `node`, in order: its jobs' events, then their outcomes.
+    fn returns_subject(&self, node: u64, kind: &str) -> String {
+        format!("{}.outcomes.{node:016x}.{kind}", self.prefix)
+    }
+
+    fn returns_filter(&self, node: u64) -> String {
+        format!("{}.outcomes.{node:016x}.>", self.prefix)
     }
 
     fn progress_subject(&self, node: u64) -> String {
@@ -183,6 +189,11 @@ pub struct RemoteStats {
     pub progress: u64,
     /// Cancel requests sent for attempts dropped before their outcome.
     pub cancels_sent: u64,
+    /// Events emitted by a job's executor on its worker, emitted here as the job's events.
+    pub events: u64,
+    /// Such events that found no waiting attempt, or a job that had ended, or did not decode
+    /// (dropped).
+    pub events_dropped: u64,
 }
 
 #[derive(Default)]
@@ -193,6 +204,8 @@ struct RemoteCounters {
     undecodable: AtomicU64,
     progress: AtomicU64,
     cancels_sent: AtomicU64,
+    events: AtomicU64,
+    events_dropped: AtomicU64,
 }
 
 fn add(counter: &AtomicU64) {
@@ -265,7 +278,7 @@ impl RemoteJobs {
                 &format!("outcomes-{node:016x}"),
                 pull::Config {
                     durable_name: Some(format!("outcomes-{node:016x}")),
-                    filter_subject: config.outcomes_subject(node),
+                    filter_subject: config.returns_filter(node),
                     ack_policy: AckPolicy::Explicit,
                     ..Default::default()
                 },
@@ -294,7 +307,11 @@ impl RemoteJobs {
                 };
                 while let Some(message) = messages.next().await {
                     let Ok(message) = message else { break };
-                    receiver.deliver(&message.payload);
+                    if message.subject.ends_with(".event") {
+                        receiver.event(&message.payload);
+                    } else {
+                        receiver.deliver(&message.payload);
+                    }
                     // Acknowledged after it was handled; a lost ack redelivers it, and the
                     // duplicate is dropped.
                     let _ = message.ack().await;
@@ -356,6 +373,8 @@ impl RemoteJobs {
             undecodable: c.undecodable.load(Ordering::Relaxed),
             progress: c.progress.load(Ordering::Relaxed),
             cancels_sent: c.cancels_sent.load(Ordering::Relaxed),
+            events: c.events.load(Ordering::Relaxed),
+            events_dropped: c.events_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -387,6 +406,27 @@ impl std::fmt::Debug for RemoteJobs {
 impl RemoteInner {
     fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<(WireJobId, u32), Waiter>> {
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Emits an event of a job that runs elsewhere as the waiting attempt's own event, or
+    /// counts it as dropped.
+    fn event(&self, payload: &[u8]) {
+        let Ok(wire) = WireEvent::from_bytes(payload) else {
+            return add(&self.counters.undecodable);
+        };
+        let node = self.registry.node();
+        let context = wire
+            .correlation
+            .filter(|id| id.node == node)
+            .and_then(|id| {
+                self.waiters()
+                    .iter()
+                    .find_map(|((job, _), waiter)| (*job == id).then(|| waiter.context.clone()))
+            });
+        match context.map(|cx| self.registry.emit_in(&wire, &cx)) {
+            Some(Ok(true)) => add(&self.counters.events),
+            _ => add(&self.counters.events_dropped),
+        }
     }
 
     /// Gives an outcome to its waiting attempt, or counts it as a duplicate.
@@ -523,6 +563,8 @@ pub struct WorkerStats {
     /// Attempts handed back to the server (negative acknowledgement) because the worker
     /// stopped or the outcome could not be stored.
     pub handed_back: u64,
+    /// Events of running jobs that could not be sent back (NATS refused them).
+    pub events_failed: u64,
 }
 
 #[derive(Default)]
@@ -533,6 +575,7 @@ struct WorkerCounters {
     cancelled: AtomicU64,
     undecodable: AtomicU64,
     handed_back: AtomicU64,
+    events_failed: AtomicU64,
 }
 
 /// Runs one job type's requests on the worker's dispatcher and encodes the outcome.
@@ -630,6 +673,7 @@ impl Worker {
             cancelled: c.cancelled.load(Ordering::Relaxed),
             undecodable: c.undecodable.load(Ordering::Relaxed),
             handed_back: c.handed_back.load(Ordering::Relaxed),
+            events_failed: c.events_failed.load(Ordering::Relaxed),
         }
     }
 
@@ -723,13 +767,66 @@ impl<R: Send + Sync + 'static> WorkerBuilder<R> {
                     .registry
                     .decode_job(&request)
                     .map_err(|e| WireError::new(e.to_string(), false))?;
+                // The job's events go to a bus of its own, and from there back to the
+                // dispatching node (before its outcome, on the same stream).
+                let bus = SignalBus::new();
+                let mut events = bus.subscribe();
                 let handle = dispatcher
                     .job(job)
                     .cancellation(token)
+                    .bus(bus.clone())
                     .metadata(REMOTE_JOB, request.id.to_string())
                     .metadata(REMOTE_ATTEMPT, request.attempt.to_string())
                     .dispatch();
                 let mut progress = handle.progress();
+                let forward = async {
+                    let subject = shared
+                        .config
+                        .returns_subject(request.id.node.as_u64(), "event");
+                    let mut acks = Vec::new();
+                    let mut index = 0u32;
+                    while let Some(event) = events.next().await {
+                        // Output events are the job type's: the dispatching side makes its own.
+                        if event.data_source().is_some() {
+                            continue;
+                        }
+                        let Ok(Some(mut wire)) = shared.registry.encode_event(&event) else {
+                            continue; // unregistered payloads stay on the worker
+                        };
+                        wire.correlation = Some(request.id);
+                        let Ok(body) = wire.to_bytes() else { continue };
+                        index += 1;
+                        let mut headers = HeaderMap::new();
+                        headers.insert(
+                            "Nats-Msg-Id",
+                            format!(
+                                "{}/{}/{}/e{index}",
+                                request.id.node.as_u64(),
+                                request.id.job,
+                                request.attempt
+                            )
+                            .as_str(),
+                        );
+                        match shared
+                            .js
+                            .publish_with_headers(subject.clone(), headers, Bytes::from(body))
+                            .await
+                        {
+                            Ok(ack) => acks.push(ack),
+                            Err(_) => add(&shared.counters.events_failed),
+                        }
+                    }
+                    for ack in acks {
+                        if ack.await.is_err() {
+                            add(&shared.counters.events_failed);
+                        }
+                    }
+                };
+                let run = async {
+                    let outcome = handle.await;
+                    bus.close(); // ends `forward` after the queued events
+                    outcome
+                };
                 let reports = async {
                     let subject = shared.config.progress_subject(request.id.node.as_u64());
                     while let Some(report) = progress.next().await {
@@ -745,7 +842,7 @@ impl<R: Send + Sync + 'static> WorkerBuilder<R> {
                         }
                     }
                 };
-                let (outcome, ()) = futures_util::future::join(handle, reports).await;
+                let (outcome, (), ()) = futures_util::future::join3(run, reports, forward).await;
                 match outcome {
                     Ok(success) => shared
                         .registry
@@ -1025,7 +1122,9 @@ async fn send_outcome(
         )
         .as_str(),
     );
-    let subject = shared.config.outcomes_subject(request.id.node.as_u64());
+    let subject = shared
+        .config
+        .returns_subject(request.id.node.as_u64(), "outcome");
     match shared
         .js
         .publish_with_headers(subject, headers, Bytes::from(body))
@@ -1054,8 +1153,12 @@ mod tests {
             "shop.v2.jobs.math.square"
         );
         assert_eq!(
-            config.outcomes_subject(255),
-            "shop.v2.outcomes.00000000000000ff"
+            config.returns_subject(255, "outcome"),
+            "shop.v2.outcomes.00000000000000ff.outcome"
+        );
+        assert_eq!(
+            config.returns_filter(255),
+            "shop.v2.outcomes.00000000000000ff.>"
         );
         assert_eq!(config.cancel_subject(), "shop.v2.cancel");
         let defaults = RemoteConfig::default();

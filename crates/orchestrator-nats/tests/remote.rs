@@ -56,6 +56,7 @@ impl Executor<Square> for Squarer {
         self.runs.fetch_add(1, Ordering::SeqCst);
         self.started.notify_one();
         cx.report_progress(0.5);
+        cx.emit(Step { n: job.n }).unwrap();
         if job.hang {
             std::future::pending::<()>().await;
         }
@@ -71,9 +72,19 @@ impl Executor<Square> for Squarer {
     }
 }
 
+/// Emitted by the worker's executor while it runs a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Step {
+    n: u64,
+}
+
 fn registry(node: u64) -> Arc<Registry> {
     let mut registry = Registry::new(NodeId::new(node));
-    registry.register_job::<Square>("math.square").unwrap();
+    registry
+        .register_job::<Square>("math.square")
+        .unwrap()
+        .register_event::<Step>("math.step")
+        .unwrap();
     Arc::new(registry)
 }
 
@@ -309,4 +320,24 @@ async fn a_job_handed_back_too_often_becomes_a_poison_failure() {
     assert_eq!(third.runs.load(Ordering::SeqCst), 0);
     assert_eq!(third.worker.stats().poisoned, 1);
     third.worker.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_events_on_its_worker_are_its_own_events_here_before_its_outcome() {
+    let config = config(Duration::from_secs(30), 5);
+    let shop = shop(&config).await;
+    let plant = worker(&config, 2).await;
+    let mut steps = shop.dispatcher.bus().subscribe();
+    let handle = shop.dispatcher.dispatch(square(6));
+    let id = handle.id();
+    assert_eq!(within("the job", handle).await.unwrap().value, 36);
+    // Already on the bus when the handle resolved: the event came before the outcome.
+    let event = steps.try_next().expect("the worker's event, here");
+    assert_eq!(event.downcast_ref::<Step>(), Some(&Step { n: 6 }));
+    assert_eq!(event.correlation_id(), Some(id), "the local job's event");
+    assert!(event.is_from_job::<Square>());
+    assert_eq!(event.remote_node(), None);
+    let stats = shop.remote.stats();
+    assert_eq!((stats.events, stats.events_dropped), (1, 0), "{stats:?}");
+    plant.worker.stop(Duration::from_secs(1)).await;
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orchestrator_core::runtime::Instant;
-use orchestrator_core::{DataSource, Event, EventBuilder, Job, JobId, JobType};
+use orchestrator_core::{DataSource, Event, EventBuilder, Job, JobContext, JobId, JobType};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -20,12 +20,14 @@ pub const DEFAULT_ALIASES: usize = 65_536;
 
 type EncodeEvent = dyn Fn(&Event) -> Option<Result<Value, serde_json::Error>> + Send + Sync;
 type DecodeEvent = dyn Fn(Value, &Envelope) -> Result<Event, serde_json::Error> + Send + Sync;
+type EmitEvent = dyn Fn(Value, &JobContext) -> Result<bool, serde_json::Error> + Send + Sync;
 
 struct EventEntry {
     name: String,
     type_name: &'static str,
     encode: Box<EncodeEvent>,
     decode: Box<DecodeEvent>,
+    emit: Box<EmitEvent>,
 }
 
 struct JobEntry {
@@ -272,6 +274,10 @@ impl Registry {
                 let payload: P = serde_json::from_value(value)?;
                 Ok(envelope.apply(Event::builder(payload)).build())
             }),
+            emit: Box::new(|value, cx| {
+                let payload: P = serde_json::from_value(value)?;
+                Ok(cx.emit(payload).is_ok())
+            }),
         });
         self.events.insert(name, entry.clone());
         self.event_types.insert(TypeId::of::<P>(), entry);
@@ -425,6 +431,23 @@ impl Registry {
             timestamp: now,
         };
         Ok((entry.decode)(wire.payload.clone(), &envelope)?)
+    }
+
+    /// Emits the payload of `wire` as an event of the running job behind `cx`
+    /// ([`JobContext::emit`]): how the events a job's executor emitted in another process
+    /// become the job's own events here (its correlation id, job type and causal depth are
+    /// the local job's). Returns `false` if the job had already ended (the event is dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`CodecError::UnknownName`] if the payload type is not registered here;
+    /// [`CodecError::Serde`] if the payload does not decode.
+    pub fn emit_in(&self, wire: &WireEvent, cx: &JobContext) -> Result<bool, CodecError> {
+        let entry = self
+            .events
+            .get(&wire.name)
+            .ok_or_else(|| CodecError::UnknownName(wire.name.clone()))?;
+        Ok((entry.emit)(wire.payload.clone(), cx)?)
     }
 
     /// Returns the wire id of local job id `id`: this node's job, or the foreign job it is an
