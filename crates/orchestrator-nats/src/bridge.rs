@@ -3,13 +3,19 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_nats::Client;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::{self, stream};
+use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use orchestrator_core::runtime::Timer;
+use orchestrator_core::runtime::Runtime;
 use orchestrator_core::{Dispatcher, Event, SignalBus};
 use orchestrator_remote::{Registry, WireEvent};
 use tokio::task::JoinHandle;
+
+use crate::remote::token;
 
 /// The subject prefix of the subjects a bridge uses, unless told otherwise.
 pub const DEFAULT_PREFIX: &str = "orchestrator";
@@ -64,20 +70,21 @@ impl Counters {
     }
 }
 
-/// Why a bridge could not start.
+/// Why a bridge could not start (the subscription, or in durable mode the stream or the
+/// consumer, could not be made).
 #[derive(Debug)]
-pub struct BridgeError(async_nats::SubscribeError);
+pub struct BridgeError(String);
 
 impl std::fmt::Display for BridgeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the bridge could not subscribe: {}", self.0)
+        write!(f, "the bridge could not start: {}", self.0)
     }
 }
 
-impl std::error::Error for BridgeError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
+impl std::error::Error for BridgeError {}
+
+fn failed(e: impl std::fmt::Display) -> BridgeError {
+    BridgeError(e.to_string())
 }
 
 /// Carries the events of one process's bus to the buses of the others, and theirs to it,
@@ -92,8 +99,9 @@ impl std::error::Error for BridgeError {
 /// own jobs). A bridge never sends back an event it received, and ignores its own.
 ///
 /// Delivery is **at most once**, in publish order per process: core NATS does not keep
-/// messages for a process that is not connected. Every event the bridge could not carry is
-/// counted in [`stats`](Self::stats).
+/// messages for a process that is not connected ([`start_durable`](Self::start_durable) keeps
+/// them, at least once). Every event the bridge could not carry is counted in
+/// [`stats`](Self::stats).
 ///
 /// Subjects: `<prefix>.events.<wire name>`.
 pub struct EventBridge {
@@ -139,7 +147,7 @@ impl EventBridge {
     ) -> Result<Self, BridgeError> {
         let counters = Arc::new(Counters::default());
         let subject = |name: &str| format!("{prefix}.events.{name}");
-        let mut inbound = client.subscribe(subject(">")).await.map_err(BridgeError)?;
+        let mut inbound = client.subscribe(subject(">")).await.map_err(failed)?;
         // Subscribed before this returns: nothing published afterwards is missed.
         let mut outbound = bus.subscribe();
 
@@ -157,26 +165,107 @@ impl EventBridge {
         let clock = dispatcher.runtime().clone();
         let receiver = tokio::spawn(async move {
             while let Some(message) = inbound.next().await {
-                let wire = match WireEvent::from_bytes(&message.payload) {
-                    Ok(wire) => wire,
-                    Err(_) => {
-                        Counters::add(&in_counters.decode_failed);
-                        continue;
-                    }
+                receive(&registry, &message.payload, &local, &*clock, &in_counters);
+            }
+        });
+        Ok(Self {
+            counters,
+            tasks: [sender, receiver],
+        })
+    }
+
+    /// Starts bridging `bus` in **durable** mode: events go through a JetStream stream
+    /// (`<prefix>_events`, subjects `<prefix>.events.<wire name>`, kept for `retention`), and
+    /// each process reads it through a durable consumer named after its node. A process that
+    /// was down (or disconnected) receives, when its bridge starts again with the same node id,
+    /// the events published meanwhile (those still within `retention`); a first start receives
+    /// the events published from then on. Delivery is **at least once** (an event whose
+    /// acknowledgement was lost comes again), in publish order per process.
+    ///
+    /// # Errors
+    ///
+    /// [`BridgeError`] if the stream or the consumer cannot be made.
+    pub async fn start_durable<R>(
+        client: Client,
+        registry: Arc<Registry>,
+        dispatcher: &Dispatcher<R>,
+        prefix: &str,
+        bus: &SignalBus,
+        retention: Duration,
+    ) -> Result<Self, BridgeError> {
+        let js = jetstream::new(client.clone());
+        let stream = js
+            .get_or_create_stream(stream::Config {
+                name: format!("{}_events", token(prefix)),
+                subjects: vec![format!("{prefix}.events.>")],
+                max_age: retention,
+                ..Default::default()
+            })
+            .await
+            .map_err(failed)?;
+        let name = format!("events-{:016x}", registry.node().as_u64());
+        let consumer = stream
+            .get_or_create_consumer(
+                &name,
+                pull::Config {
+                    durable_name: Some(name.clone()),
+                    deliver_policy: DeliverPolicy::New,
+                    ack_policy: AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(failed)?;
+        let counters = Arc::new(Counters::default());
+        let mut outbound = bus.subscribe();
+        let out_counters = counters.clone();
+        let out_registry = registry.clone();
+        let out_prefix = prefix.to_owned();
+        let sender = tokio::spawn(async move {
+            let mut sequence = 0u64;
+            while let Some(event) = outbound.next().await {
+                let Some(wire) = wire_of(&out_registry, &event, &out_counters) else {
+                    continue;
                 };
-                if wire.node == registry.node() {
-                    continue; // our own, echoed by the server
+                sequence += 1;
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    "Nats-Msg-Id",
+                    format!("{:016x}/{sequence}", wire.node.as_u64()).as_str(),
+                );
+                let subject = format!("{out_prefix}.events.{}", wire.name);
+                let Ok(bytes) = wire.to_bytes() else {
+                    Counters::add(&out_counters.encode_failed);
+                    continue;
+                };
+                // Awaited one by one: the stream keeps this process's order.
+                let stored = match js
+                    .publish_with_headers(subject, headers, Bytes::from(bytes))
+                    .await
+                {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                if stored {
+                    Counters::add(&out_counters.sent);
+                } else {
+                    Counters::add(&out_counters.send_failed);
                 }
-                match registry.decode_event(&wire, clock.now()) {
-                    Ok(event) => {
-                        // Counted first: a subscriber may see the event before this task
-                        // runs again.
-                        Counters::add(&in_counters.received);
-                        if local.publish(event).is_err() {
-                            Counters::add(&in_counters.bus_refused);
-                        }
-                    }
-                    Err(_) => Counters::add(&in_counters.decode_failed),
+            }
+        });
+        let in_counters = counters.clone();
+        let local = bus.clone();
+        let clock = dispatcher.runtime().clone();
+        let receiver = tokio::spawn(async move {
+            loop {
+                let Ok(mut messages) = consumer.messages().await else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                while let Some(message) = messages.next().await {
+                    let Ok(message) = message else { break };
+                    receive(&registry, &message.payload, &local, &*clock, &in_counters);
+                    let _ = message.ack().await;
                 }
             }
         });
@@ -213,6 +302,51 @@ impl std::fmt::Debug for EventBridge {
     }
 }
 
+/// Publishes a received event on the local bus, unless it is this node's own.
+fn receive(
+    registry: &Registry,
+    payload: &[u8],
+    local: &SignalBus,
+    clock: &dyn Runtime,
+    counters: &Counters,
+) {
+    let wire = match WireEvent::from_bytes(payload) {
+        Ok(wire) => wire,
+        Err(_) => return Counters::add(&counters.decode_failed),
+    };
+    if wire.node == registry.node() {
+        return; // our own, echoed by the server
+    }
+    match registry.decode_event(&wire, clock.now()) {
+        Ok(event) => {
+            // Counted first: a subscriber may see the event before this task runs again.
+            Counters::add(&counters.received);
+            if local.publish(event).is_err() {
+                Counters::add(&counters.bus_refused);
+            }
+        }
+        Err(_) => Counters::add(&counters.decode_failed),
+    }
+}
+
+/// The wire form of a local event, or `None` (counted) if it does not cross.
+fn wire_of(registry: &Registry, event: &Event, counters: &Counters) -> Option<WireEvent> {
+    if event.remote_node().is_some() {
+        return None; // received from another process: never sent back
+    }
+    match registry.encode_event(event) {
+        Ok(Some(wire)) => Some(wire),
+        Ok(None) => {
+            Counters::add(&counters.local_only);
+            None
+        }
+        Err(_) => {
+            Counters::add(&counters.encode_failed);
+            None
+        }
+    }
+}
+
 async fn send(
     client: &Client,
     registry: &Registry,
@@ -220,13 +354,8 @@ async fn send(
     event: &Event,
     counters: &Counters,
 ) {
-    if event.remote_node().is_some() {
-        return; // received from another process: never sent back
-    }
-    let wire = match registry.encode_event(event) {
-        Ok(Some(wire)) => wire,
-        Ok(None) => return Counters::add(&counters.local_only),
-        Err(_) => return Counters::add(&counters.encode_failed),
+    let Some(wire) = wire_of(registry, event, counters) else {
+        return;
     };
     let Ok(bytes) = wire.to_bytes() else {
         return Counters::add(&counters.encode_failed);

@@ -99,7 +99,7 @@ impl RemoteConfig {
 }
 
 /// `s` as one token of a stream or consumer name (no `.`, `*`, `>` or spaces).
-fn token(s: &str) -> String {
+pub(crate) fn token(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {

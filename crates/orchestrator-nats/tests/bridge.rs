@@ -258,3 +258,65 @@ async fn garbage_on_the_subject_is_counted_not_fatal() {
     let stats = bridge.stats();
     assert_eq!((stats.decode_failed, stats.received), (1, 1), "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_bridge_delivers_what_was_published_while_it_was_down() {
+    let prefix = format!("test-{}", NodeId::random().as_u64());
+    let retention = Duration::from_secs(600);
+    let (billing_nats, shop_nats) = (
+        async_nats::connect(url()).await.expect("connects"),
+        async_nats::connect(url()).await.expect("connects"),
+    );
+    let billing = Dispatcher::new(TokioRuntime::default());
+    let billing_bridge = EventBridge::start_durable(
+        billing_nats.clone(),
+        registry(1),
+        &billing,
+        &prefix,
+        billing.bus(),
+        retention,
+    )
+    .await
+    .unwrap();
+    let shop = Dispatcher::new(TokioRuntime::default());
+    let start_shop = || {
+        EventBridge::start_durable(
+            shop_nats.clone(),
+            registry(2),
+            &shop,
+            &prefix,
+            shop.bus(),
+            retention,
+        )
+    };
+    let mut at_shop = shop.bus().subscribe_to::<Charged>();
+    let first = start_shop().await.unwrap();
+    billing.bus().emit(Charged { cents: 1 }).unwrap();
+    let seen = within(
+        "the first event",
+        &[&billing_bridge, &first],
+        at_shop.next(),
+    )
+    .await;
+    assert_eq!(seen.map(|e| e.cents), Some(1));
+    first.stop(); // the shop's bridge is down ...
+    for cents in 2..=4 {
+        billing.bus().emit(Charged { cents }).unwrap();
+    }
+    within("billing stored them", &[&billing_bridge], async {
+        while billing_bridge.stats().sent < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // ... and up again, with the same node id: what it missed comes, in order.
+    let again = start_shop().await.unwrap();
+    for cents in 2..=4 {
+        let seen = within("a missed event", &[&billing_bridge, &again], at_shop.next()).await;
+        assert_eq!(
+            seen.map(|e| (e.cents, e.event().remote_node())),
+            Some((cents, Some(1)))
+        );
+    }
+    assert_eq!(billing_bridge.stats().send_failed, 0);
+}
