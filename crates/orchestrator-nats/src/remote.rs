@@ -908,17 +908,29 @@ impl<R: Send + Sync + 'static> WorkerBuilder<R> {
                 .await
                 .map_err(|e| nats(&e))?;
             let (shared, permits, jobs) = (shared.clone(), permits.clone(), jobs.clone());
+            let batch = self.concurrency;
             pulls.push(tokio::spawn(async move {
                 loop {
-                    let Ok(mut messages) = consumer.messages().await else {
+                    // Pulled in batches of at most `concurrency`, and one job taken at a time
+                    // once a slot is free: a worker holds few jobs it is not running (their
+                    // ack wait runs, and they wait for another worker if this one dies).
+                    let pulled = consumer
+                        .stream()
+                        .max_messages_per_batch(batch)
+                        .messages()
+                        .await;
+                    let Ok(mut messages) = pulled else {
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
                     };
-                    while let Some(message) = messages.next().await {
-                        let Ok(message) = message else { break };
+                    loop {
                         let Ok(permit) = permits.clone().acquire_owned().await else {
                             return;
                         };
+                        let Some(message) = messages.next().await else {
+                            break;
+                        };
+                        let Ok(message) = message else { break };
                         let (shared, runner) = (shared.clone(), runner.clone());
                         jobs.lock().await.spawn(async move {
                             handle(shared, runner, message).await;
