@@ -88,7 +88,8 @@ fn failed(e: impl std::fmt::Display) -> BridgeError {
 }
 
 /// Carries the events of one process's bus to the buses of the others, and theirs to it,
-/// over core NATS.
+/// over core NATS. Once a start function returns, the events other processes publish reach
+/// this bus.
 ///
 /// An event crosses when its payload type is registered in the [`Registry`] (it gets a wire
 /// name, and the other processes decode it with the same name); others stay local. Each
@@ -106,7 +107,8 @@ fn failed(e: impl std::fmt::Display) -> BridgeError {
 /// Subjects: `<prefix>.events.<wire name>`.
 pub struct EventBridge {
     counters: Arc<Counters>,
-    tasks: [JoinHandle<()>; 2],
+    tasks: Vec<JoinHandle<()>>,
+    client: Client,
 }
 
 impl EventBridge {
@@ -148,12 +150,15 @@ impl EventBridge {
         let counters = Arc::new(Counters::default());
         let subject = |name: &str| format!("{prefix}.events.{name}");
         let mut inbound = client.subscribe(subject(">")).await.map_err(failed)?;
-        // Subscribed before this returns: nothing published afterwards is missed.
+        // Subscribed, here and at the server, before this returns: nothing published
+        // afterwards is missed.
+        crate::round_trip(&client).await.map_err(failed)?;
         let mut outbound = bus.subscribe();
 
         let out_counters = counters.clone();
         let out_registry = registry.clone();
         let out_prefix = prefix.to_owned();
+        let out_client = client.clone();
         let sender = tokio::spawn(async move {
             while let Some(event) = outbound.next().await {
                 send(&client, &out_registry, &out_prefix, &event, &out_counters).await;
@@ -170,7 +175,8 @@ impl EventBridge {
         });
         Ok(Self {
             counters,
-            tasks: [sender, receiver],
+            tasks: vec![sender, receiver],
+            client: out_client,
         })
     }
 
@@ -179,8 +185,9 @@ impl EventBridge {
     /// each process reads it through a durable consumer named after its node. A process that
     /// was down (or disconnected) receives, when its bridge starts again with the same node id,
     /// the events published meanwhile (those still within `retention`); a first start receives
-    /// the events published from then on. Delivery is **at least once** (an event whose
-    /// acknowledgement was lost comes again), in publish order per process.
+    /// the events published from then on. Delivery is **at least once**, in publish order per
+    /// process, except that an event whose acknowledgement was lost (the process died while
+    /// handling it) comes again later, after the server's ack wait.
     ///
     /// # Errors
     ///
@@ -193,7 +200,8 @@ impl EventBridge {
         bus: &SignalBus,
         retention: Duration,
     ) -> Result<Self, BridgeError> {
-        let js = jetstream::new(client.clone());
+        let out_client = client.clone();
+        let js = jetstream::new(client);
         let stream = js
             .get_or_create_stream(stream::Config {
                 name: format!("{}_events", token(prefix)),
@@ -271,7 +279,8 @@ impl EventBridge {
         });
         Ok(Self {
             counters,
-            tasks: [sender, receiver],
+            tasks: vec![sender, receiver],
+            client: out_client,
         })
     }
 
@@ -280,9 +289,15 @@ impl EventBridge {
         self.counters.snapshot()
     }
 
-    /// Stops bridging (dropping the bridge does the same).
-    pub fn stop(self) {
-        drop(self);
+    /// Stops bridging, and returns once the server knows: its subscriptions are gone, so
+    /// nothing more is delivered to them (in durable mode, what is published from now on waits
+    /// in the stream for the next start). Dropping the bridge stops it too, without waiting.
+    pub async fn stop(mut self) {
+        for task in std::mem::take(&mut self.tasks) {
+            task.abort();
+            let _ = task.await; // ended: its subscription is dropped, its unsubscription queued
+        }
+        let _ = self.client.flush().await;
     }
 }
 

@@ -43,3 +43,24 @@ pub use remote::{
     REMOTE_ATTEMPT, REMOTE_JOB, RemoteConfig, RemoteError, RemoteExecutor, RemoteJobs, RemoteStats,
     Worker, WorkerBuilder, WorkerStats,
 };
+
+/// Returns once the server has processed every subscription `client` has sent so far: a
+/// message to a fresh inbox of its own comes back only after them (the server handles a
+/// connection's operations in order). `Client::flush` only empties the client's buffer.
+pub(crate) async fn round_trip(client: &async_nats::Client) -> Result<(), String> {
+    use futures_util::StreamExt;
+
+    let inbox = client.new_inbox();
+    let mut echo = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(std::time::Duration::from_secs(30), echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        _ => Err("the server did not answer".into()),
+    }
+}

@@ -289,6 +289,9 @@ impl RemoteJobs {
             .subscribe(config.progress_subject(node))
             .await
             .map_err(|e| nats(&e))?;
+        crate::round_trip(&client)
+            .await
+            .map_err(RemoteError::Nats)?;
         let inner = Arc::new(RemoteInner {
             client,
             js,
@@ -873,6 +876,9 @@ impl<R: Send + Sync + 'static> WorkerBuilder<R> {
             .subscribe(self.config.cancel_subject())
             .await
             .map_err(|e| nats(&e))?;
+        crate::round_trip(&self.client)
+            .await
+            .map_err(RemoteError::Nats)?;
         let shared = Arc::new(WorkerShared {
             client: self.client,
             js: js.clone(),

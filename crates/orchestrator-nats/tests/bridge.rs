@@ -299,7 +299,7 @@ async fn a_durable_bridge_delivers_what_was_published_while_it_was_down() {
     )
     .await;
     assert_eq!(seen.map(|e| e.cents), Some(1));
-    first.stop(); // the shop's bridge is down ...
+    first.stop().await; // the shop's bridge is down ...
     for cents in 2..=4 {
         billing.bus().emit(Charged { cents }).unwrap();
     }
