@@ -81,6 +81,8 @@ mod event;
 mod id;
 mod job;
 mod lifecycle;
+#[cfg(feature = "metrics")]
+mod metrics_observer;
 mod observer;
 mod orchestrator;
 mod outcome;
@@ -121,6 +123,9 @@ pub use event::{Event, EventBuilder};
 pub use id::JobId;
 pub use job::{Job, JobType, MetadataEntry};
 pub use lifecycle::JobLifecycle;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use metrics_observer::MetricsObserver;
 pub use observer::{DropReason, DroppedEvent, JobInfo, Observer};
 pub use orchestrator::{
     DEFAULT_MAX_DEPTH, Handled, LoopGuard, OnEvent, Orchestrator, OrchestratorBuilder,
