@@ -57,6 +57,13 @@
 //! - `test-util`: `testing::VirtualRuntime`, a deterministic runtime with a virtual clock.
 //! - `conformance`: the conformance suite that every runtime adapter runs (implies
 //!   `test-util` and `std`).
+//! - `tracing`: a `job` span per job (made at dispatch under the caller's span, entered
+//!   whenever the job's task is polled, so an executor's own logs are inside it; its attempt,
+//!   outcome and data source recorded) and events (target `orchestrator`) for retries, ends
+//!   other than success, loop-guard drops and circuit-breaker transitions. Off, it costs
+//!   nothing.
+//! - `metrics` (implies `std`): `MetricsObserver`, jobs and events as counters and a
+//!   duration histogram of the [`metrics`](https://docs.rs/metrics) facade.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -93,6 +100,7 @@ pub mod runtime;
 mod saga;
 mod state;
 mod sync;
+mod trace;
 mod watch;
 
 #[cfg(feature = "test-util")]

@@ -30,6 +30,7 @@ use crate::outcome::{JobError, Rejection};
 use crate::runtime::LocalTask;
 use crate::runtime::{Instant, LocalSpawn, Runtime, Sleep, Spawn, SpawnErrorKind, Task};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
+use crate::trace;
 
 use super::context::JobContext;
 use super::control::JobControl;
@@ -236,12 +237,14 @@ impl<R: Runtime> Dispatcher<R> {
         let executor = Arc::new(Threaded(executor));
         let runtime = self.runtime.clone();
         let start: Arc<StartFn<J>> = Arc::new(move |job, shared, options, cache| {
+            let which = || (shared.id(), shared.job_type());
             let spawned = if is_plain(&options, cache.as_ref()) {
                 // Unboxed: the runtime's own task holds the small plain future.
-                R::spawn_future(&runtime, plain_task(executor.clone(), job, shared.clone()))
+                let future = plain_task(executor.clone(), job, shared.clone());
+                R::spawn_future(&runtime, trace::job(future, which))
             } else {
                 let future = full_task(executor.clone(), job, shared.clone(), options, cache);
-                runtime.spawn(Task::new(future))
+                runtime.spawn(Task::new(trace::job(future, which)))
             };
             spawned.map_err(|refused| refuse(&shared, refused.kind()))
         });
@@ -303,16 +306,13 @@ impl<R: Runtime + LocalSpawn> Dispatcher<R> {
         let executor = Arc::new(executor);
         let runtime = self.runtime.clone();
         let start: Rc<LocalStartFn<J>> = Rc::new(move |job, shared, options, cache| {
+            let which = || (shared.id(), shared.job_type());
             let task = if is_plain(&options, cache.as_ref()) {
-                LocalTask::new(plain_task(executor.clone(), job, shared.clone()))
+                let future = plain_task(executor.clone(), job, shared.clone());
+                LocalTask::new(trace::job(future, which))
             } else {
-                LocalTask::new(full_task(
-                    executor.clone(),
-                    job,
-                    shared.clone(),
-                    options,
-                    cache,
-                ))
+                let future = full_task(executor.clone(), job, shared.clone(), options, cache);
+                LocalTask::new(trace::job(future, which))
             };
             runtime
                 .spawn_local(task)
@@ -726,6 +726,7 @@ impl Inner {
         };
         let job_type = core::any::type_name::<J>();
         if let Some(state) = transition {
+            trace::breaker(job_type, state);
             self.env
                 .observers
                 .each(|o| o.on_breaker_transition(job_type, state));
@@ -746,6 +747,7 @@ impl Inner {
                     .and_then(|breaker| breaker.record(failed, now))
             });
             if let Some(state) = transition {
+                trace::breaker(job_type, state);
                 inner
                     .env
                     .observers

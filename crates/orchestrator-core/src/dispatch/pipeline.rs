@@ -48,6 +48,7 @@ use crate::lifecycle::JobLifecycle;
 use crate::outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Success};
 use crate::runtime::{Sleep, YieldNow};
 use crate::sync::Arc;
+use crate::trace;
 
 use super::context::JobContext;
 use super::executor::LocalExecutor;
@@ -84,7 +85,10 @@ pub(crate) fn plain_task<J: Job, E: LocalExecutor<J>>(
         // is made at the attempt's first poll (`Attempt`), so no local of this block holds it
         // across the await.
         let work = Attempt::Start {
-            start: Some(|| executor.execute(&job, JobContext::new(shared.clone(), 1))),
+            start: Some(|| {
+                trace::attempt(1);
+                executor.execute(&job, JobContext::new(shared.clone(), 1))
+            }),
         };
         let attempt = (Cancellable { shared, work }).await;
         let outcome = match attempt {
@@ -218,6 +222,7 @@ pub(crate) fn started<T: Send + 'static>(shared: &JobShared<T>) {
 
 /// Runs the success hook, then records the outcome.
 fn finish<J: Job>(completer: Completer<J::Output>, job: &J, outcome: Outcome<J::Output>) {
+    trace::outcome(&outcome);
     if let (Ok(success), Some(shared)) = (&outcome, &completer.0) {
         publish_output_event(job, success, shared);
     }
@@ -320,6 +325,7 @@ fn retrying<T: Send + 'static>(
     let AttemptFailure::Error(error) = failure else {
         return;
     };
+    trace::retry(attempt, delay, &**error as &(dyn Error + 'static));
     if shared.env().observers.any() {
         let info = shared.info();
         shared
@@ -361,7 +367,10 @@ async fn one_attempt<J: Job, E: LocalExecutor<J>>(
     limit: Option<Duration>,
 ) -> Result<Success<J::Output>, AttemptFailure> {
     let work = Attempt::Start {
-        start: Some(|| executor.execute(job, JobContext::new(shared.clone(), attempt))),
+        start: Some(|| {
+            trace::attempt(attempt);
+            executor.execute(job, JobContext::new(shared.clone(), attempt))
+        }),
     };
     let result = match limit {
         None => work.await,

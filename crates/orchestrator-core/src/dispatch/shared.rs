@@ -661,6 +661,11 @@ impl<T> JobShared<T> {
     }
 
     /// Returns the job's id.
+    /// Returns the job's type.
+    pub(crate) fn job_type(&self) -> JobType {
+        (self.job_type)()
+    }
+
     pub(crate) fn id(&self) -> JobId {
         self.id
     }

@@ -29,6 +29,7 @@ use crate::lifecycle::JobLifecycle;
 use crate::outcome::Rejection;
 use crate::runtime::{LocalSpawn, LocalTask, Runtime, SpawnErrorKind, Task};
 use crate::sync::{Arc, AtomicU8, Mutex, Ordering, poll_notified};
+use crate::trace;
 use crate::watch::{StateStream, Watch};
 
 use crate::observer::DroppedEvent;
@@ -928,6 +929,7 @@ fn handle_event<O: Orchestrator>(
                     .or_insert((event.payload_type_name(), 0));
                 entry.1 = entry.1.saturating_add(1);
             });
+            trace::dropped(shared.name, event.payload_type_name(), event.causal_depth());
             shared
                 .dispatcher
                 .observers()
