@@ -10,6 +10,9 @@
 //! [`LocalSetRuntime`] runs every job on a tokio `LocalSet` instead, on one thread, so that
 //! executors and orchestrators that are not `Send` (local ones) work too.
 //!
+//! With the `tokio-util` feature, `link_tokens` cancels a core `CancellationToken` and a
+//! `tokio_util::sync::CancellationToken` together.
+//!
 //! ```
 //! use orchestrator_core::Dispatcher;
 //! use orchestrator_tokio::TokioRuntime;
@@ -31,8 +34,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 mod local_set;
+#[cfg(feature = "tokio-util")]
+mod tokens;
 
 pub use local_set::LocalSetRuntime;
+#[cfg(feature = "tokio-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
+pub use tokens::{TokenLink, link_tokens};
 
 use orchestrator_core::runtime::{Instant, Sleep, Spawn, SpawnError, SpawnErrorKind, Task, Timer};
 use tokio::runtime::Handle;
