@@ -1,4 +1,4 @@
-//! The seeds' AI-chatbot case study: three chained jobs, a streamed answer, and a failed save
+//! The AI-chatbot case study: three chained jobs, a streamed answer, and a failed save
 //! that loses nothing, on tokio.
 //!
 //! A `ChatOrchestrator` answers a question in three steps, each a job run by its own executor:

@@ -1,4 +1,4 @@
-//! The seeds' authentication case study, with a scoped bus, on smol.
+//! The authentication case study, with a scoped bus, on smol.
 //!
 //! An `AuthOrchestrator` runs on a private `SignalBus::new()`: the jobs it dispatches publish
 //! their events there, so credentials checks, password-strength checks, tokens and token

@@ -1,4 +1,4 @@
-//! The seeds' file-upload case study: a chunked upload with a progress bar, retries of
+//! The file-upload case study: a chunked upload with a progress bar, retries of
 //! transient errors only, cancellation by Ctrl-C, and a total timeout, on tokio.
 //!
 //! An `UploadFile` job uploads a file chunk by chunk and reports progress after each chunk.

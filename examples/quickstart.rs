@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orchestrator_core::{
-    CancellationToken, Dispatch, Dispatcher, Executor, Job, JobContext, JobError, Progress,
-    RetryPolicy,
+    CancellationToken, DataSource, Dispatch, Dispatcher, Executor, Job, JobContext, JobError,
+    Progress, RetryPolicy,
 };
 use orchestrator_tokio::TokioRuntime;
 
@@ -72,14 +72,22 @@ async fn main() {
     let mut progress = handle.progress();
     let watcher = tokio::spawn(async move {
         while let Some(p) = progress.next().await {
-            println!("  progress {:>3.0}% {:?}", p.value() * 100.0, p.step());
+            let step = p
+                .step()
+                .map(|(n, of)| format!(" (step {n} of {of})"))
+                .unwrap_or_default();
+            println!("  progress {:>3.0}%{step}", p.value() * 100.0);
         }
     });
     let profile = handle.await.expect("the second attempt succeeds");
     watcher
         .await
         .expect("the progress stream ends with the job");
-    println!("fetched {} ({:?})", profile.value, profile.data_source);
+    let source = match profile.data_source {
+        DataSource::Cached => "from the cache",
+        _ => "fresh",
+    };
+    println!("fetched {} ({source})", profile.value);
 
     // 2. Cancel a running job with a shared token: its work is dropped at once.
     let token = CancellationToken::new();
@@ -89,8 +97,14 @@ async fn main() {
         .dispatch();
     token.cancel_with("user navigated away");
     match handle.await {
-        Err(JobError::Cancelled { reason }) => println!("cancelled: {reason:?}"),
-        other => println!("unexpected: {other:?}"),
+        Err(JobError::Cancelled { reason }) => {
+            println!(
+                "cancelled: {}",
+                reason.as_deref().unwrap_or("no reason given")
+            );
+        }
+        Err(other) => println!("unexpected: {other}"),
+        Ok(success) => println!("unexpected: it finished with {}", success.value),
     }
 
     // 3. Bad input is an error value, never a panic.

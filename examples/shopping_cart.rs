@@ -1,4 +1,4 @@
-//! The seeds' shopping-cart case study, in "observer mode", on tokio.
+//! The shopping-cart case study, in "observer mode", on tokio.
 //!
 //! A `CartOrchestrator` dispatches the cart's jobs (add an item, remove an item, check out).
 //! Each job type has an output event ([`Job::output_event`]): on success, its output becomes a
