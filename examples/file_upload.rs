@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
 use orchestrator_core::{
     CancellationToken, Dispatch, Dispatcher, Executor, Job, JobContext, JobError, JobHandle,
     Progress, RetryPolicy, Success,
@@ -231,35 +232,30 @@ fn start_upload<R>(
         .dispatch()
 }
 
-/// Renders a report as a text bar: `[##########..........]  50% chunk 5/10`.
-fn bar(progress: &Progress) -> String {
-    const WIDTH: usize = 20;
-    let filled = ((progress.value() * WIDTH as f64).round() as usize).min(WIDTH);
-    let step = progress
-        .step()
-        .map_or(String::new(), |(i, n)| format!(" chunk {i}/{n}"));
-    format!(
-        "[{}{}] {:>3.0}%{step}",
-        "#".repeat(filled),
-        ".".repeat(WIDTH - filled),
-        progress.value() * 100.0
-    )
+/// Moves an indicatif bar to a report: `[##########>.........]  50% chunk 5/10`.
+fn show(bar: &ProgressBar, progress: &Progress) {
+    bar.set_position((progress.value() * 1000.0).round() as u64);
+    if let Some((i, n)) = progress.step() {
+        bar.set_message(format!("chunk {i}/{n}"));
+    }
 }
 
 /// Waits for `handle` while drawing its progress bar; Ctrl-C cancels it through `token`.
 async fn finish_upload(mut handle: JobHandle<Receipt>, token: &CancellationToken) -> Outcome {
     let mut progress = handle.progress();
-    // The bar is redrawn in place (`\r`) on stderr for each report the stream yields.
+    // An indicatif bar on stderr (drawn only on a terminal), moved by each report the stream
+    // yields.
+    let bar = ProgressBar::new(1000).with_style(
+        ProgressStyle::with_template("    [{bar:20}] {percent:>3}% {msg}")
+            .expect("a valid template")
+            .progress_chars("#>."),
+    );
     let drawing = tokio::spawn(async move {
-        let mut drawn = false;
         // The stream ends when the job does, after its last report.
         while let Some(report) = progress.next().await {
-            eprint!("\r    {}", bar(&report));
-            drawn = true;
+            show(&bar, &report);
         }
-        if drawn {
-            eprintln!();
-        }
+        bar.finish();
     });
     let outcome = tokio::select! {
         outcome = &mut handle => outcome,
