@@ -1,0 +1,222 @@
+//! A web service on axum whose jobs show their progress live: `POST /jobs?frames=N` dispatches
+//! a render job and answers its id; `GET /jobs/{id}/events` streams its progress as
+//! Server-Sent Events, then its outcome; `GET /` is a page with a button and live progress
+//! bars (the browser's `EventSource`).
+//!
+//! ```text
+//! cargo run --example web_service          # then open http://127.0.0.1:3000
+//! PORT=8080 cargo run --example web_service
+//! ```
+//!
+//! It listens on 127.0.0.1 only, and runs until it is stopped.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use futures::{Stream, StreamExt};
+use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext, JobHandle, Progress};
+use orchestrator_tokio::TokioRuntime;
+use tokio::sync::watch;
+
+/// Renders `frames` frames, 40 ms each, reporting progress after each.
+struct Render {
+    frames: u32,
+}
+impl Job for Render {
+    type Output = String;
+}
+
+struct Renderer;
+impl Executor<Render> for Renderer {
+    type Error = Infallible;
+    async fn execute(&self, job: &Render, cx: JobContext) -> Result<String, Infallible> {
+        for frame in 1..=job.frames {
+            cx.sleep(Duration::from_millis(40)).await;
+            cx.report_progress(
+                Progress::new(f64::from(frame) / f64::from(job.frames))
+                    .with_step(frame, job.frames),
+            );
+        }
+        Ok(format!("rendered {} frames", job.frames))
+    }
+}
+
+/// A job the service knows: its latest progress report, and its outcome once it ends.
+struct Running {
+    progress: watch::Receiver<Option<Progress>>,
+    outcome: watch::Receiver<Option<String>>,
+}
+
+#[derive(Clone)]
+struct App {
+    dispatcher: Dispatcher<TokioRuntime>,
+    jobs: Arc<Mutex<HashMap<u64, Arc<Running>>>>,
+}
+
+async fn start(State(app): State<App>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let frames = match query.get("frames").map(|f| f.parse::<u32>()) {
+        None => 10,
+        Some(Ok(frames)) if (1..=200).contains(&frames) => frames,
+        Some(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "frames must be a number from 1 to 200",
+            )
+                .into_response();
+        }
+    };
+    let handle: JobHandle<String> = app.dispatcher.dispatch(Render { frames });
+    let id = handle.id().as_u64();
+    // The latest report and the outcome, for any number of readers (a progress bar needs the
+    // latest value, not every one).
+    let (progress_tx, progress) = watch::channel(None);
+    let (outcome_tx, outcome) = watch::channel(None);
+    let mut reports = handle.progress();
+    tokio::spawn(async move {
+        while let Some(report) = reports.next().await {
+            let _ = progress_tx.send(Some(report));
+        }
+    });
+    tokio::spawn(async move {
+        let text = match handle.await {
+            Ok(done) => format!("succeeded: {}", done.value),
+            Err(error) => format!("failed: {error}"),
+        };
+        let _ = outcome_tx.send(Some(text));
+    });
+    let running = Arc::new(Running { progress, outcome });
+    app.jobs.lock().expect("not poisoned").insert(id, running);
+    (StatusCode::CREATED, format!("{{\"id\":{id}}}")).into_response()
+}
+
+fn progress_event(report: &Progress) -> SseEvent {
+    let step = report
+        .step()
+        .map_or(String::new(), |(n, of)| format!(" (frame {n} of {of})"));
+    SseEvent::default()
+        .event("progress")
+        .data(format!("{:.0} %{step}", report.value() * 100.0))
+}
+
+/// What a reader of a job's events has sent so far.
+struct Reader {
+    progress: watch::Receiver<Option<Progress>>,
+    outcome: watch::Receiver<Option<String>>,
+    /// The last report sent (a late reader first gets the current one).
+    last_sent: Option<Progress>,
+    finished: bool,
+}
+
+async fn next_event(mut r: Reader) -> Option<(Result<SseEvent, Infallible>, Reader)> {
+    if r.finished {
+        return None;
+    }
+    loop {
+        let current = r.progress.borrow_and_update().clone();
+        if current.is_some() && current != r.last_sent {
+            let event = progress_event(current.as_ref()?);
+            r.last_sent = current;
+            return Some((Ok(event), r));
+        }
+        // The reports have ended once their sender is gone; then the outcome is the last event.
+        let reports_ended = r.progress.has_changed().is_err();
+        let outcome = r.outcome.borrow_and_update().clone();
+        if let (Some(text), true) = (outcome, reports_ended) {
+            r.finished = true;
+            return Some((Ok(SseEvent::default().event("done").data(text)), r));
+        }
+        if reports_ended {
+            let _ = r.outcome.changed().await;
+        } else {
+            tokio::select! {
+                _ = r.progress.changed() => {}
+                _ = r.outcome.changed() => {}
+            }
+        }
+    }
+}
+
+async fn events(
+    State(app): State<App>,
+    Path(id): Path<u64>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, StatusCode> {
+    let running = app
+        .jobs
+        .lock()
+        .expect("not poisoned")
+        .get(&id)
+        .cloned()
+        .ok_or(StatusCode::NOT_FOUND)?;
+    let reader = Reader {
+        progress: running.progress.clone(),
+        outcome: running.outcome.clone(),
+        last_sent: None,
+        finished: false,
+    };
+    let stream = futures::stream::unfold(reader, next_event);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn page() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+const PAGE: &str = r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>render jobs</title>
+<style>body{font-family:sans-serif;margin:20px}li{margin:8px 0;list-style:none}
+.bar{width:320px;height:14px;border:1px solid #999;display:inline-block;vertical-align:middle}
+.fill{display:block;height:100%;background:#3a9a4a;width:0}</style></head>
+<body><h1>Render jobs</h1>
+<p><button id="start">Render 10 frames</button> <span id="status">ready</span></p>
+<ul id="jobs"></ul>
+<script>
+document.getElementById("start").onclick = async () => {
+  const response = await fetch("/jobs?frames=10", { method: "POST" });
+  const { id } = await response.json();
+  const li = document.createElement("li");
+  li.id = "job-" + id;
+  li.innerHTML = `job ${id}: <span class="bar"><span class="fill"></span></span> <span class="text">0 %</span>`;
+  document.getElementById("jobs").appendChild(li);
+  document.getElementById("status").textContent = "job " + id + " started";
+  const source = new EventSource("/jobs/" + id + "/events");
+  source.addEventListener("progress", (e) => {
+    li.querySelector(".text").textContent = e.data;
+    li.querySelector(".fill").style.width = parseInt(e.data, 10) + "%";
+  });
+  source.addEventListener("done", (e) => {
+    li.querySelector(".text").textContent += " · " + e.data;
+    source.close();
+  });
+};
+</script></body></html>"#;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dispatcher = Dispatcher::new(TokioRuntime::default());
+    dispatcher.register(Renderer);
+    let app = App {
+        dispatcher,
+        jobs: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let router = Router::new()
+        .route("/", get(page))
+        .route("/jobs", post(start))
+        .route("/jobs/{id}/events", get(events))
+        .with_state(app);
+    let port: u16 = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(3000);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, router).await?;
+    Ok(())
+}
