@@ -354,6 +354,20 @@ struct Session {
     other_events: u32,
 }
 
+impl std::fmt::Display for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.user {
+            Some(user) => write!(f, "{user} signed in, on the {:?} screen", self.screen)?,
+            None => write!(f, "signed out, on the {:?} screen", self.screen)?,
+        }
+        write!(
+            f,
+            " ({} login(s), {} other event(s) seen)",
+            self.logins, self.other_events
+        )
+    }
+}
+
 /// App-wide: lives on the global bus, knows nothing about tokens.
 struct SessionOrchestrator;
 
@@ -592,7 +606,7 @@ async fn run() {
         signed_in.user, signed_in.token
     );
     let now = wait_for(&session, "the session sees LoggedIn", |s| s.user.is_some()).await;
-    println!("    session: {now:?}");
+    println!("    session: {now}");
     taps.print_new();
 
     println!("4. refresh the token");
@@ -619,7 +633,7 @@ async fn run() {
     // Once auth has handled the refresh's timeout, it has dispatched the logout job.
     handled(&auth, id).await;
     let now = wait_for(&session, "the session sees LoggedOut", |s| s.user.is_none()).await;
-    println!("    session: {now:?}");
+    println!("    session: {now}");
     // The logout job was dispatched by the auth orchestrator's handler: read the private bus
     // up to its terminal event, so that every event of this step is printed.
     let logout_end = taps
