@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::time::Duration;
 
+use async_nats::Client;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{self, stream};
-use async_nats::{Client, HeaderMap};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use orchestrator_core::runtime::Runtime;
@@ -236,11 +236,7 @@ impl EventBridge {
                     continue;
                 };
                 sequence += 1;
-                let mut headers = HeaderMap::new();
-                headers.insert(
-                    "Nats-Msg-Id",
-                    format!("{:016x}/{sequence}", wire.node.as_u64()).as_str(),
-                );
+                let headers = crate::message_id(&format!("{:016x}/{sequence}", wire.node.as_u64()));
                 let subject = format!("{out_prefix}.events.{}", wire.name);
                 let Ok(bytes) = wire.to_bytes() else {
                     Counters::add(&out_counters.encode_failed);

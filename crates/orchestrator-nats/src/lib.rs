@@ -44,6 +44,14 @@ pub use remote::{
     Worker, WorkerBuilder, WorkerStats,
 };
 
+/// The headers of a JetStream publish with message id `id`: the server stores a message once
+/// per id within its stream's duplicate window.
+pub(crate) fn message_id(id: &str) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    headers
+}
+
 /// Returns once the server has processed every subscription `client` has sent so far: a
 /// message to a fresh inbox of its own comes back only after them (the server handles a
 /// connection's operations in order). `Client::flush` only empties the client's buffer.
