@@ -49,6 +49,8 @@ use orchestrator_smol::SmolRuntime;
 use orchestrator_tokio::TokioRuntime;
 
 mod common;
+#[path = "common/floor.rs"]
+mod floor;
 
 use common::channels::{AsyncBroadcast, Lane, Ours};
 use common::events::{Orchestrated, RawLoop};
@@ -83,6 +85,7 @@ const SUBSCRIBERS: usize = 8;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Workload {
     Ours,
+    Floor,
     Baseline,
     Ractor,
     Kameo,
@@ -96,8 +99,9 @@ enum Runtime {
 }
 
 impl Workload {
-    const ALL: [Workload; 4] = [
+    const ALL: [Workload; 5] = [
         Workload::Ours,
+        Workload::Floor,
         Workload::Baseline,
         Workload::Ractor,
         Workload::Kameo,
@@ -106,6 +110,7 @@ impl Workload {
     fn name(self) -> &'static str {
         match self {
             Workload::Ours => "ours",
+            Workload::Floor => "floor",
             Workload::Baseline => "baseline",
             Workload::Ractor => "ractor",
             Workload::Kameo => "kameo",
@@ -119,7 +124,7 @@ impl Workload {
     /// ractor and kameo are tokio-based.
     fn runs_on(self, runtime: Runtime) -> bool {
         match self {
-            Workload::Ours | Workload::Baseline => true,
+            Workload::Ours | Workload::Floor | Workload::Baseline => true,
             Workload::Ractor | Workload::Kameo => runtime != Runtime::Smol,
         }
     }
@@ -232,6 +237,8 @@ async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
     match (workload, runtime) {
         (Workload::Ours, Runtime::Smol) => ours(SmolRuntime::default(), jobs).await,
         (Workload::Ours, _) => ours(TokioRuntime::default(), jobs).await,
+        (Workload::Floor, Runtime::Smol) => floor(SmolRuntime::default(), jobs).await,
+        (Workload::Floor, _) => floor(TokioRuntime::default(), jobs).await,
         (Workload::Baseline, Runtime::Smol) => {
             repeat(jobs, || {
                 let (tx, rx) = futures::channel::oneshot::channel::<()>();
@@ -289,6 +296,18 @@ async fn ours(runtime: impl orchestrator_core::runtime::Runtime, jobs: u64) {
     dispatcher.register(NoopExecutor);
     repeat(jobs, || {
         let handle = dispatcher.dispatch(Noop);
+        async move {
+            handle.await.expect("a no-op job succeeds");
+        }
+    })
+    .await;
+}
+
+/// The hand-written floor (`benches/common/floor.rs`): dispatch a no-op job and await it.
+async fn floor(runtime: impl orchestrator_core::runtime::Spawn, jobs: u64) {
+    let floor = floor::Floor::new(runtime);
+    repeat(jobs, || {
+        let handle = floor.dispatch(floor::FloorJob);
         async move {
             handle.await.expect("a no-op job succeeds");
         }
@@ -462,7 +481,10 @@ fn driver(quick: bool) {
         (EVENT_LOW, EVENT_HIGH)
     };
     let cells: Vec<(Runtime, Vec<Workload>)> = if quick {
-        vec![(Runtime::TokioCt, vec![Workload::Ours, Workload::Baseline])]
+        vec![(
+            Runtime::TokioCt,
+            vec![Workload::Ours, Workload::Floor, Workload::Baseline],
+        )]
     } else {
         Runtime::ALL
             .into_iter()
@@ -513,7 +535,7 @@ fn driver(quick: bool) {
     let mut raw = Vec::new();
     let mut rows = Vec::new();
     for (runtime, workloads) in &cells {
-        let mut per_job = [None; 4];
+        let mut per_job = [None; 5];
         for &w in workloads {
             let ir_low = count(&exe, &out_dir, w, *runtime, low);
             let ir_high = count(&exe, &out_dir, w, *runtime, high);
@@ -524,17 +546,23 @@ fn driver(quick: bool) {
     }
 
     let cell = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"));
-    println!("| runtime | ours | spawn+oneshot | ratio | ractor `call` | kameo `ask` |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (runtime, [ours, base, ractor, kameo]) in &rows {
-        let ratio = match (ours, base) {
-            (Some(o), Some(b)) => format!("{:.2}x", o / b),
-            _ => "n/a".to_owned(),
-        };
+    let ratio = |a: &Option<f64>, b: &Option<f64>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a / b),
+        _ => "n/a".to_owned(),
+    };
+    println!(
+        "| runtime | ours | hand-written floor | spawn+oneshot | ours / baseline | \
+         floor / baseline | ractor `call` | kameo `ask` |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (runtime, [ours, floor, base, ractor, kameo]) in &rows {
         println!(
-            "| {runtime} | {} | {} | {ratio} | {} | {} |",
+            "| {runtime} | {} | {} | {} | {} | {} | {} | {} |",
             cell(*ours),
+            cell(*floor),
             cell(*base),
+            ratio(ours, base),
+            ratio(floor, base),
             cell(*ractor),
             cell(*kameo)
         );
@@ -598,7 +626,7 @@ fn events_table(exe: &Path, out_dir: &Path, low: u64, high: u64) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: instructions [run <ours|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs>]\n\
+        "usage: instructions [run <ours|floor|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs>]\n\
          \x20      instructions [events <bus|async-broadcast|orchestrator|raw-loop> <rounds>]"
     );
     std::process::exit(2);

@@ -110,6 +110,7 @@ impl Spawn for TokioRuntime {
     }
 
     /// Spawns `future` on tokio as it is (no box of ours; tokio allocates its task).
+    #[inline]
     fn spawn_future<F>(&self, future: F) -> Result<(), SpawnError>
     where
         F: Future<Output = ()> + Send + 'static,

@@ -48,15 +48,23 @@ use super::shared::JobShared;
 
 /// Starts one dispatch of `J`: builds its future and spawns it on the runtime the executor
 /// was registered with (monomorphized for that runtime, the job and the executor: no box for
-/// a plain dispatch on a concrete runtime).
-type StartFn<J> = dyn Fn(
-        J,
-        Arc<JobShared<<J as Job>::Output>>,
-        JobOptions,
-        Option<CacheSpec<J>>,
-    ) -> Result<(), Rejection>
+/// a plain dispatch on a concrete runtime). `None` is a plain dispatch (no options, no cache).
+type StartFn<J> = dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>) -> Result<(), Rejection>
     + Send
     + Sync;
+
+/// What a dispatch that is not plain starts with: its options and its cache policy.
+pub(crate) struct Full<J: Job> {
+    options: JobOptions,
+    cache: Option<CacheSpec<J>>,
+}
+
+impl<J: Job> Full<J> {
+    /// `None` if a dispatch with these options runs the plain task.
+    fn of(options: JobOptions, cache: Option<CacheSpec<J>>) -> Option<Self> {
+        (!is_plain(&options, cache.as_ref())).then_some(Self { options, cache })
+    }
+}
 
 /// What the registry holds for job type `J`: how to start it.
 struct Registered<J: Job> {
@@ -67,12 +75,8 @@ struct Registered<J: Job> {
 
 /// Starts one dispatch of `J` on a local executor (this thread's table holds it).
 #[cfg(feature = "std")]
-type LocalStartFn<J> = dyn Fn(
-    J,
-    Arc<JobShared<<J as Job>::Output>>,
-    JobOptions,
-    Option<CacheSpec<J>>,
-) -> Result<(), Rejection>;
+type LocalStartFn<J> =
+    dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>) -> Result<(), Rejection>;
 
 /// What this thread's table holds for job type `J` of one dispatcher.
 #[cfg(feature = "std")]
@@ -236,15 +240,18 @@ impl<R: Runtime> Dispatcher<R> {
     pub fn register<J: Job, E: Executor<J>>(&self, executor: E) -> &Self {
         let executor = Arc::new(Threaded(executor));
         let runtime = self.runtime.clone();
-        let start: Arc<StartFn<J>> = Arc::new(move |job, shared, options, cache| {
+        let start: Arc<StartFn<J>> = Arc::new(move |job, shared, full: Option<Full<J>>| {
             let which = || (shared.id(), shared.job_type());
-            let spawned = if is_plain(&options, cache.as_ref()) {
+            let spawned = match full {
                 // Unboxed: the runtime's own task holds the small plain future.
-                let future = plain_task(executor.clone(), job, shared.clone());
-                R::spawn_future(&runtime, trace::job(future, which))
-            } else {
-                let future = full_task(executor.clone(), job, shared.clone(), options, cache);
-                runtime.spawn(Task::new(trace::job(future, which)))
+                None => {
+                    let future = plain_task(executor.clone(), job, shared.clone());
+                    R::spawn_future(&runtime, trace::job(future, which))
+                }
+                Some(Full { options, cache }) => {
+                    let future = full_task(executor.clone(), job, shared.clone(), options, cache);
+                    runtime.spawn(Task::new(trace::job(future, which)))
+                }
             };
             spawned.map_err(|refused| refuse(&shared, refused.kind()))
         });
@@ -305,14 +312,17 @@ impl<R: Runtime + LocalSpawn> Dispatcher<R> {
     pub fn register_local<J: Job, E: LocalExecutor<J>>(&self, executor: E) -> &Self {
         let executor = Arc::new(executor);
         let runtime = self.runtime.clone();
-        let start: Rc<LocalStartFn<J>> = Rc::new(move |job, shared, options, cache| {
+        let start: Rc<LocalStartFn<J>> = Rc::new(move |job, shared, full: Option<Full<J>>| {
             let which = || (shared.id(), shared.job_type());
-            let task = if is_plain(&options, cache.as_ref()) {
-                let future = plain_task(executor.clone(), job, shared.clone());
-                LocalTask::new(trace::job(future, which))
-            } else {
-                let future = full_task(executor.clone(), job, shared.clone(), options, cache);
-                LocalTask::new(trace::job(future, which))
+            let task = match full {
+                None => {
+                    let future = plain_task(executor.clone(), job, shared.clone());
+                    LocalTask::new(trace::job(future, which))
+                }
+                Some(Full { options, cache }) => {
+                    let future = full_task(executor.clone(), job, shared.clone(), options, cache);
+                    LocalTask::new(trace::job(future, which))
+                }
             };
             runtime
                 .spawn_local(task)
@@ -322,14 +332,14 @@ impl<R: Runtime + LocalSpawn> Dispatcher<R> {
         local::insert(&self.inner.weak, job, Rc::new(LocalRegistered { start }));
         // The shared registry forwards to this thread's table.
         let owner = self.inner.weak.clone();
-        let forward: Arc<StartFn<J>> = Arc::new(move |job, shared, options, cache| {
+        let forward: Arc<StartFn<J>> = Arc::new(move |job, shared, full| {
             let registered = local::get(&owner, TypeId::of::<J>());
             let start = registered
                 .as_ref()
                 .and_then(|r| r.downcast_ref::<LocalRegistered<J>>())
                 .map(|r| r.start.clone());
             match start {
-                Some(start) => start(job, shared, options, cache),
+                Some(start) => start(job, shared, full),
                 None => Err(Rejection::OtherThread {
                     job_type: core::any::type_name::<J>(),
                 }),
@@ -577,7 +587,7 @@ impl Inner {
             shared
         });
         let handle = JobHandle::new(shared.clone());
-        if let Err(rejection) = self.start(job, shared.clone(), JobOptions::new(), Extras::none()) {
+        if let Err(rejection) = self.start_plain(job, shared.clone()) {
             shared.complete(Err(JobError::Rejected(rejection)));
         }
         handle
@@ -625,6 +635,38 @@ impl Inner {
         Some(JobHandle::new(follower))
     }
 
+    /// Checks intake and the breaker, then returns how to start `J`.
+    #[inline]
+    fn starter<J: Job>(
+        &self,
+        shared: &Arc<JobShared<J::Output>>,
+    ) -> Result<Arc<StartFn<J>>, Rejection> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Rejection::Shutdown);
+        }
+        self.admit::<J>(shared)?;
+        self.executors
+            .with(|map| {
+                let registered = map
+                    .get(&TypeId::of::<J>())?
+                    .downcast_ref::<Registered<J>>()?;
+                Some(registered.start.clone())
+            })
+            .ok_or(Rejection::NoExecutor {
+                job_type: core::any::type_name::<J>(),
+            })
+    }
+
+    /// Starts a dispatch with default options and no extras.
+    #[inline]
+    fn start_plain<J: Job>(
+        &self,
+        job: J,
+        shared: Arc<JobShared<J::Output>>,
+    ) -> Result<(), Rejection> {
+        self.starter::<J>(&shared)?(job, shared, None)
+    }
+
     fn start<J: Job>(
         &self,
         job: J,
@@ -632,22 +674,7 @@ impl Inner {
         options: JobOptions,
         extras: Extras<J>,
     ) -> Result<(), Rejection> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Rejection::Shutdown);
-        }
-        self.admit::<J>(&shared)?;
-        let no_executor = || Rejection::NoExecutor {
-            job_type: core::any::type_name::<J>(),
-        };
-        let start = self
-            .executors
-            .with(|map| {
-                let registered = map
-                    .get(&TypeId::of::<J>())?
-                    .downcast_ref::<Registered<J>>()?;
-                Some(registered.start.clone())
-            })
-            .ok_or_else(no_executor)?;
+        let start = self.starter::<J>(&shared)?;
         let (mut cache, placeholder, dedup) = extras.into_parts();
         if let Some(dedup) = dedup {
             self.lead::<J>(&shared, dedup.key);
@@ -670,13 +697,13 @@ impl Inner {
                     return Ok(());
                 }
                 spec.looked_up = true;
-                return start(job, shared, options, cache);
+                return start(job, shared, Full::of(options, cache));
             }
         }
         if let Some(placeholder) = placeholder {
             publish_placeholder(&shared, placeholder);
         }
-        start(job, shared, options, cache)
+        start(job, shared, Full::of(options, cache))
     }
 
     /// Registers `shared` as the in-flight dispatch for its dedup key until it ends.

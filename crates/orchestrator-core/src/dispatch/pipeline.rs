@@ -234,20 +234,32 @@ struct Completer<T>(Option<Arc<JobShared<T>>>);
 
 impl<T> Completer<T> {
     fn complete(mut self, outcome: Outcome<T>) {
-        if let Some(shared) = self.0.take() {
+        let shared = self.0.take();
+        // Nothing is left to drop: skip the drop guard's check.
+        core::mem::forget(self);
+        if let Some(shared) = shared {
             shared.complete(outcome);
         }
     }
 }
 
 impl<T> Drop for Completer<T> {
+    #[inline]
     fn drop(&mut self) {
+        // Usually the outcome was recorded: nothing to do, inline.
         if let Some(shared) = self.0.take() {
-            shared.complete(Err(JobError::cancelled(Some(Cow::Borrowed(
-                "the runtime dropped the job's task",
-            )))));
+            dropped_unfinished(&shared);
         }
     }
+}
+
+/// Records that the runtime dropped a job's task before it finished.
+#[cold]
+#[inline(never)]
+fn dropped_unfinished<T>(shared: &JobShared<T>) {
+    shared.complete(Err(JobError::cancelled(Some(Cow::Borrowed(
+        "the runtime dropped the job's task",
+    )))));
 }
 
 /// The full pipeline: pre-checks, then attempts raced against token and budget.

@@ -726,19 +726,19 @@ impl<T> JobShared<T> {
     }
 
     pub(crate) fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<Success<T>, JobError>> {
-        self.state
-            .with(|s| match core::mem::replace(&mut s.slot, Slot::Taken) {
-                Slot::Ready(outcome) => Poll::Ready(outcome),
-                Slot::Pending => {
-                    s.slot = Slot::Pending;
-                    match &s.handle_waker {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => s.handle_waker = Some(cx.waker().clone()),
-                    }
-                    Poll::Pending
+        self.state.with(|s| {
+            if let Slot::Pending = s.slot {
+                match &s.handle_waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => s.handle_waker = Some(cx.waker().clone()),
                 }
-                Slot::Taken => Poll::Pending,
-            })
+                return Poll::Pending;
+            }
+            match core::mem::replace(&mut s.slot, Slot::Taken) {
+                Slot::Ready(outcome) => Poll::Ready(outcome),
+                Slot::Pending | Slot::Taken => Poll::Pending,
+            }
+        })
     }
 }
 
