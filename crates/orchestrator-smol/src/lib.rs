@@ -46,6 +46,7 @@ impl Spawn for SmolRuntime {
     }
 
     /// Spawns `future` on smol's global executor as it is (no box of ours).
+    #[inline]
     fn spawn_future<F>(&self, future: F) -> Result<(), SpawnError>
     where
         F: Future<Output = ()> + Send + 'static,
