@@ -7,11 +7,13 @@
 //! - **Workload**: `instructions run <workload> <runtime> <jobs>` runs a warm-up of
 //!   [`WARMUP`] jobs, then `<jobs>` sequential dispatch + await of a no-op job (one in flight),
 //!   and nothing else. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of the handle),
-//!   `baseline` (spawn a task that sends `()` over a oneshot, await the receiver), `ractor`
-//!   (one `call` to an actor whose handler replies at once) or `kameo` (one `ask` to such an
-//!   actor); `<runtime>` is `tokio-ct` (current-thread), `tokio-mt` (multi-thread, 2 workers)
-//!   or `smol` (the global executor; ours and the baseline only). The loop runs inside a task
-//!   spawned on the runtime, as a request handler would.
+//!   `floor` (the steps a dispatch cannot skip, written by hand in `common/floor.rs`: what the
+//!   contract costs without the engine), `baseline` (spawn a task that sends `()` over a
+//!   oneshot, await the receiver), `ractor` (one `call` to an actor whose handler replies at
+//!   once) or `kameo` (one `ask` to such an actor); `<runtime>` is `tokio-ct`
+//!   (current-thread), `tokio-mt` (multi-thread, 2 workers) or `smol` (the global executor;
+//!   ours, the floor and the baseline only). The loop runs inside a task spawned on the
+//!   runtime, as a request handler would.
 //! - **Event workload**: `instructions events <workload> <rounds>` runs [`EVENT_WARMUP`]
 //!   rounds, then `<rounds>` rounds of [`EVENT_BURST`] events. `bus` and `async-broadcast` are
 //!   the burst scenario of `benches/bus.rs` at [`SUBSCRIBERS`] subscribers (one thread, no
@@ -30,9 +32,10 @@
 //!   `callgrind_annotate`.
 //!
 //! Quick mode (`BENCH_QUICK` set to anything but `0` or the empty string, `--quick`, or an
-//! unoptimized build): 2,000 and 12,000 jobs, ours and the baseline on tokio current-thread
-//! only, and every event workload at 2 and 12 rounds. Without valgrind on the `PATH` the driver runs each workload once in-process (a smoke
-//! test) and prints no counts. Nothing here asserts on the numbers.
+//! unoptimized build): 2,000 and 12,000 jobs, ours, the floor and the baseline on tokio
+//! current-thread only, and every event workload at 2 and 12 rounds. Without valgrind on the
+//! `PATH` the driver runs each workload once in-process (a smoke test) and prints no counts.
+//! Nothing here asserts on the numbers.
 //!
 //! See `docs/benchmarks.md` ("Instructions per dispatch (callgrind)", "Bus delivery" and
 //! "Orchestrator event handling") for the results.

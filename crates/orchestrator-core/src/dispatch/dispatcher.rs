@@ -54,7 +54,7 @@ type StartFn<J> = dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>)
     + Sync;
 
 /// What a dispatch that is not plain starts with: its options and its cache policy.
-pub(crate) struct Full<J: Job> {
+struct Full<J: Job> {
     options: JobOptions,
     cache: Option<CacheSpec<J>>,
 }
