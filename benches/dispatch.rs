@@ -1,10 +1,13 @@
 //! Dispatch overhead: `Dispatcher::dispatch` + `.await` of a no-op job, against a hand-rolled
-//! baseline (spawn a task that sends `()` over a oneshot channel, await the receiver) on the
-//! same runtime, in the same run.
+//! baseline (spawn a task that sends `()` over a oneshot channel, await the receiver) and the
+//! hand-written floor of the instruction benchmark (`benches/common/floor.rs`: only the steps
+//! the engine's contract needs) on the same runtime, in the same run.
 //!
 //! Plain harness (no criterion): `cargo bench --bench dispatch` prints a Markdown table of
 //! ns per job (median of several samples) and the ratio ours / baseline, then the heap
-//! allocations per dispatch counted by a counting global allocator.
+//! allocations per dispatch and the live heap per pending job, counted by a counting global
+//! allocator on tokio current-thread and on smol, for ours, the hand-written floor of the
+//! instruction benchmark and the baseline.
 //!
 //! Quick (smoke) mode, with tiny counts and the same output: set `BENCH_QUICK` (to anything
 //! but `0` or the empty string) or pass `--quick`. Other arguments (`--bench` from cargo) are
@@ -14,6 +17,7 @@
 //! See `docs/benchmarks.md` for the results and how to read them.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{Dispatch, Dispatcher};
@@ -21,6 +25,8 @@ use orchestrator_smol::SmolRuntime;
 use orchestrator_tokio::TokioRuntime;
 
 mod common;
+#[path = "common/floor.rs"]
+mod floor;
 
 use common::{CountingAlloc, Noop, NoopExecutor, Spread, start_counting, stop_counting};
 
@@ -98,7 +104,13 @@ fn smol_baseline() -> impl Future<Output = ()> + Send + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Imp {
     Ours,
+    /// The hand-written floor of the instruction benchmark (`benches/common/floor.rs`).
+    Floor,
     Baseline,
+}
+
+impl Imp {
+    const ALL: [Imp; 3] = [Imp::Ours, Imp::Floor, Imp::Baseline];
 }
 
 /// The runtimes under test, each able to run one timed batch of rounds.
@@ -109,12 +121,14 @@ enum Bench {
     Tokio {
         runtime: tokio::runtime::Runtime,
         dispatcher: Dispatcher<orchestrator_tokio::TokioRuntime>,
+        floor: Arc<floor::Floor<TokioRuntime>>,
     },
     /// smol's global executor (`smol::spawn`); the timed loop runs inside a task spawned on
     /// it, as a request handler would (driving it from `block_on` on the main thread would
     /// measure a cross-thread round trip per job instead).
     Smol {
         dispatcher: Dispatcher<orchestrator_smol::SmolRuntime>,
+        floor: Arc<floor::Floor<SmolRuntime>>,
     },
 }
 
@@ -123,12 +137,14 @@ impl Bench {
         Bench::Tokio {
             runtime,
             dispatcher: dispatcher(TokioRuntime::default()),
+            floor: Arc::new(floor::Floor::new(TokioRuntime::default())),
         }
     }
 
     fn smol() -> Self {
         Bench::Smol {
             dispatcher: dispatcher(SmolRuntime::default()),
+            floor: Arc::new(floor::Floor::new(SmolRuntime::default())),
         }
     }
 
@@ -138,11 +154,14 @@ impl Bench {
             Bench::Tokio {
                 runtime,
                 dispatcher,
+                floor,
             } => {
                 let d = dispatcher.clone();
+                let f = floor.clone();
                 let timed = async move {
                     match imp {
                         Imp::Ours => run_rounds(|| ours(&d), rounds, in_flight).await,
+                        Imp::Floor => run_rounds(|| floor_job(&f), rounds, in_flight).await,
                         Imp::Baseline => run_rounds(tokio_baseline, rounds, in_flight).await,
                     }
                 };
@@ -150,11 +169,13 @@ impl Bench {
                     .block_on(runtime.spawn(timed))
                     .expect("the timed task does not panic")
             }
-            Bench::Smol { dispatcher } => {
+            Bench::Smol { dispatcher, floor } => {
                 let d = dispatcher.clone();
+                let f = floor.clone();
                 smol::block_on(smol::spawn(async move {
                     match imp {
                         Imp::Ours => run_rounds(|| ours(&d), rounds, in_flight).await,
+                        Imp::Floor => run_rounds(|| floor_job(&f), rounds, in_flight).await,
                         Imp::Baseline => run_rounds(smol_baseline, rounds, in_flight).await,
                     }
                 }))
@@ -190,13 +211,13 @@ impl Config {
 /// Warms both implementations up and returns the rounds per sample.
 fn calibrate(bench: &Bench, in_flight: usize, config: &Config) -> u64 {
     if config.quick {
-        for imp in [Imp::Ours, Imp::Baseline] {
+        for imp in Imp::ALL {
             bench.time(imp, 5, in_flight);
         }
         return config.quick_rounds;
     }
     let mut slowest_ns_per_round = 1;
-    for imp in [Imp::Ours, Imp::Baseline] {
+    for imp in Imp::ALL {
         let mut rounds = 16;
         loop {
             let elapsed = bench.time(imp, rounds, in_flight);
@@ -219,6 +240,7 @@ struct Row {
     in_flight: usize,
     /// Median, min and max ns per job over the samples.
     ours_ns: Spread,
+    floor_ns: Spread,
     baseline_ns: Spread,
     jobs_per_sample: u64,
 }
@@ -227,18 +249,17 @@ fn measure(bench: &Bench, runtime: &'static str, in_flight: usize, config: &Conf
     let rounds = calibrate(bench, in_flight, config);
     let jobs = rounds * in_flight as u64;
     let mut ours_ns = Vec::with_capacity(config.samples);
+    let mut floor_ns = Vec::with_capacity(config.samples);
     let mut baseline_ns = Vec::with_capacity(config.samples);
     for sample in 0..config.samples {
-        // Alternate the order so that neither side always runs on a "warmer" runtime.
-        let order = if sample % 2 == 0 {
-            [Imp::Ours, Imp::Baseline]
-        } else {
-            [Imp::Baseline, Imp::Ours]
-        };
+        // Rotate the order so that no side always runs on a "warmer" runtime.
+        let mut order = Imp::ALL;
+        order.rotate_left(sample % Imp::ALL.len());
         for imp in order {
             let ns = bench.time(imp, rounds, in_flight).as_nanos() as f64 / jobs as f64;
             match imp {
                 Imp::Ours => ours_ns.push(ns),
+                Imp::Floor => floor_ns.push(ns),
                 Imp::Baseline => baseline_ns.push(ns),
             }
         }
@@ -247,6 +268,7 @@ fn measure(bench: &Bench, runtime: &'static str, in_flight: usize, config: &Conf
         runtime,
         in_flight,
         ours_ns: Spread::of(&mut ours_ns),
+        floor_ns: Spread::of(&mut floor_ns),
         baseline_ns: Spread::of(&mut baseline_ns),
         jobs_per_sample: jobs,
     }
@@ -270,46 +292,114 @@ struct AllocRow {
 /// Pending jobs in the live-bytes probe.
 const IN_FLIGHT_PROBE: usize = 256;
 
-/// Counts allocations on a tokio current-thread runtime (everything runs on this thread, and
-/// no other runtime exists yet, so the process-wide counters see only these jobs).
-fn measure_allocs(imp: Imp, jobs: u64, warmup: u64) -> AllocRow {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio current-thread runtime");
-    let dispatcher = dispatcher(TokioRuntime::default());
-    let one = || async {
-        match imp {
-            Imp::Ours => ours(&dispatcher).await,
-            Imp::Baseline => tokio_baseline().await,
-        }
-    };
-    runtime.block_on(async {
-        // Sequential dispatch + await, after a warm-up.
-        for _ in 0..warmup {
-            one().await;
-        }
-        let before = start_counting();
-        for _ in 0..jobs {
-            one().await;
-        }
-        let sequential = stop_counting(before);
+/// Where an allocation count runs.
+#[derive(Debug, Clone, Copy)]
+enum AllocHost {
+    /// A tokio current-thread runtime: everything runs on this thread.
+    TokioCurrentThread,
+    /// smol's global executor, from a task on it: with its default single thread, a job
+    /// dispatched by that task cannot run before the task awaits.
+    Smol,
+}
 
-        let live = match imp {
-            Imp::Ours => live_bytes_probe(|| ours(&dispatcher)).await,
-            Imp::Baseline => live_bytes_probe(tokio_baseline).await,
-        };
-        AllocRow {
-            calls_per_job: sequential.calls as f64 / jobs as f64,
-            bytes_per_job: sequential.bytes as f64 / jobs as f64,
-            live_bytes_per_pending_job: live as f64 / IN_FLIGHT_PROBE as f64,
+impl AllocHost {
+    fn name(self) -> &'static str {
+        match self {
+            AllocHost::TokioCurrentThread => "tokio current-thread",
+            AllocHost::Smol => "smol (global executor, 1 thread)",
         }
-    })
+    }
+}
+
+/// What an allocation count measures.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Ours,
+    /// The hand-written floor of the instruction benchmark (`benches/common/floor.rs`).
+    Floor,
+    Baseline,
+}
+
+impl Counted {
+    const ALL: [Counted; 3] = [Counted::Ours, Counted::Floor, Counted::Baseline];
+
+    fn name(self) -> &'static str {
+        match self {
+            Counted::Ours => "ours",
+            Counted::Floor => "hand-written floor",
+            Counted::Baseline => "baseline",
+        }
+    }
+}
+
+/// Counts the allocations of `counted` on `host`. It runs before the timed runs start any
+/// other runtime, so the process-wide counters see only these jobs.
+fn measure_allocs(host: AllocHost, counted: Counted, jobs: u64, warmup: u64) -> AllocRow {
+    match host {
+        AllocHost::TokioCurrentThread => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio current-thread runtime");
+            let dispatcher = dispatcher(TokioRuntime::default());
+            let floor = floor::Floor::new(TokioRuntime::default());
+            runtime.block_on(async {
+                match counted {
+                    Counted::Ours => count_allocs(|| ours(&dispatcher), jobs, warmup).await,
+                    Counted::Floor => count_allocs(|| floor_job(&floor), jobs, warmup).await,
+                    Counted::Baseline => count_allocs(tokio_baseline, jobs, warmup).await,
+                }
+            })
+        }
+        AllocHost::Smol => {
+            let dispatcher = dispatcher(SmolRuntime::default());
+            let floor = floor::Floor::new(SmolRuntime::default());
+            smol::block_on(smol::spawn(async move {
+                match counted {
+                    Counted::Ours => count_allocs(|| ours(&dispatcher), jobs, warmup).await,
+                    Counted::Floor => count_allocs(|| floor_job(&floor), jobs, warmup).await,
+                    Counted::Baseline => count_allocs(smol_baseline, jobs, warmup).await,
+                }
+            }))
+        }
+    }
+}
+
+/// The hand-written floor: dispatch a no-op job and await it.
+fn floor_job<R: orchestrator_core::runtime::Spawn>(
+    floor: &floor::Floor<R>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let handle = floor.dispatch(floor::FloorJob);
+    async move {
+        handle.await.expect("a no-op job succeeds");
+    }
+}
+
+/// `warmup` jobs, then `jobs` counted sequential dispatch + await, then the live-bytes probe.
+async fn count_allocs<R, S>(start: S, jobs: u64, warmup: u64) -> AllocRow
+where
+    R: Future<Output = ()>,
+    S: Fn() -> R,
+{
+    for _ in 0..warmup {
+        start().await;
+    }
+    let before = start_counting();
+    for _ in 0..jobs {
+        start().await;
+    }
+    let sequential = stop_counting(before);
+    let live = live_bytes_probe(start).await;
+    AllocRow {
+        calls_per_job: sequential.calls as f64 / jobs as f64,
+        bytes_per_job: sequential.bytes as f64 / jobs as f64,
+        live_bytes_per_pending_job: live as f64 / IN_FLIGHT_PROBE as f64,
+    }
 }
 
 /// Returns the heap bytes held by IN_FLIGHT_PROBE jobs started with `start` without yielding
-/// (on a current-thread runtime none of them runs before we await), then awaits them all. The
-/// first pass is a warm-up that grows the run queue to its final capacity.
+/// (none of them can run before we await: see [`AllocHost`]), then awaits them all. The first
+/// pass is a warm-up that grows the run queue to its final capacity.
 async fn live_bytes_probe<R, S>(start: S) -> u64
 where
     R: Future<Output = ()>,
@@ -358,8 +448,15 @@ fn main() {
     } else {
         (100_000, 10_000)
     };
-    let alloc_ours = measure_allocs(Imp::Ours, alloc_jobs, alloc_warmup);
-    let alloc_base = measure_allocs(Imp::Baseline, alloc_jobs, alloc_warmup);
+    let allocs: Vec<(AllocHost, Counted, AllocRow)> =
+        [AllocHost::TokioCurrentThread, AllocHost::Smol]
+            .into_iter()
+            .flat_map(|host| Counted::ALL.map(|counted| (host, counted)))
+            .map(|(host, counted)| {
+                let row = measure_allocs(host, counted, alloc_jobs, alloc_warmup);
+                (host, counted, row)
+            })
+            .collect();
 
     let mut rows = Vec::new();
     {
@@ -400,26 +497,33 @@ fn main() {
         }
     }
 
-    println!("| runtime | in flight | ours ns/job | baseline ns/job | ratio |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| runtime | in flight | ours ns/job | floor ns/job | baseline ns/job | ours / baseline | \
+         floor / baseline |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.2}x |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x |",
             row.runtime,
             row.in_flight,
             row.ours_ns.median,
+            row.floor_ns.median,
             row.baseline_ns.median,
-            row.ours_ns.median / row.baseline_ns.median
+            row.ours_ns.median / row.baseline_ns.median,
+            row.floor_ns.median / row.baseline_ns.median
         );
     }
     println!("\nsample ranges (min-max ns/job) and jobs per sample:");
     for row in &rows {
         println!(
-            "- {}, {} in flight: ours {:.0}-{:.0}, baseline {:.0}-{:.0}, {} jobs",
+            "- {}, {} in flight: ours {:.0}-{:.0}, floor {:.0}-{:.0}, baseline {:.0}-{:.0}, {} jobs",
             row.runtime,
             row.in_flight,
             row.ours_ns.min,
             row.ours_ns.max,
+            row.floor_ns.min,
+            row.floor_ns.max,
             row.baseline_ns.min,
             row.baseline_ns.max,
             row.jobs_per_sample
@@ -427,12 +531,22 @@ fn main() {
     }
 
     println!(
-        "\nallocations (tokio current-thread, {alloc_jobs} sequential dispatch+await after warm-up):"
+        "\nallocations ({alloc_jobs} sequential dispatch+await after warm-up; live heap with \
+         {IN_FLIGHT_PROBE} jobs pending):\n"
     );
-    for (name, a) in [("ours", &alloc_ours), ("baseline", &alloc_base)] {
+    println!(
+        "| runtime | | allocations / dispatch | bytes allocated / dispatch | \
+         live heap bytes / pending job |"
+    );
+    println!("|---|---|---:|---:|---:|");
+    for (host, counted, a) in &allocs {
         println!(
-            "- {name}: {:.2} allocations per dispatch, {:.0} bytes allocated per dispatch, {:.0} live heap bytes per pending job ({IN_FLIGHT_PROBE} pending)",
-            a.calls_per_job, a.bytes_per_job, a.live_bytes_per_pending_job
+            "| {} | {} | {:.2} | {:.0} | {:.0} |",
+            host.name(),
+            counted.name(),
+            a.calls_per_job,
+            a.bytes_per_job,
+            a.live_bytes_per_pending_job
         );
     }
     println!("\ntotal time: {:.1} s", started.elapsed().as_secs_f64());

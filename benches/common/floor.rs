@@ -61,6 +61,7 @@ struct State {
 }
 
 /// A dispatcher of one job type on runtime `R`.
+#[derive(Debug)]
 pub(crate) struct Floor<R> {
     runtime: R,
     executors: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,

@@ -26,9 +26,9 @@ use crate::job::{Job, JobType};
 use crate::lifecycle::JobLifecycle;
 use crate::observer::{Observer, Observers};
 use crate::outcome::{JobError, Rejection};
+use crate::runtime::{Instant, LocalSpawn, Runtime, Sleep, Spawn, SpawnError, Task};
 #[cfg(feature = "std")]
-use crate::runtime::LocalTask;
-use crate::runtime::{Instant, LocalSpawn, Runtime, Sleep, Spawn, SpawnErrorKind, Task};
+use crate::runtime::{LocalSpawnError, LocalTask};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
 use crate::trace;
 
@@ -49,9 +49,39 @@ use super::shared::JobShared;
 /// Starts one dispatch of `J`: builds its future and spawns it on the runtime the executor
 /// was registered with (monomorphized for that runtime, the job and the executor: no box for
 /// a plain dispatch on a concrete runtime). `None` is a plain dispatch (no options, no cache).
-type StartFn<J> = dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>) -> Result<(), Rejection>
+///
+/// The job's state moves into its task (no reference count taken for the start); a start
+/// that fails leaves the job to its caller, which holds the handle: see [`Refused`].
+type StartFn<J> = dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>) -> Result<(), Refused>
     + Send
     + Sync;
+
+/// Why a start did not spawn the job's task. The job has not ended yet: the caller records the
+/// rejection ([`record`](Self::record)) before the refused task goes, so that the task's drop
+/// guard then finds the job ended instead of recording a cancellation.
+enum Refused {
+    /// Refused before a task was made (shut down, no executor, circuit open, other thread).
+    Rejected(Rejection),
+    /// The runtime refused the task; it comes back in the error.
+    Spawn(SpawnError),
+    /// The runtime refused the local task; it comes back in the error.
+    #[cfg(feature = "std")]
+    Local(LocalSpawnError),
+}
+
+impl Refused {
+    /// Ends the job with the rejection, then drops the refused task.
+    fn record<T: Send + 'static>(self, shared: &JobShared<T>) {
+        let rejection = match &self {
+            Refused::Rejected(rejection) => rejection.clone(),
+            Refused::Spawn(refused) => Rejection::Spawn(refused.kind()),
+            #[cfg(feature = "std")]
+            Refused::Local(refused) => Rejection::Spawn(refused.kind()),
+        };
+        shared.complete(Err(JobError::Rejected(rejection)));
+        drop(self); // the task, after the job ended
+    }
+}
 
 /// What a dispatch that is not plain starts with: its options and its cache policy.
 struct Full<J: Job> {
@@ -76,7 +106,7 @@ struct Registered<J: Job> {
 /// Starts one dispatch of `J` on a local executor (this thread's table holds it).
 #[cfg(feature = "std")]
 type LocalStartFn<J> =
-    dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>) -> Result<(), Rejection>;
+    dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>) -> Result<(), Refused>;
 
 /// What this thread's table holds for job type `J` of one dispatcher.
 #[cfg(feature = "std")]
@@ -241,19 +271,19 @@ impl<R: Runtime> Dispatcher<R> {
         let executor = Arc::new(Threaded(executor));
         let runtime = self.runtime.clone();
         let start: Arc<StartFn<J>> = Arc::new(move |job, shared, full: Option<Full<J>>| {
-            let which = || (shared.id(), shared.job_type());
-            let spawned = match full {
+            let which = shared.which();
+            match full {
                 // Unboxed: the runtime's own task holds the small plain future.
                 None => {
-                    let future = plain_task(executor.clone(), job, shared.clone());
+                    let future = plain_task(executor.clone(), job, shared);
                     R::spawn_future(&runtime, trace::job(future, which))
                 }
                 Some(Full { options, cache }) => {
-                    let future = full_task(executor.clone(), job, shared.clone(), options, cache);
+                    let future = full_task(executor.clone(), job, shared, options, cache);
                     runtime.spawn(Task::new(trace::job(future, which)))
                 }
-            };
-            spawned.map_err(|refused| refuse(&shared, refused.kind()))
+            }
+            .map_err(Refused::Spawn)
         });
         self.inner.insert::<J>(start, false);
         self
@@ -313,20 +343,18 @@ impl<R: Runtime + LocalSpawn> Dispatcher<R> {
         let executor = Arc::new(executor);
         let runtime = self.runtime.clone();
         let start: Rc<LocalStartFn<J>> = Rc::new(move |job, shared, full: Option<Full<J>>| {
-            let which = || (shared.id(), shared.job_type());
+            let which = shared.which();
             let task = match full {
                 None => {
-                    let future = plain_task(executor.clone(), job, shared.clone());
+                    let future = plain_task(executor.clone(), job, shared);
                     LocalTask::new(trace::job(future, which))
                 }
                 Some(Full { options, cache }) => {
-                    let future = full_task(executor.clone(), job, shared.clone(), options, cache);
+                    let future = full_task(executor.clone(), job, shared, options, cache);
                     LocalTask::new(trace::job(future, which))
                 }
             };
-            runtime
-                .spawn_local(task)
-                .map_err(|refused| refuse(&shared, refused.kind()))
+            runtime.spawn_local(task).map_err(Refused::Local)
         });
         let job = TypeId::of::<J>();
         local::insert(&self.inner.weak, job, Rc::new(LocalRegistered { start }));
@@ -340,22 +368,14 @@ impl<R: Runtime + LocalSpawn> Dispatcher<R> {
                 .map(|r| r.start.clone());
             match start {
                 Some(start) => start(job, shared, full),
-                None => Err(Rejection::OtherThread {
+                None => Err(Refused::Rejected(Rejection::OtherThread {
                     job_type: core::any::type_name::<J>(),
-                }),
+                })),
             }
         });
         self.inner.insert::<J>(forward, true);
         self
     }
-}
-
-/// Records that the runtime refused a job's task, before the refused task (and the drop
-/// guard in it) goes away.
-fn refuse<T>(shared: &JobShared<T>, kind: SpawnErrorKind) -> Rejection {
-    let rejection = Rejection::Spawn(kind);
-    shared.complete(Err(JobError::Rejected(rejection.clone())));
-    rejection
 }
 
 impl<R> Dispatcher<R> {
@@ -567,8 +587,8 @@ impl Inner {
             parent.adopt(Arc::downgrade(&shared) as Weak<dyn JobControl>);
         }
         let handle = JobHandle::new(shared.clone());
-        if let Err(rejection) = self.start(job, shared.clone(), options, extras) {
-            shared.complete(Err(JobError::Rejected(rejection)));
+        if let Err(refused) = self.start(job, shared, options, extras) {
+            refused.record(handle.shared());
         }
         handle
     }
@@ -587,8 +607,8 @@ impl Inner {
             shared
         });
         let handle = JobHandle::new(shared.clone());
-        if let Err(rejection) = self.start_plain(job, shared.clone()) {
-            shared.complete(Err(JobError::Rejected(rejection)));
+        if let Err(refused) = self.start_plain(job, shared) {
+            refused.record(handle.shared());
         }
         handle
     }
@@ -663,8 +683,11 @@ impl Inner {
         &self,
         job: J,
         shared: Arc<JobShared<J::Output>>,
-    ) -> Result<(), Rejection> {
-        self.starter::<J>(&shared)?(job, shared, None)
+    ) -> Result<(), Refused> {
+        match self.starter::<J>(&shared) {
+            Ok(start) => start(job, shared, None),
+            Err(rejection) => Err(Refused::Rejected(rejection)),
+        }
     }
 
     fn start<J: Job>(
@@ -673,8 +696,8 @@ impl Inner {
         shared: Arc<JobShared<J::Output>>,
         options: JobOptions,
         extras: Extras<J>,
-    ) -> Result<(), Rejection> {
-        let start = self.starter::<J>(&shared)?;
+    ) -> Result<(), Refused> {
+        let start = self.starter::<J>(&shared).map_err(Refused::Rejected)?;
         let (mut cache, placeholder, dedup) = extras.into_parts();
         if let Some(dedup) = dedup {
             self.lead::<J>(&shared, dedup.key);

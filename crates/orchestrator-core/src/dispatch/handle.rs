@@ -38,6 +38,11 @@ impl<T: Send + 'static> JobHandle<T> {
         }
     }
 
+    /// The job's state, shared with its task.
+    pub(crate) fn shared(&self) -> &JobShared<T> {
+        &self.shared
+    }
+
     /// Returns the job's id (its correlation id).
     pub fn id(&self) -> JobId {
         self.shared.id

@@ -661,9 +661,12 @@ impl<T> JobShared<T> {
     }
 
     /// Returns the job's id.
-    /// Returns the job's type.
-    pub(crate) fn job_type(&self) -> JobType {
-        (self.job_type)()
+    /// Says which job this is, for the job's tracing span, without holding on to the state
+    /// (which moves into the job's task).
+    #[inline]
+    pub(crate) fn which(&self) -> impl FnOnce() -> (JobId, JobType) + use<T> {
+        let (id, job_type) = (self.id, self.job_type);
+        move || (id, job_type())
     }
 
     pub(crate) fn id(&self) -> JobId {
