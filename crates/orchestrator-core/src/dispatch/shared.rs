@@ -35,6 +35,8 @@
 use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
 use core::task::{Context, Poll, Waker};
 
 use crate::bus::{BusRef, SignalBus};
@@ -57,6 +59,46 @@ use super::env::JobEnv;
 use super::options::{JobOptions, Lifecycle};
 use super::registry::{Cancel, Reach, SHUTDOWN_REASON};
 
+/// A part of the state made only when needed (`None` for a plain dispatch). Dropping it
+/// checks for `None` inline and drops a present part out of line, so that a job without it
+/// pays no call to drop it.
+struct OnDemand<P>(ManuallyDrop<Option<Box<P>>>);
+
+impl<P> OnDemand<P> {
+    fn new(part: Option<Box<P>>) -> Self {
+        Self(ManuallyDrop::new(part))
+    }
+}
+
+impl<P> Deref for OnDemand<P> {
+    type Target = Option<Box<P>>;
+
+    fn deref(&self) -> &Option<Box<P>> {
+        &self.0
+    }
+}
+
+impl<P> DerefMut for OnDemand<P> {
+    fn deref_mut(&mut self) -> &mut Option<Box<P>> {
+        &mut self.0
+    }
+}
+
+impl<P> Drop for OnDemand<P> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.0.is_some() {
+            drop_part(core::mem::take(&mut *self.0));
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_part<P>(part: Option<Box<P>>) {
+    drop(part);
+}
+
 /// The outcome slot's three states.
 enum Slot<T> {
     Pending,
@@ -77,7 +119,7 @@ struct State<T> {
     reachable: u32,
     handle_waker: Option<Waker>,
     task_waker: Option<Waker>,
-    cold: Option<Box<Cold<T>>>,
+    cold: OnDemand<Cold<T>>,
 }
 
 /// `State::reachable` of a job without a slot.
@@ -149,7 +191,7 @@ pub(crate) struct JobShared<T> {
     progress_events: bool,
     /// Mirrors `cancel_request.is_some()`, so the pipeline can skip the lock when it is unset.
     cancel_flag: AtomicBool,
-    extra: Option<Box<Extra>>,
+    extra: OnDemand<Extra>,
     state: Mutex<State<T>>,
 }
 
@@ -235,14 +277,14 @@ impl<T> JobShared<T> {
             progress_events,
             env,
             cancel_flag: AtomicBool::new(false),
-            extra,
+            extra: OnDemand::new(extra),
             state: Mutex::new(State {
                 slot: Slot::Pending,
                 running: true,
                 reachable: UNREACHABLE,
                 handle_waker: None,
                 task_waker: None,
-                cold: None,
+                cold: OnDemand::new(None),
             }),
         }
     }

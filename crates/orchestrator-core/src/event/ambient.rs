@@ -51,6 +51,7 @@ impl Reaction {
 impl Cause {
     /// The cause of whatever is produced in the calling thread's running handler, if any
     /// (with `std`); the root cause otherwise.
+    #[inline]
     pub(crate) fn ambient() -> Cause {
         current().unwrap_or(Cause::ROOT)
     }
