@@ -502,3 +502,67 @@ fn sub_jobs_publish_on_their_parents_bus() {
     }
     assert_eq!(child_events, 2, "the sub-job's Started and Succeeded");
 }
+
+/// A job whose executor panics when asked for its future (before any poll) if the job is
+/// empty.
+struct Parcel(u32);
+impl Job for Parcel {
+    type Output = u32;
+}
+
+/// `execute` is an ordinary function returning a future: it can panic before the future exists.
+struct Weigher;
+impl Executor<Parcel> for Weigher {
+    type Error = Never;
+    fn execute(
+        &self,
+        job: &Parcel,
+        _cx: JobContext,
+    ) -> impl std::future::Future<Output = Result<u32, Never>> + Send {
+        assert!(job.0 > 0, "an empty parcel has no weight");
+        let weight = job.0;
+        async move { Ok(weight) }
+    }
+}
+
+#[test]
+fn a_panic_while_making_the_executors_future_is_a_failure_with_or_without_options() {
+    let rt = VirtualRuntime::new();
+    let dispatcher = Dispatcher::new(rt.clone());
+    dispatcher.register(Weigher);
+
+    let plain = rt
+        .block_on(dispatcher.dispatch(Parcel(0)))
+        .expect_err("a panic is a failure");
+    let failure = plain.failure().expect("a failed outcome");
+    assert!(failure.is_panic());
+    assert_eq!(
+        failure.panic_message(),
+        Some("an empty parcel has no weight")
+    );
+    assert_eq!(failure.attempts(), 1);
+
+    let with_options = rt
+        .block_on(
+            dispatcher
+                .job(Parcel(0))
+                .timeout(Duration::from_secs(5))
+                .dispatch(),
+        )
+        .expect_err("a panic is a failure");
+    let failure = with_options.failure().expect("a failed outcome");
+    assert!(failure.is_panic());
+    assert_eq!(
+        failure.panic_message(),
+        Some("an empty parcel has no weight")
+    );
+
+    // The dispatcher goes on, and counts no job in flight.
+    assert_eq!(
+        rt.block_on(dispatcher.dispatch(Parcel(3)))
+            .expect("a parcel has a weight")
+            .value,
+        3
+    );
+    assert_eq!(dispatcher.in_flight(), 0);
+}

@@ -80,26 +80,19 @@ pub(crate) fn plain_task<J: Job, E: LocalExecutor<J>>(
             return;
         };
         started(shared);
-        // One attempt, no limit: a smaller future than `one_attempt` (which also holds an
-        // attempt timeout's sleep), so a smaller task for the runtime. The executor's future
-        // is made at the attempt's first poll (`Attempt`), so no local of this block holds it
-        // across the await.
-        let work = Attempt::Start {
-            start: Some(|| {
-                trace::attempt(1);
-                executor.execute(&job, JobContext::new(shared.clone(), 1))
-            }),
+        // One attempt, no limit, raced against the handle's cancel request: one future
+        // (`PlainAttempt`) instead of `Cancellable` around `Attempt`, so one poll level and a
+        // smaller task for the runtime. The executor's future is made at the attempt's first
+        // poll, so no local of this block holds it across the await.
+        let start = || {
+            trace::attempt(1);
+            executor.execute(&job, JobContext::new(shared.clone(), 1))
         };
-        let attempt = (Cancellable { shared, work }).await;
-        let outcome = match attempt {
-            Ok(Ok(Ok(value))) => Ok(Success {
-                value,
-                data_source: DataSource::Fresh,
-            }),
-            Ok(Ok(Err(error))) => Err(AttemptFailure::Error(Arc::new(error)).into_job_error(1)),
-            Ok(Err(panicked)) => Err(AttemptFailure::Panicked(panicked).into_job_error(1)),
-            Err(cancelled) => Err(cancelled),
-        };
+        let outcome = PlainAttempt::Start {
+            shared,
+            start: Some(start),
+        }
+        .await;
         finish(completer, &job, outcome);
     }
 }
@@ -432,6 +425,67 @@ impl<T: Send + 'static, W: Future> Future for Cancellable<'_, T, W> {
         match this.shared.poll_cancel_request(cx) {
             Poll::Ready(reason) => Poll::Ready(Err(JobError::cancelled(reason))),
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+pin_project! {
+    /// The plain task's one attempt raced against the handle's cancel request: what
+    /// [`Cancellable`] around [`Attempt`] does, in one future that yields the job's outcome.
+    #[project = PlainAttemptProj]
+    enum PlainAttempt<'a, T, S, F> {
+        Start { shared: &'a Arc<JobShared<T>>, start: Option<S> },
+        Running { shared: &'a Arc<JobShared<T>>, #[pin] work: F },
+    }
+}
+
+impl<'a, T, S, F, E> Future for PlainAttempt<'a, T, S, F>
+where
+    T: Send + 'static,
+    S: FnOnce() -> F,
+    F: Future<Output = Result<T, E>>,
+    E: Error + Send + Sync + 'static,
+{
+    type Output = Outcome<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome<T>> {
+        let (PlainAttempt::Start { shared, .. } | PlainAttempt::Running { shared, .. }) = *self;
+        if shared.may_be_cancelled() {
+            if let Poll::Ready(reason) = shared.poll_cancel_request(cx) {
+                return Poll::Ready(Err(JobError::cancelled(reason)));
+            }
+        }
+        if let PlainAttemptProj::Start { start, .. } = self.as_mut().project() {
+            let Some(start) = start.take() else {
+                return Poll::Pending;
+            };
+            match catch_panic(start) {
+                Ok(work) => self.as_mut().set(PlainAttempt::Running { shared, work }),
+                Err(panicked) => {
+                    return Poll::Ready(Err(AttemptFailure::Panicked(panicked).into_job_error(1)));
+                }
+            }
+        }
+        let PlainAttemptProj::Running { work, .. } = self.project() else {
+            return Poll::Pending;
+        };
+        let polled = {
+            let cx = &mut *cx;
+            catch_panic(move || work.poll(cx))
+        };
+        match polled {
+            Ok(Poll::Ready(Ok(value))) => Poll::Ready(Ok(Success {
+                value,
+                data_source: DataSource::Fresh,
+            })),
+            Ok(Poll::Ready(Err(error))) => {
+                Poll::Ready(Err(AttemptFailure::Error(Arc::new(error)).into_job_error(1)))
+            }
+            Err(panicked) => Poll::Ready(Err(AttemptFailure::Panicked(panicked).into_job_error(1))),
+            Ok(Poll::Pending) => match shared.poll_cancel_request(cx) {
+                Poll::Ready(reason) => Poll::Ready(Err(JobError::cancelled(reason))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
