@@ -487,7 +487,9 @@ impl<T> JobShared<T> {
         }
     }
 
-    /// [`complete`](Self::complete) with events, observers, watchers or an early outcome.
+    /// [`complete`](Self::complete) with events, observers, watchers or an early outcome
+    /// (out of line, so that the common case stays small where it is inlined).
+    #[inline(never)]
     fn complete_slow(&self, outcome: Result<Success<T>, JobError>) -> bool {
         let terminal = self
             .lifecycle
