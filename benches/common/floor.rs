@@ -12,6 +12,8 @@
 //! - panics caught on every poll of the executor's future (`FutureExt::catch_unwind`);
 //! - the task spawned through the same runtime adapter (`Spawn::spawn_future`).
 //!
+//! It locks with the same mutex as the core (`parking_lot`'s).
+//!
 //! `benches/instructions.rs` measures it beside the engine and the spawn + oneshot baseline:
 //! what lies between the floor and the baseline is the price of the contract; what lies
 //! between the engine and the floor is the engine's own.
@@ -21,8 +23,10 @@ use std::any::{Any, TypeId};
 use std::future::{Future, poll_fn};
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use futures::FutureExt;
@@ -84,7 +88,6 @@ impl<R: Spawn> Floor<R> {
         let executor = self
             .executors
             .lock()
-            .expect("the floor's lock is never poisoned")
             .get(&TypeId::of::<FloorJob>())
             .cloned()
             .and_then(|e| e.downcast::<FloorExecutor>().ok())
@@ -125,10 +128,7 @@ impl<R: Spawn> Floor<R> {
 
 fn complete(state: &State, outcome: Result<(), ()>) {
     let waker = {
-        let mut slot = state
-            .slot
-            .lock()
-            .expect("the floor's lock is never poisoned");
+        let mut slot = state.slot.lock();
         slot.outcome = Some(outcome);
         slot.waker.take()
     };
@@ -147,11 +147,7 @@ impl Future for FloorHandle {
     type Output = Result<(), ()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = self
-            .state
-            .slot
-            .lock()
-            .expect("the floor's lock is never poisoned");
+        let mut slot = self.state.slot.lock();
         match slot.outcome.take() {
             Some(outcome) => Poll::Ready(outcome),
             None => {
