@@ -531,30 +531,27 @@ fn a_panic_while_making_the_executors_future_is_a_failure_with_or_without_option
     let dispatcher = Dispatcher::new(rt.clone());
     dispatcher.register(Weigher);
 
-    let plain = rt
-        .block_on(dispatcher.dispatch(Parcel(0)))
-        .expect_err("a panic is a failure");
-    let failure = plain.failure().expect("a failed outcome");
-    assert!(failure.is_panic());
-    assert_eq!(
-        failure.panic_message(),
-        Some("an empty parcel has no weight")
+    let panicked_once = |error: JobError| {
+        let failure = error.failure().expect("a failed outcome");
+        assert!(failure.is_panic());
+        assert_eq!(
+            failure.panic_message(),
+            Some("an empty parcel has no weight")
+        );
+        assert_eq!(failure.attempts(), 1);
+    };
+    panicked_once(
+        rt.block_on(dispatcher.dispatch(Parcel(0)))
+            .expect_err("a panic is a failure"),
     );
-    assert_eq!(failure.attempts(), 1);
-
-    let with_options = rt
-        .block_on(
+    panicked_once(
+        rt.block_on(
             dispatcher
                 .job(Parcel(0))
                 .timeout(Duration::from_secs(5))
                 .dispatch(),
         )
-        .expect_err("a panic is a failure");
-    let failure = with_options.failure().expect("a failed outcome");
-    assert!(failure.is_panic());
-    assert_eq!(
-        failure.panic_message(),
-        Some("an empty parcel has no weight")
+        .expect_err("a panic is a failure"),
     );
 
     // The dispatcher goes on, and counts no job in flight.

@@ -26,8 +26,9 @@
 //!    `Cancelled` instead. A runtime that refuses the task returns it in its `SpawnError`,
 //!    so the dispatcher records the rejection first.
 //! 4. Panics are caught per attempt (with `std`) and never retried.
-//! 5. A dispatch without options runs a smaller task ([`Cancellable`] around one attempt);
-//!    its behaviour is the full pipeline's with every option off.
+//! 5. A dispatch without options runs a smaller task ([`PlainAttempt`]: one attempt raced
+//!    against the handle's cancel request); its behaviour is the full pipeline's with every
+//!    option off.
 //! 6. Nothing here requires `Send`: a task is `Send` exactly when its executor's future is,
 //!    so the threaded flavour (an `Executor`, seen through `Threaded`) and the local one (a
 //!    `LocalExecutor`) run the same pipeline.
@@ -387,6 +388,14 @@ async fn one_attempt<J: Job, E: LocalExecutor<J>>(
             }
         }
     };
+    settle(result)
+}
+
+/// What one attempt came to: the executor's value, its error, or its panic.
+#[inline]
+fn settle<T, E: Error + Send + Sync + 'static>(
+    result: Result<Result<T, E>, Panicked>,
+) -> Result<Success<T>, AttemptFailure> {
     match result {
         Ok(Ok(value)) => Ok(Success {
             value,
@@ -473,20 +482,17 @@ where
             let cx = &mut *cx;
             catch_panic(move || work.poll(cx))
         };
-        match polled {
-            Ok(Poll::Ready(Ok(value))) => Poll::Ready(Ok(Success {
-                value,
-                data_source: DataSource::Fresh,
-            })),
-            Ok(Poll::Ready(Err(error))) => {
-                Poll::Ready(Err(AttemptFailure::Error(Arc::new(error)).into_job_error(1)))
+        let result = match polled {
+            Ok(Poll::Ready(result)) => Ok(result),
+            Err(panicked) => Err(panicked),
+            Ok(Poll::Pending) => {
+                return match shared.poll_cancel_request(cx) {
+                    Poll::Ready(reason) => Poll::Ready(Err(JobError::cancelled(reason))),
+                    Poll::Pending => Poll::Pending,
+                };
             }
-            Err(panicked) => Poll::Ready(Err(AttemptFailure::Panicked(panicked).into_job_error(1))),
-            Ok(Poll::Pending) => match shared.poll_cancel_request(cx) {
-                Poll::Ready(reason) => Poll::Ready(Err(JobError::cancelled(reason))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
+        };
+        Poll::Ready(settle(result).map_err(|failure| failure.into_job_error(1)))
     }
 }
 

@@ -704,7 +704,6 @@ impl<T> JobShared<T> {
         self.cancel_flag.load(Ordering::Acquire)
     }
 
-    /// Returns the job's id.
     /// Says which job this is, for the job's tracing span, without holding on to the state
     /// (which moves into the job's task).
     #[inline]
@@ -713,6 +712,7 @@ impl<T> JobShared<T> {
         move || (id, job_type())
     }
 
+    /// Returns the job's id.
     pub(crate) fn id(&self) -> JobId {
         self.id
     }
