@@ -25,12 +25,11 @@ use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-
-use parking_lot::Mutex;
 use std::task::{Context, Poll, Waker};
 
 use futures::FutureExt;
 use orchestrator_core::runtime::Spawn;
+use parking_lot::Mutex;
 
 /// The no-op job of the floor.
 pub(crate) struct FloorJob;
