@@ -4,8 +4,8 @@
 //!
 //! One binary, three modes:
 //!
-//! - **Workload**: `instructions run <workload> <runtime> <jobs>` runs a warm-up of
-//!   [`WARMUP`] jobs, then `<jobs>` sequential dispatch + await of a no-op job (one in flight),
+//! - **Workload**: `instructions run <workload> <runtime> <jobs> [<layout>]` allocates
+//!   `<layout>` bytes (0 if absent; see [`LAYOUTS`]), then runs a warm-up of [`WARMUP`] jobs, then `<jobs>` sequential dispatch + await of a no-op job (one in flight),
 //!   and nothing else. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of the handle),
 //!   `floor` (the steps a dispatch cannot skip, written by hand in `common/floor.rs`: what the
 //!   contract costs without the engine), `baseline` (spawn a task that sends `()` over a
@@ -25,9 +25,10 @@
 //! - **Driver** (no `run` argument; `cargo bench --bench instructions`): runs each workload
 //!   under `valgrind --tool=callgrind` at [`LOW`] and [`HIGH`] jobs and prints a Markdown
 //!   table of `(Ir(HIGH) - Ir(LOW)) / (HIGH - LOW)` per job: what one more job costs, with
-//!   start-up, warm-up and teardown cancelled out. On tokio multi-thread, ours, the floor and
-//!   the baseline are counted [`MT_REPEATS`] times and the table shows the median (every run
-//!   is listed below it). It then runs the event workloads at
+//!   start-up, warm-up and teardown cancelled out. Ours, the floor and the baseline are
+//!   counted at each of the heap layouts of [`LAYOUTS`] and the table shows each one's mean
+//!   (every layout's count is listed below it, with the range); the peers at one layout. It
+//!   then runs the event workloads at
 //!   [`EVENT_LOW`] and [`EVENT_HIGH`] rounds and prints a second table: Ir per delivery (bus)
 //!   and per event (orchestrator), the same difference divided by the deliveries or events of
 //!   the extra rounds. The callgrind files are kept in `target/release/callgrind/` for
@@ -69,11 +70,14 @@ const HIGH: u64 = 120_000;
 /// The same, quick mode.
 const QUICK_LOW: u64 = 2_000;
 const QUICK_HIGH: u64 = 12_000;
-/// Full mode: how many times ours, the floor and the baseline are counted on tokio
-/// multi-thread (the table shows the median). Which worker runs a spawned task varies from
-/// run to run there, and with it the baseline's count (by up to 13 % between runs); ours and
-/// the floor vary by well under 1 %.
-const MT_REPEATS: usize = 5;
+/// The heap layouts ours, the floor and the baseline are counted at: before anything else, a
+/// run allocates this many bytes and holds them (0: nothing), which shifts every later
+/// allocation. On tokio the count depends on that shift by up to 17 %: tokio's task cell is
+/// 128-byte aligned, and how much work glibc's `posix_memalign` does per task (splitting,
+/// freeing and coalescing the padding around an aligned chunk) depends on where the heap's
+/// chunks lie. The table shows each side's mean over these layouts; its range is listed below. On smol
+/// (no aligned allocation) the count does not move with them.
+const LAYOUTS: [usize; 8] = [0, 16, 32, 48, 64, 80, 96, 112];
 
 /// Event rounds run before the counted ones, in every run.
 const EVENT_WARMUP: u64 = 4;
@@ -244,6 +248,13 @@ where
 
 /// The whole workload, set-up and teardown included, as a future to run in a spawned task.
 async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
+    let _pad = vec![
+        1u8;
+        std::env::var("PAD")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    ];
     match (workload, runtime) {
         (Workload::Ours, Runtime::Smol) => ours(SmolRuntime::default(), jobs).await,
         (Workload::Ours, _) => ours(TokioRuntime::default(), jobs).await,
@@ -325,8 +336,10 @@ async fn floor(runtime: impl orchestrator_core::runtime::Spawn, jobs: u64) {
     .await;
 }
 
-/// Runs one workload on a fresh runtime, the loop in a spawned task.
-fn run(w: Workload, runtime: Runtime, jobs: u64) {
+/// Runs one workload on a fresh runtime, the loop in a spawned task, after allocating
+/// `layout` bytes (see [`LAYOUTS`]).
+fn run(w: Workload, runtime: Runtime, jobs: u64, layout: usize) {
+    let shift = std::hint::black_box(vec![1_u8; layout]);
     let tokio = |builder: &mut tokio::runtime::Builder| {
         let rt = builder.enable_all().build().expect("a tokio runtime");
         rt.block_on(rt.spawn(workload(w, runtime, jobs)))
@@ -337,6 +350,7 @@ fn run(w: Workload, runtime: Runtime, jobs: u64) {
         Runtime::TokioMt => tokio(tokio::runtime::Builder::new_multi_thread().worker_threads(2)),
         Runtime::Smol => smol::block_on(smol::spawn(workload(w, runtime, jobs))),
     }
+    drop(shift);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,14 +432,32 @@ fn run_events(w: EventWorkload, rounds: u64) {
 // Driver
 // ---------------------------------------------------------------------------------------------
 
-/// Runs `exe run <w> <runtime> <jobs>` under callgrind; returns the total Ir over all threads.
-fn count(exe: &Path, out_dir: &Path, w: Workload, runtime: Runtime, jobs: u64) -> u64 {
-    let out = out_dir.join(format!("{}-{}-{jobs}.out", w.name(), runtime.name()));
-    let args = ["run", w.name(), runtime.name(), &jobs.to_string()];
+/// Runs `exe run <w> <runtime> <jobs> <layout>` under callgrind; returns the total Ir over all
+/// threads.
+fn count(
+    exe: &Path,
+    out_dir: &Path,
+    w: Workload,
+    runtime: Runtime,
+    jobs: u64,
+    layout: usize,
+) -> u64 {
+    let out = out_dir.join(format!(
+        "{}-{}-{jobs}-{layout}.out",
+        w.name(),
+        runtime.name()
+    ));
+    let args = [
+        "run",
+        w.name(),
+        runtime.name(),
+        &jobs.to_string(),
+        &layout.to_string(),
+    ];
     callgrind(exe, &out, &args).unwrap_or_else(|stderr| {
         eprintln!("{stderr}");
         panic!(
-            "{} on {} ({jobs} jobs) failed under callgrind",
+            "{} on {} ({jobs} jobs, layout {layout}) failed under callgrind",
             w.name(),
             runtime.name()
         );
@@ -512,7 +544,7 @@ fn driver(quick: bool) {
         println!("\nsmoke test instead: each workload once in-process ({low} jobs)");
         for (runtime, workloads) in &cells {
             for &w in workloads {
-                run(w, *runtime, low);
+                run(w, *runtime, low, 0);
                 println!("- {} on {}: ok", w.name(), runtime.name());
             }
         }
@@ -548,26 +580,22 @@ fn driver(quick: bool) {
     for (runtime, workloads) in &cells {
         let mut per_job = [None; 5];
         for &w in workloads {
-            let repeats = match (quick, runtime, w) {
-                (
-                    false,
-                    Runtime::TokioMt,
-                    Workload::Ours | Workload::Floor | Workload::Baseline,
-                ) => MT_REPEATS,
-                _ => 1,
+            // The peers are counted at one layout: they are beside the table, not in a ratio.
+            let layouts: &[usize] = match w {
+                Workload::Ours | Workload::Floor | Workload::Baseline => &LAYOUTS,
+                Workload::Ractor | Workload::Kameo => &LAYOUTS[..1],
             };
-            let mut runs = Vec::with_capacity(repeats);
-            for _ in 0..repeats {
-                let ir_low = count(&exe, &out_dir, w, *runtime, low);
-                let ir_high = count(&exe, &out_dir, w, *runtime, high);
-                raw.push((w, *runtime, ir_low, ir_high));
+            let mut runs = Vec::with_capacity(layouts.len());
+            for &layout in layouts {
+                let ir_low = count(&exe, &out_dir, w, *runtime, low, layout);
+                let ir_high = count(&exe, &out_dir, w, *runtime, high, layout);
+                raw.push((w, *runtime, layout, ir_low, ir_high));
                 runs.push((ir_high as f64 - ir_low as f64) / (high - low) as f64);
             }
-            runs.sort_by(f64::total_cmp);
-            if repeats > 1 {
+            if layouts.len() > 1 {
                 spreads.push((w, *runtime, runs.clone()));
             }
-            per_job[w as usize] = Some(runs[runs.len() / 2]);
+            per_job[w as usize] = Some(mean(&runs));
         }
         rows.push((*runtime, per_job));
     }
@@ -577,6 +605,10 @@ fn driver(quick: bool) {
         (Some(a), Some(b)) => format!("{:.2}x", a / b),
         _ => "n/a".to_owned(),
     };
+    println!(
+        "means over {} heap layouts (ractor and kameo: one layout)\n",
+        LAYOUTS.len()
+    );
     println!(
         "| runtime | ours | hand-written floor | spawn+oneshot | ours / baseline | \
          floor / baseline | ractor `call` | kameo `ask` |"
@@ -594,28 +626,44 @@ fn driver(quick: bool) {
             cell(*kameo)
         );
     }
-    if !spreads.is_empty() {
+    println!("\nevery layout (bytes allocated first: Ir per job), and min / mean / max:");
+    for (w, runtime, runs) in &spreads {
+        let each: Vec<String> = LAYOUTS
+            .iter()
+            .zip(runs)
+            .map(|(layout, r)| format!("{layout}: {r:.0}"))
+            .collect();
+        let (min, max) = runs
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         println!(
-            "\nmedians of {MT_REPEATS} runs on tokio multi-thread; every run, sorted (Ir per job):"
+            "- {} on {}: {}; {min:.0} / {:.0} / {max:.0}",
+            w.name(),
+            runtime.name(),
+            each.join(", "),
+            mean(runs)
         );
-        for (w, runtime, runs) in &spreads {
-            let runs: Vec<String> = runs.iter().map(|r| format!("{r:.0}")).collect();
-            println!("- {} on {}: {}", w.name(), runtime.name(), runs.join(", "));
-        }
     }
     println!(
         "\ntotal Ir per run (callgrind files in {}):",
         out_dir.display()
     );
-    for (w, runtime, ir_low, ir_high) in raw {
+    for (w, runtime, layout, ir_low, ir_high) in raw {
         println!(
-            "- {} on {}: {ir_low} ({low} jobs), {ir_high} ({high} jobs)",
+            "- {} on {}, layout {layout}: {ir_low} ({low} jobs), {ir_high} ({high} jobs)",
             w.name(),
             runtime.name()
         );
     }
     events_table(&exe, &out_dir, event_low, event_high);
     println!("\ntotal time: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// The mean of `runs`. Over heap layouts a count is bimodal (the allocator's fast or slow
+/// path), so the mean, which weighs how often each side hits the slow path, is steadier than
+/// the median, which jumps between the two modes.
+fn mean(runs: &[f64]) -> f64 {
+    runs.iter().sum::<f64>() / runs.len() as f64
 }
 
 /// Runs the event workloads under callgrind and prints their table.
@@ -662,7 +710,7 @@ fn events_table(exe: &Path, out_dir: &Path, low: u64, high: u64) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: instructions [run <ours|floor|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs>]\n\
+        "usage: instructions [run <ours|floor|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs> [<layout bytes>]]\n\
          \x20      instructions [events <bus|async-broadcast|orchestrator|raw-loop> <rounds>]"
     );
     std::process::exit(2);
@@ -676,9 +724,10 @@ fn main() {
         .collect();
     match args.as_slice() {
         [] => driver(common::quick_mode()),
-        [mode, w, r, jobs] if mode == "run" => {
-            let (Some(w), Some(r), Ok(jobs)) =
-                (Workload::parse(w), Runtime::parse(r), jobs.parse())
+        [mode, w, r, jobs, rest @ ..] if mode == "run" && rest.len() <= 1 => {
+            let layout = rest.first().map_or(Ok(0), |l| l.parse());
+            let (Some(w), Some(r), Ok(jobs), Ok(layout)) =
+                (Workload::parse(w), Runtime::parse(r), jobs.parse(), layout)
             else {
                 usage()
             };
@@ -686,7 +735,7 @@ fn main() {
                 eprintln!("{} runs on tokio only", w.name());
                 std::process::exit(2);
             }
-            run(w, r, jobs);
+            run(w, r, jobs, layout);
         }
         [mode, w, rounds] if mode == "events" => {
             let (Some(w), Ok(rounds)) = (EventWorkload::parse(w), rounds.parse()) else {

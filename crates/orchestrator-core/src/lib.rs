@@ -101,6 +101,7 @@ mod saga;
 mod state;
 mod sync;
 mod trace;
+mod typemap;
 mod watch;
 
 #[cfg(feature = "test-util")]

@@ -31,6 +31,7 @@ use crate::runtime::{Instant, LocalSpawn, Runtime, Sleep, Spawn, SpawnError, Tas
 use crate::runtime::{LocalSpawnError, LocalTask};
 use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
 use crate::trace;
+use crate::typemap::{TypeMap, type_map};
 
 use super::context::JobContext;
 use super::control::JobControl;
@@ -232,11 +233,11 @@ pub(crate) struct Inner {
     /// Itself, weakly (for the dedup and breaker watchers of its jobs).
     weak: Weak<Inner>,
     env: Arc<JobEnv>,
-    executors: Mutex<HashMap<TypeId, Entry>>,
+    executors: Mutex<TypeMap<Entry>>,
     closed: AtomicBool,
     /// In-flight deduplicated dispatches by (job type, key): an `Arc<JobShared<J::Output>>`.
     inflight: Mutex<HashMap<(TypeId, String), Entry>>,
-    breakers: Mutex<HashMap<TypeId, Breaker>>,
+    breakers: Mutex<TypeMap<Breaker>>,
     /// Set once any breaker is configured: dispatches skip the breaker lock until then.
     has_breakers: AtomicBool,
 }
@@ -879,10 +880,10 @@ impl<R: Runtime> DispatcherBuilder<R> {
             inner: Arc::new_cyclic(|weak| Inner {
                 weak: weak.clone(),
                 env: Arc::new(env(weak)),
-                executors: Mutex::new(HashMap::new()),
+                executors: Mutex::new(type_map()),
                 closed: AtomicBool::new(false),
                 inflight: Mutex::new(HashMap::new()),
-                breakers: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(type_map()),
                 has_breakers: AtomicBool::new(false),
             }),
             runtime: self.runtime,
