@@ -5,8 +5,9 @@
 //! One binary, three modes:
 //!
 //! - **Workload**: `instructions run <workload> <runtime> <jobs> [<layout>]` allocates
-//!   `<layout>` bytes (0 if absent; see [`LAYOUTS`]), then runs a warm-up of [`WARMUP`] jobs, then `<jobs>` sequential dispatch + await of a no-op job (one in flight),
-//!   and nothing else. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of the handle),
+//!   `<layout>` bytes (0 if absent; see [`LAYOUTS`]), then runs a warm-up of [`WARMUP`] jobs,
+//!   then `<jobs>` sequential dispatch + await of a no-op job (one in flight), and nothing
+//!   else. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of the handle),
 //!   `floor` (the steps a dispatch cannot skip, written by hand in `common/floor.rs`: what the
 //!   contract costs without the engine), `baseline` (spawn a task that sends `()` over a
 //!   oneshot, await the receiver), `ractor` (one `call` to an actor whose handler replies at
@@ -28,16 +29,16 @@
 //!   start-up, warm-up and teardown cancelled out. Ours, the floor and the baseline are
 //!   counted at each of the heap layouts of [`LAYOUTS`] and the table shows each one's mean
 //!   (every layout's count is listed below it, with the range); the peers at one layout. It
-//!   then runs the event workloads at
-//!   [`EVENT_LOW`] and [`EVENT_HIGH`] rounds and prints a second table: Ir per delivery (bus)
-//!   and per event (orchestrator), the same difference divided by the deliveries or events of
-//!   the extra rounds. The callgrind files are kept in `target/release/callgrind/` for
-//!   `callgrind_annotate`.
+//!   then runs the event workloads at [`EVENT_LOW`] and [`EVENT_HIGH`] rounds and prints a
+//!   second table: Ir per delivery (bus) and per event (orchestrator), the same difference
+//!   divided by the deliveries or events of the extra rounds. The callgrind files are kept in
+//!   `target/release/callgrind/` for `callgrind_annotate`.
 //!
 //! Quick mode (`BENCH_QUICK` set to anything but `0` or the empty string, `--quick`, or an
 //! unoptimized build): 2,000 and 12,000 jobs, ours, the floor and the baseline on tokio
-//! current-thread only, and every event workload at 2 and 12 rounds. Without valgrind on the
-//! `PATH` the driver runs each workload once in-process (a smoke test) and prints no counts.
+//! current-thread only (at every layout), and every event workload at 2 and 12 rounds.
+//! Without valgrind on the `PATH` the driver runs each workload once in-process (a smoke
+//! test) and prints no counts.
 //! Nothing here asserts on the numbers.
 //!
 //! See `docs/benchmarks.md` ("Instructions per dispatch (callgrind)", "Bus delivery" and
@@ -75,8 +76,8 @@ const QUICK_HIGH: u64 = 12_000;
 /// allocation. On tokio the count depends on that shift by up to 17 %: tokio's task cell is
 /// 128-byte aligned, and how much work glibc's `posix_memalign` does per task (splitting,
 /// freeing and coalescing the padding around an aligned chunk) depends on where the heap's
-/// chunks lie. The table shows each side's mean over these layouts; its range is listed below. On smol
-/// (no aligned allocation) the count does not move with them.
+/// chunks lie. The table shows each side's mean over these layouts; its range is listed
+/// below. On smol (no aligned allocation) the count does not move with them.
 const LAYOUTS: [usize; 8] = [0, 16, 32, 48, 64, 80, 96, 112];
 
 /// Event rounds run before the counted ones, in every run.
@@ -248,13 +249,6 @@ where
 
 /// The whole workload, set-up and teardown included, as a future to run in a spawned task.
 async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
-    let _pad = vec![
-        1u8;
-        std::env::var("PAD")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0)
-    ];
     match (workload, runtime) {
         (Workload::Ours, Runtime::Smol) => ours(SmolRuntime::default(), jobs).await,
         (Workload::Ours, _) => ours(TokioRuntime::default(), jobs).await,
