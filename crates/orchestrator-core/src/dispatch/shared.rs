@@ -11,8 +11,8 @@
 //! ```
 //!
 //! (`Ready` is `Succeeded` or `Failed` in the code: an error waits boxed.) Usually both move
-//! together in `complete`. A cache hit being revalidated resolves the slot
-//! first (`resolve`, the cached value) and ends the job later (`complete`, the fresh result).
+//! together in `complete`. A cache hit being revalidated resolves the slot first (`resolve`,
+//! the cached value) and ends the job later (`complete`, the fresh result).
 //!
 //! Invariants:
 //!
@@ -951,9 +951,10 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     not(orchestrator_loom)
 ))]
 mod tests {
-    /// The per-job state of a plain dispatch with an output of up to 8 bytes fits, with its `Arc`'s
-    /// counts, in two cache lines of 64 bytes (128 bytes allocated, copied into place inline
-    /// rather than by a `memcpy` call): what makes it larger belongs in `Extra` or `Cold`.
+    /// The per-job state of a plain dispatch with an output of up to 8 bytes fits, with its
+    /// `Arc`'s counts, in two cache lines of 64 bytes (128 bytes allocated, copied into place
+    /// inline rather than by a `memcpy` call): what makes it larger belongs in `Extra` or
+    /// `Cold`.
     #[test]
     fn the_per_job_state_stays_small() {
         assert!(core::mem::size_of::<super::JobShared<()>>() <= 112);
