@@ -35,6 +35,7 @@ use hashbrown::HashMap;
 
 use crate::observer::DropReason;
 use crate::runtime::Instant;
+use crate::typemap::{TypeMap, type_map};
 
 /// The default causal depth limit: an orchestrator handles events of depth 0 to 50.
 pub const DEFAULT_MAX_DEPTH: u32 = 50;
@@ -60,7 +61,7 @@ const WINDOW: Duration = Duration::from_secs(1);
 pub struct LoopGuard {
     max_depth: Option<u32>,
     default_rate: Option<NonZeroU32>,
-    rates: HashMap<TypeId, NonZeroU32>,
+    rates: TypeMap<NonZeroU32>,
 }
 
 impl Default for LoopGuard {
@@ -75,7 +76,7 @@ impl LoopGuard {
         Self {
             max_depth: Some(DEFAULT_MAX_DEPTH),
             default_rate: None,
-            rates: HashMap::new(),
+            rates: type_map(),
         }
     }
 

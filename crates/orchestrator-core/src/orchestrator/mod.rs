@@ -30,6 +30,7 @@ use crate::outcome::Rejection;
 use crate::runtime::{LocalSpawn, LocalTask, Runtime, SpawnErrorKind, Task};
 use crate::sync::{Arc, AtomicU8, Mutex, Ordering, poll_notified};
 use crate::trace;
+use crate::typemap::TypeMap;
 use crate::watch::{StateStream, Watch};
 
 use crate::observer::DroppedEvent;
@@ -485,7 +486,7 @@ struct Tracked {
 #[derive(Default)]
 struct Drops {
     total: u64,
-    by_type: HashMap<TypeId, (&'static str, u64)>,
+    by_type: TypeMap<(&'static str, u64)>,
 }
 
 /// What the handle and the event loop share.
