@@ -102,11 +102,15 @@ fn drop_part<P>(part: Option<Box<P>>) {
 
 /// The outcome slot: pending, then ready, then taken by the handle.
 ///
-/// A ready error is boxed (errors are the rarer outcome, and `JobError` is 32 bytes), so that
-/// the slot is about the size of the output: for an output of up to 8 bytes (`()`, a number,
-/// an `Arc`) it is 16 bytes and the whole per-job state, with its `Arc`'s counts, fits in 128.
+/// The handle's waker lives in the pending slot: it is needed only until the outcome is
+/// there. A ready error is boxed (errors are the rarer outcome, and `JobError` is 32 bytes).
+/// So for an output of up to 8 bytes (`()`, a number, an `Arc`) the slot is 24 bytes and the
+/// whole per-job state, with its `Arc`'s counts, is a 120-byte allocation: small enough for
+/// the allocator's fastest bins (glibc's fastbins stop at 120 bytes requested), which matters
+/// once many jobs are in flight and its per-thread cache overflows.
 enum Slot<T> {
-    Pending,
+    /// No outcome yet; the waker of the handle's last poll that found it so.
+    Pending(Option<Waker>),
     Succeeded(Success<T>),
     Failed(Box<JobError>),
     Taken,
@@ -119,6 +123,27 @@ impl<T> Slot<T> {
         match outcome {
             Ok(success) => Slot::Succeeded(success),
             Err(error) => Slot::Failed(Box::new(error)),
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        matches!(self, Slot::Pending(_))
+    }
+
+    /// Fills a pending slot with `outcome` and returns the handle's waker to wake; a slot
+    /// that is not pending keeps its content and gives `outcome` back.
+    #[inline]
+    fn fill(
+        &mut self,
+        outcome: Result<Success<T>, JobError>,
+    ) -> Result<Option<Waker>, Result<Success<T>, JobError>> {
+        match self {
+            Slot::Pending(waker) => {
+                let waker = waker.take();
+                *self = Slot::ready(outcome);
+                Ok(waker)
+            }
+            _ => Err(outcome),
         }
     }
 }
@@ -134,7 +159,6 @@ struct State<T> {
     /// The job's slot among its dispatcher's reachable jobs once its task has waited
     /// ([`UNREACHABLE`] until then).
     reachable: u32,
-    handle_waker: Option<Waker>,
     task_waker: Option<Waker>,
     cold: OnDemand<Cold<T>>,
 }
@@ -296,10 +320,9 @@ impl<T> JobShared<T> {
             cancel_flag: AtomicBool::new(false),
             extra: OnDemand::new(extra),
             state: Mutex::new(State {
-                slot: Slot::Pending,
+                slot: Slot::Pending(None),
                 running: true,
                 reachable: UNREACHABLE,
-                handle_waker: None,
                 task_waker: None,
                 cold: OnDemand::new(None),
             }),
@@ -468,16 +491,12 @@ impl<T> JobShared<T> {
             outcome
         } else {
             let ended = self.state.with(|s| {
-                if !s.running || s.cold.is_some() || !matches!(s.slot, Slot::Pending) {
+                if !s.running || s.cold.is_some() {
                     return Err(outcome);
                 }
+                let waker = s.slot.fill(outcome)?;
                 s.running = false;
-                s.slot = Slot::ready(outcome);
-                Ok((
-                    s.handle_waker.take(),
-                    s.task_waker.take(),
-                    s.take_reachable(),
-                ))
+                Ok((waker, s.task_waker.take(), s.take_reachable()))
             });
             match ended {
                 Ok((waker, task_waker, reachable)) => {
@@ -545,14 +564,15 @@ impl<T> JobShared<T> {
                 None => (Vec::new(), Vec::new(), None),
             };
             let on_done_pending = !on_done.is_empty();
-            let mut waker = None;
-            let outcome = if matches!(s.slot, Slot::Pending) && !on_done_pending {
-                s.slot = Slot::ready(outcome);
-                waker = s.handle_waker.take();
-                None
-            } else {
+            let (waker, outcome) = if on_done_pending {
                 // Watchers see it first (then it resolves the handle, unless resolved early).
-                Some(outcome)
+                (None, Some(outcome))
+            } else {
+                match s.slot.fill(outcome) {
+                    Ok(waker) => (waker, None),
+                    // Resolved early: the handle keeps that outcome.
+                    Err(outcome) => (None, Some(outcome)),
+                }
             };
             Some((
                 published,
@@ -608,15 +628,8 @@ impl<T> JobShared<T> {
     /// Resolves the handle with `outcome` if it is not resolved yet; the job may go on
     /// running (a cache hit being revalidated). Returns whether it resolved it.
     pub(crate) fn resolve(&self, outcome: Result<Success<T>, JobError>) -> bool {
-        let waker = self.state.with(|s| {
-            if !matches!(s.slot, Slot::Pending) {
-                return Err(());
-            }
-            s.slot = Slot::ready(outcome);
-            Ok(s.handle_waker.take())
-        });
-        match waker {
-            Err(()) => false,
+        match self.state.with(|s| s.slot.fill(outcome)) {
+            Err(_) => false,
             Ok(waker) => {
                 if let Some(w) = waker {
                     w.wake();
@@ -786,22 +799,22 @@ impl<T> JobShared<T> {
     }
 
     pub(crate) fn is_finished(&self) -> bool {
-        self.state.with(|s| !matches!(s.slot, Slot::Pending))
+        self.state.with(|s| !s.slot.is_pending())
     }
 
     pub(crate) fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<Success<T>, JobError>> {
         self.state.with(|s| {
-            if let Slot::Pending = s.slot {
-                match &s.handle_waker {
+            if let Slot::Pending(waker) = &mut s.slot {
+                match waker {
                     Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => s.handle_waker = Some(cx.waker().clone()),
+                    _ => *waker = Some(cx.waker().clone()),
                 }
                 return Poll::Pending;
             }
             match core::mem::replace(&mut s.slot, Slot::Taken) {
                 Slot::Succeeded(success) => Poll::Ready(Ok(success)),
                 Slot::Failed(error) => Poll::Ready(Err(*error)),
-                Slot::Pending | Slot::Taken => Poll::Pending,
+                Slot::Pending(_) | Slot::Taken => Poll::Pending,
             }
         })
     }
@@ -951,15 +964,15 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     not(orchestrator_loom)
 ))]
 mod tests {
-    /// The per-job state of a plain dispatch with an output of up to 8 bytes fits, with its
-    /// `Arc`'s counts, in two cache lines of 64 bytes (128 bytes allocated, copied into place
-    /// inline rather than by a `memcpy` call): what makes it larger belongs in `Extra` or
-    /// `Cold`.
+    /// The per-job state of a plain dispatch with an output of up to 8 bytes is, with its
+    /// `Arc`'s counts, a 120-byte allocation (the largest that glibc serves from its fastbins,
+    /// and within two cache lines; it is copied into place inline rather than by a `memcpy`
+    /// call): what makes it larger belongs in `Extra` or `Cold`.
     #[test]
     fn the_per_job_state_stays_small() {
-        assert!(core::mem::size_of::<super::JobShared<()>>() <= 112);
-        assert!(core::mem::size_of::<super::JobShared<u64>>() <= 112);
-        assert!(core::mem::size_of::<super::JobShared<alloc::sync::Arc<u8>>>() <= 112);
+        assert!(core::mem::size_of::<super::JobShared<()>>() <= 104);
+        assert!(core::mem::size_of::<super::JobShared<u64>>() <= 104);
+        assert!(core::mem::size_of::<super::JobShared<alloc::sync::Arc<u8>>>() <= 104);
     }
 
     /// An error waits in the slot boxed and comes out whole.
