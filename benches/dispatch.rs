@@ -4,7 +4,10 @@
 //! the engine's contract needs) on the same runtime, in the same run.
 //!
 //! Plain harness (no criterion): `cargo bench --bench dispatch` prints a Markdown table of
-//! ns per job (median of several samples) and the ratio ours / baseline, then the heap
+//! ns per job (median of 25 samples) and the ratios ours / baseline and floor / baseline. A
+//! sample times the three sides back to back (in a rotating order), so a ratio is taken within
+//! each sample and the table gives the median and quartiles of those ratios: a slow spell of
+//! this shared machine then moves all three sides of a sample instead of one. Then the heap
 //! allocations per dispatch and the live heap per pending job, counted by a counting global
 //! allocator on tokio current-thread and on smol, for ours, the hand-written floor of the
 //! instruction benchmark and the baseline.
@@ -101,12 +104,13 @@ fn smol_baseline() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
+/// One side of a measurement (its discriminant indexes a sample's three times).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Imp {
-    Ours,
+    Ours = 0,
     /// The hand-written floor of the instruction benchmark (`benches/common/floor.rs`).
-    Floor,
-    Baseline,
+    Floor = 1,
+    Baseline = 2,
 }
 
 impl Imp {
@@ -198,11 +202,12 @@ struct Config {
 
 impl Config {
     fn from_env() -> Self {
+        let quick = common::quick_mode();
         Config {
-            quick: common::quick_mode(),
-            samples: 5,
+            quick,
+            samples: if quick { 5 } else { 25 },
             quick_rounds: 50,
-            sample_target: Duration::from_millis(250),
+            sample_target: Duration::from_millis(80),
             warmup_target: Duration::from_millis(60),
         }
     }
@@ -242,7 +247,34 @@ struct Row {
     ours_ns: Spread,
     floor_ns: Spread,
     baseline_ns: Spread,
+    /// Ours / baseline and floor / baseline within each sample (the three sides of a sample
+    /// run back to back, so a slow spell of the machine moves all three): median and
+    /// quartiles over the samples.
+    ours_ratio: Quartiles,
+    floor_ratio: Quartiles,
     jobs_per_sample: u64,
+}
+
+/// The median and the quartiles of a set of values.
+#[derive(Debug, Clone, Copy)]
+struct Quartiles {
+    low: f64,
+    median: f64,
+    high: f64,
+}
+
+impl Quartiles {
+    /// Sorts `values` and returns their quartiles (nearest rank; the median as in
+    /// [`Spread::of`]).
+    fn of(values: &mut [f64]) -> Self {
+        let median = Spread::of(values).median;
+        let rank = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+        Quartiles {
+            low: rank(0.25),
+            median,
+            high: rank(0.75),
+        }
+    }
 }
 
 fn measure(bench: &Bench, runtime: &'static str, in_flight: usize, config: &Config) -> Row {
@@ -251,18 +283,23 @@ fn measure(bench: &Bench, runtime: &'static str, in_flight: usize, config: &Conf
     let mut ours_ns = Vec::with_capacity(config.samples);
     let mut floor_ns = Vec::with_capacity(config.samples);
     let mut baseline_ns = Vec::with_capacity(config.samples);
+    let mut ours_ratio = Vec::with_capacity(config.samples);
+    let mut floor_ratio = Vec::with_capacity(config.samples);
     for sample in 0..config.samples {
         // Rotate the order so that no side always runs on a "warmer" runtime.
         let mut order = Imp::ALL;
         order.rotate_left(sample % Imp::ALL.len());
+        let mut this = [0.0; 3];
         for imp in order {
             let ns = bench.time(imp, rounds, in_flight).as_nanos() as f64 / jobs as f64;
-            match imp {
-                Imp::Ours => ours_ns.push(ns),
-                Imp::Floor => floor_ns.push(ns),
-                Imp::Baseline => baseline_ns.push(ns),
-            }
+            this[imp as usize] = ns;
         }
+        let [ours, floor, baseline] = this;
+        ours_ns.push(ours);
+        floor_ns.push(floor);
+        baseline_ns.push(baseline);
+        ours_ratio.push(ours / baseline);
+        floor_ratio.push(floor / baseline);
     }
     Row {
         runtime,
@@ -270,6 +307,8 @@ fn measure(bench: &Bench, runtime: &'static str, in_flight: usize, config: &Conf
         ours_ns: Spread::of(&mut ours_ns),
         floor_ns: Spread::of(&mut floor_ns),
         baseline_ns: Spread::of(&mut baseline_ns),
+        ours_ratio: Quartiles::of(&mut ours_ratio),
+        floor_ratio: Quartiles::of(&mut floor_ratio),
         jobs_per_sample: jobs,
     }
 }
@@ -438,7 +477,7 @@ fn main() {
         "full"
     };
     println!(
-        "# dispatch benchmark: {mode}, {} samples per cell, median\n",
+        "# dispatch benchmark: {mode}, {} samples per cell\n",
         config.samples
     );
 
@@ -504,16 +543,24 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2}x | {:.2}x |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.2}x ({:.2}-{:.2}) | {:.2}x ({:.2}-{:.2}) |",
             row.runtime,
             row.in_flight,
             row.ours_ns.median,
             row.floor_ns.median,
             row.baseline_ns.median,
-            row.ours_ns.median / row.baseline_ns.median,
-            row.floor_ns.median / row.baseline_ns.median
+            row.ours_ratio.median,
+            row.ours_ratio.low,
+            row.ours_ratio.high,
+            row.floor_ratio.median,
+            row.floor_ratio.low,
+            row.floor_ratio.high,
         );
     }
+    println!(
+        "\nns/job: median over the samples; ratios: median (and quartiles) of the ratios within \
+         each sample, whose three sides run back to back."
+    );
     println!("\nsample ranges (min-max ns/job) and jobs per sample:");
     for row in &rows {
         println!(

@@ -4,10 +4,12 @@
 //!
 //! One binary, three modes:
 //!
-//! - **Workload**: `instructions run <workload> <runtime> <jobs> [<layout>]` allocates
-//!   `<layout>` bytes (0 if absent; see [`LAYOUTS`]), then runs a warm-up of [`WARMUP`] jobs,
-//!   then `<jobs>` sequential dispatch + await of a no-op job (one in flight), and nothing
-//!   else. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of the handle),
+//! - **Workload**: `instructions run <workload> <runtime> <jobs> [<layout> [<in flight>]]`
+//!   allocates `<layout>` bytes (0 if absent; see [`LAYOUTS`]), then runs a warm-up of
+//!   [`WARMUP`] jobs, then `<jobs>` dispatch + await of a no-op job, and nothing else. With
+//!   one in flight (the default) each job is awaited before the next is dispatched; with `n`
+//!   in flight (ours, the floor and the baseline only) the jobs go in batches: dispatch `n`,
+//!   then await them in order. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of the handle),
 //!   `floor` (the steps a dispatch cannot skip, written by hand in `common/floor.rs`: what the
 //!   contract costs without the engine), `baseline` (spawn a task that sends `()` over a
 //!   oneshot, await the receiver), `ractor` (one `call` to an actor whose handler replies at
@@ -27,8 +29,9 @@
 //!   under `valgrind --tool=callgrind` at [`LOW`] and [`HIGH`] jobs and prints a Markdown
 //!   table of `(Ir(HIGH) - Ir(LOW)) / (HIGH - LOW)` per job: what one more job costs, with
 //!   start-up, warm-up and teardown cancelled out. Ours, the floor and the baseline are
-//!   counted at each of the heap layouts of [`LAYOUTS`] and the table shows each one's mean
-//!   (every layout's count is listed below it, with the range); the peers at one layout. It
+//!   counted with one and with [`IN_FLIGHT`] jobs in flight, each at every heap layout of
+//!   [`LAYOUTS`], and the table shows each one's mean (every layout's count is listed below
+//!   it, with the range); the peers with one in flight at one layout. It
 //!   then runs the event workloads at [`EVENT_LOW`] and [`EVENT_HIGH`] rounds and prints a
 //!   second table: Ir per delivery (bus) and per event (orchestrator), the same difference
 //!   divided by the deliveries or events of the extra rounds. The callgrind files are kept in
@@ -36,7 +39,8 @@
 //!
 //! Quick mode (`BENCH_QUICK` set to anything but `0` or the empty string, `--quick`, or an
 //! unoptimized build): 2,000 and 12,000 jobs, ours, the floor and the baseline on tokio
-//! current-thread only (at every layout), and every event workload at 2 and 12 rounds.
+//! current-thread only (one and [`IN_FLIGHT`] in flight, at every layout), and every event
+//! workload at 2 and 12 rounds.
 //! Without valgrind on the `PATH` the driver runs each workload once in-process (a smoke
 //! test) and prints no counts.
 //! Nothing here asserts on the numbers.
@@ -79,6 +83,10 @@ const QUICK_HIGH: u64 = 12_000;
 /// chunks lie. The table shows each side's mean over these layouts; its range is listed
 /// below. On smol (no aligned allocation) the count does not move with them.
 const LAYOUTS: [usize; 8] = [0, 16, 32, 48, 64, 80, 96, 112];
+/// Jobs in flight of the second count of ours, the floor and the baseline (the first has
+/// one). With many jobs alive at once, their allocations outgrow glibc's per-thread cache
+/// (7 chunks per size), so the size of each allocation starts to matter.
+const IN_FLIGHT: usize = 64;
 
 /// Event rounds run before the counted ones, in every run.
 const EVENT_WARMUP: u64 = 4;
@@ -236,26 +244,40 @@ impl kameo::message::Message<KameoPing> for KameoNoop {
     async fn handle(&mut self, _msg: KameoPing, _ctx: &mut kameo::message::Context<Self, ()>) {}
 }
 
-/// Runs `warm-up + jobs` sequential `one()` calls.
-async fn repeat<F, R>(jobs: u64, one: F)
+/// Runs `warm-up + jobs` `one()` calls: one after the other with one in flight, otherwise in
+/// batches of `in_flight` (all started, then awaited in order; the last batch may be short).
+async fn repeat<F, R>(jobs: u64, in_flight: usize, one: F)
 where
     F: Fn() -> R,
     R: Future<Output = ()>,
 {
-    for _ in 0..WARMUP + jobs {
-        one().await;
+    if in_flight <= 1 {
+        for _ in 0..WARMUP + jobs {
+            one().await;
+        }
+        return;
+    }
+    let mut pending = Vec::with_capacity(in_flight);
+    let mut left = WARMUP + jobs;
+    while left > 0 {
+        let batch = left.min(in_flight as u64);
+        pending.extend((0..batch).map(|_| one()));
+        for done in pending.drain(..) {
+            done.await;
+        }
+        left -= batch;
     }
 }
 
 /// The whole workload, set-up and teardown included, as a future to run in a spawned task.
-async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
+async fn workload(workload: Workload, runtime: Runtime, jobs: u64, in_flight: usize) {
     match (workload, runtime) {
-        (Workload::Ours, Runtime::Smol) => ours(SmolRuntime::default(), jobs).await,
-        (Workload::Ours, _) => ours(TokioRuntime::default(), jobs).await,
-        (Workload::Floor, Runtime::Smol) => floor(SmolRuntime::default(), jobs).await,
-        (Workload::Floor, _) => floor(TokioRuntime::default(), jobs).await,
+        (Workload::Ours, Runtime::Smol) => ours(SmolRuntime::default(), jobs, in_flight).await,
+        (Workload::Ours, _) => ours(TokioRuntime::default(), jobs, in_flight).await,
+        (Workload::Floor, Runtime::Smol) => floor(SmolRuntime::default(), jobs, in_flight).await,
+        (Workload::Floor, _) => floor(TokioRuntime::default(), jobs, in_flight).await,
         (Workload::Baseline, Runtime::Smol) => {
-            repeat(jobs, || {
+            repeat(jobs, in_flight, || {
                 let (tx, rx) = futures::channel::oneshot::channel::<()>();
                 smol::spawn(async move {
                     let _ = tx.send(());
@@ -266,7 +288,7 @@ async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
             .await;
         }
         (Workload::Baseline, _) => {
-            repeat(jobs, || {
+            repeat(jobs, in_flight, || {
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                 drop(tokio::spawn(async move {
                     let _ = tx.send(());
@@ -279,7 +301,7 @@ async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
             let (actor, handle) = ractor::Actor::spawn(None, RactorNoop, ())
                 .await
                 .expect("the ractor actor starts");
-            repeat(jobs, || async {
+            repeat(jobs, 1, || async {
                 let reply = actor
                     .call(RactorMsg::Ping, None)
                     .await
@@ -292,7 +314,7 @@ async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
         }
         (Workload::Kameo, _) => {
             let actor = <KameoNoop as kameo::actor::Spawn>::spawn(KameoNoop);
-            repeat(jobs, || async {
+            repeat(jobs, 1, || async {
                 actor.ask(KameoPing).await.expect("the kameo actor replies");
             })
             .await;
@@ -306,10 +328,10 @@ async fn workload(workload: Workload, runtime: Runtime, jobs: u64) {
 }
 
 /// Ours: dispatch a no-op job and await its handle.
-async fn ours(runtime: impl orchestrator_core::runtime::Runtime, jobs: u64) {
+async fn ours(runtime: impl orchestrator_core::runtime::Runtime, jobs: u64, in_flight: usize) {
     let dispatcher = Dispatcher::new(runtime);
     dispatcher.register(NoopExecutor);
-    repeat(jobs, || {
+    repeat(jobs, in_flight, || {
         let handle = dispatcher.dispatch(Noop);
         async move {
             handle.await.expect("a no-op job succeeds");
@@ -319,9 +341,9 @@ async fn ours(runtime: impl orchestrator_core::runtime::Runtime, jobs: u64) {
 }
 
 /// The hand-written floor (`benches/common/floor.rs`): dispatch a no-op job and await it.
-async fn floor(runtime: impl orchestrator_core::runtime::Spawn, jobs: u64) {
+async fn floor(runtime: impl orchestrator_core::runtime::Spawn, jobs: u64, in_flight: usize) {
     let floor = floor::Floor::new(runtime);
-    repeat(jobs, || {
+    repeat(jobs, in_flight, || {
         let handle = floor.dispatch(floor::FloorJob);
         async move {
             handle.await.expect("a no-op job succeeds");
@@ -332,17 +354,17 @@ async fn floor(runtime: impl orchestrator_core::runtime::Spawn, jobs: u64) {
 
 /// Runs one workload on a fresh runtime, the loop in a spawned task, after allocating
 /// `layout` bytes (see [`LAYOUTS`]).
-fn run(w: Workload, runtime: Runtime, jobs: u64, layout: usize) {
+fn run(w: Workload, runtime: Runtime, jobs: u64, layout: usize, in_flight: usize) {
     let shift = std::hint::black_box(vec![1_u8; layout]);
     let tokio = |builder: &mut tokio::runtime::Builder| {
         let rt = builder.enable_all().build().expect("a tokio runtime");
-        rt.block_on(rt.spawn(workload(w, runtime, jobs)))
+        rt.block_on(rt.spawn(workload(w, runtime, jobs, in_flight)))
             .expect("the workload does not panic");
     };
     match runtime {
         Runtime::TokioCt => tokio(&mut tokio::runtime::Builder::new_current_thread()),
         Runtime::TokioMt => tokio(tokio::runtime::Builder::new_multi_thread().worker_threads(2)),
-        Runtime::Smol => smol::block_on(smol::spawn(workload(w, runtime, jobs))),
+        Runtime::Smol => smol::block_on(smol::spawn(workload(w, runtime, jobs, in_flight))),
     }
     drop(shift);
 }
@@ -426,18 +448,28 @@ fn run_events(w: EventWorkload, rounds: u64) {
 // Driver
 // ---------------------------------------------------------------------------------------------
 
-/// Runs `exe run <w> <runtime> <jobs> <layout>` under callgrind; returns the total Ir over all
-/// threads.
-fn count(
-    exe: &Path,
-    out_dir: &Path,
+/// One counted run of a dispatch workload.
+#[derive(Debug, Clone, Copy)]
+struct Run {
     w: Workload,
     runtime: Runtime,
     jobs: u64,
     layout: usize,
-) -> u64 {
+    in_flight: usize,
+}
+
+/// Runs `exe run <w> <runtime> <jobs> <layout> <in flight>` under callgrind; returns the total
+/// Ir over all threads.
+fn count(exe: &Path, out_dir: &Path, run: Run) -> u64 {
+    let Run {
+        w,
+        runtime,
+        jobs,
+        layout,
+        in_flight,
+    } = run;
     let out = out_dir.join(format!(
-        "{}-{}-{jobs}-{layout}.out",
+        "{}-{}-{jobs}-{layout}-{in_flight}.out",
         w.name(),
         runtime.name()
     ));
@@ -447,11 +479,12 @@ fn count(
         runtime.name(),
         &jobs.to_string(),
         &layout.to_string(),
+        &in_flight.to_string(),
     ];
     callgrind(exe, &out, &args).unwrap_or_else(|stderr| {
         eprintln!("{stderr}");
         panic!(
-            "{} on {} ({jobs} jobs, layout {layout}) failed under callgrind",
+            "{} on {} ({jobs} jobs, layout {layout}, {in_flight} in flight) failed under callgrind",
             w.name(),
             runtime.name()
         );
@@ -538,7 +571,7 @@ fn driver(quick: bool) {
         println!("\nsmoke test instead: each workload once in-process ({low} jobs)");
         for (runtime, workloads) in &cells {
             for &w in workloads {
-                run(w, *runtime, low, 0);
+                run(w, *runtime, low, 0, 1);
                 println!("- {} on {}: ok", w.name(), runtime.name());
             }
         }
@@ -572,26 +605,39 @@ fn driver(quick: bool) {
     let mut rows = Vec::new();
     let mut spreads = Vec::new();
     for (runtime, workloads) in &cells {
-        let mut per_job = [None; 5];
-        for &w in workloads {
-            // The peers are counted at one layout: they are beside the table, not in a ratio.
-            let layouts: &[usize] = match w {
-                Workload::Ours | Workload::Floor | Workload::Baseline => &LAYOUTS,
-                Workload::Ractor | Workload::Kameo => &LAYOUTS[..1],
-            };
-            let mut runs = Vec::with_capacity(layouts.len());
-            for &layout in layouts {
-                let ir_low = count(&exe, &out_dir, w, *runtime, low, layout);
-                let ir_high = count(&exe, &out_dir, w, *runtime, high, layout);
-                raw.push((w, *runtime, layout, ir_low, ir_high));
-                runs.push((ir_high as f64 - ir_low as f64) / (high - low) as f64);
+        for in_flight in [1, IN_FLIGHT] {
+            let mut per_job = [None; 5];
+            for &w in workloads {
+                // The peers are counted with one in flight at one layout: they are beside the
+                // table, not in a ratio.
+                let layouts: &[usize] = match (w, in_flight) {
+                    (Workload::Ours | Workload::Floor | Workload::Baseline, _) => &LAYOUTS,
+                    (Workload::Ractor | Workload::Kameo, 1) => &LAYOUTS[..1],
+                    (Workload::Ractor | Workload::Kameo, _) => &[],
+                };
+                let mut runs = Vec::with_capacity(layouts.len());
+                for &layout in layouts {
+                    let run = |jobs| Run {
+                        w,
+                        runtime: *runtime,
+                        jobs,
+                        layout,
+                        in_flight,
+                    };
+                    let ir_low = count(&exe, &out_dir, run(low));
+                    let ir_high = count(&exe, &out_dir, run(high));
+                    raw.push((run(0), ir_low, ir_high));
+                    runs.push((ir_high as f64 - ir_low as f64) / (high - low) as f64);
+                }
+                if layouts.len() > 1 {
+                    spreads.push((w, *runtime, in_flight, runs.clone()));
+                }
+                if !runs.is_empty() {
+                    per_job[w as usize] = Some(mean(&runs));
+                }
             }
-            if layouts.len() > 1 {
-                spreads.push((w, *runtime, runs.clone()));
-            }
-            per_job[w as usize] = Some(mean(&runs));
+            rows.push((*runtime, in_flight, per_job));
         }
-        rows.push((*runtime, per_job));
     }
 
     let cell = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"));
@@ -600,17 +646,17 @@ fn driver(quick: bool) {
         _ => "n/a".to_owned(),
     };
     println!(
-        "means over {} heap layouts (ractor and kameo: one layout)\n",
+        "means over {} heap layouts (ractor and kameo: one in flight, one layout)\n",
         LAYOUTS.len()
     );
     println!(
-        "| runtime | ours | hand-written floor | spawn+oneshot | ours / baseline | \
+        "| runtime | in flight | ours | hand-written floor | spawn+oneshot | ours / baseline | \
          floor / baseline | ractor `call` | kameo `ask` |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (runtime, [ours, floor, base, ractor, kameo]) in &rows {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (runtime, in_flight, [ours, floor, base, ractor, kameo]) in &rows {
         println!(
-            "| {runtime} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {runtime} | {in_flight} | {} | {} | {} | {} | {} | {} | {} |",
             cell(*ours),
             cell(*floor),
             cell(*base),
@@ -621,7 +667,7 @@ fn driver(quick: bool) {
         );
     }
     println!("\nevery layout (bytes allocated first: Ir per job), and min / mean / max:");
-    for (w, runtime, runs) in &spreads {
+    for (w, runtime, in_flight, runs) in &spreads {
         let each: Vec<String> = LAYOUTS
             .iter()
             .zip(runs)
@@ -631,7 +677,7 @@ fn driver(quick: bool) {
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         println!(
-            "- {} on {}: {}; {min:.0} / {:.0} / {max:.0}",
+            "- {} on {}, {in_flight} in flight: {}; {min:.0} / {:.0} / {max:.0}",
             w.name(),
             runtime.name(),
             each.join(", "),
@@ -642,11 +688,13 @@ fn driver(quick: bool) {
         "\ntotal Ir per run (callgrind files in {}):",
         out_dir.display()
     );
-    for (w, runtime, layout, ir_low, ir_high) in raw {
+    for (run, ir_low, ir_high) in raw {
         println!(
-            "- {} on {}, layout {layout}: {ir_low} ({low} jobs), {ir_high} ({high} jobs)",
-            w.name(),
-            runtime.name()
+            "- {} on {}, layout {}, {} in flight: {ir_low} ({low} jobs), {ir_high} ({high} jobs)",
+            run.w.name(),
+            run.runtime.name(),
+            run.layout,
+            run.in_flight
         );
     }
     events_table(&exe, &out_dir, event_low, event_high);
@@ -704,7 +752,7 @@ fn events_table(exe: &Path, out_dir: &Path, low: u64, high: u64) {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: instructions [run <ours|floor|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs> [<layout bytes>]]\n\
+        "usage: instructions [run <ours|floor|baseline|ractor|kameo> <tokio-ct|tokio-mt|smol> <jobs> [<layout bytes> [<in flight>]]]\n\
          \x20      instructions [events <bus|async-broadcast|orchestrator|raw-loop> <rounds>]"
     );
     std::process::exit(2);
@@ -718,18 +766,27 @@ fn main() {
         .collect();
     match args.as_slice() {
         [] => driver(common::quick_mode()),
-        [mode, w, r, jobs, rest @ ..] if mode == "run" && rest.len() <= 1 => {
+        [mode, w, r, jobs, rest @ ..] if mode == "run" && rest.len() <= 2 => {
             let layout = rest.first().map_or(Ok(0), |l| l.parse());
-            let (Some(w), Some(r), Ok(jobs), Ok(layout)) =
-                (Workload::parse(w), Runtime::parse(r), jobs.parse(), layout)
-            else {
+            let in_flight = rest.get(1).map_or(Ok(1), |n| n.parse::<usize>());
+            let (Some(w), Some(r), Ok(jobs), Ok(layout), Ok(in_flight @ 1..)) = (
+                Workload::parse(w),
+                Runtime::parse(r),
+                jobs.parse(),
+                layout,
+                in_flight,
+            ) else {
                 usage()
             };
             if !w.runs_on(r) {
                 eprintln!("{} runs on tokio only", w.name());
                 std::process::exit(2);
             }
-            run(w, r, jobs, layout);
+            if in_flight > 1 && matches!(w, Workload::Ractor | Workload::Kameo) {
+                eprintln!("{} runs with one in flight only", w.name());
+                std::process::exit(2);
+            }
+            run(w, r, jobs, layout, in_flight);
         }
         [mode, w, rounds] if mode == "events" => {
             let (Some(w), Ok(rounds)) = (EventWorkload::parse(w), rounds.parse()) else {
