@@ -102,49 +102,30 @@ fn drop_part<P>(part: Option<Box<P>>) {
 
 /// The outcome slot: pending, then ready, then taken by the handle.
 ///
-/// The handle's waker lives in the pending slot: it is needed only until the outcome is
-/// there. A ready error is boxed (errors are the rarer outcome, and `JobError` is 32 bytes).
-/// So for an output of up to 8 bytes (`()`, a number, an `Arc`) the slot is 24 bytes and the
-/// whole per-job state, with its `Arc`'s counts, is a 120-byte allocation: small enough for
-/// the allocator's fastest bins (glibc's fastbins stop at 120 bytes requested), which matters
-/// once many jobs are in flight and its per-thread cache overflows.
+/// The slot is about the size of the output, so that the per-job state stays small:
+///
+/// - the handle's waker lives in the pending slot (it is needed only until the outcome is
+///   there);
+/// - a ready error is boxed (errors are the rarer outcome, and `JobError` is 32 bytes);
+/// - a success's [`DataSource`] waits beside the slot (`State::source`), so that an output
+///   with a niche (a `String`, a `Vec`) leaves the slot its own size.
+///
+/// So for an output of up to 16 bytes, or a `String` or a `Vec`, the slot is 24 bytes and the
+/// whole per-job state, with its `Arc`'s counts, is a 120-byte allocation: small enough for the
+/// allocator's fastest bins (glibc's fastbins stop at 120 bytes requested), which matters once
+/// many jobs are in flight and its per-thread cache overflows.
 enum Slot<T> {
     /// No outcome yet; the waker of the handle's last poll that found it so.
     Pending(Option<Waker>),
-    Succeeded(Success<T>),
+    /// A success's value (its source is `State::source`).
+    Succeeded(T),
     Failed(Box<JobError>),
     Taken,
 }
 
 impl<T> Slot<T> {
-    /// The ready slot of `outcome`.
-    #[inline]
-    fn ready(outcome: Result<Success<T>, JobError>) -> Self {
-        match outcome {
-            Ok(success) => Slot::Succeeded(success),
-            Err(error) => Slot::Failed(Box::new(error)),
-        }
-    }
-
     fn is_pending(&self) -> bool {
         matches!(self, Slot::Pending(_))
-    }
-
-    /// Fills a pending slot with `outcome` and returns the handle's waker to wake; a slot
-    /// that is not pending keeps its content and gives `outcome` back.
-    #[inline]
-    fn fill(
-        &mut self,
-        outcome: Result<Success<T>, JobError>,
-    ) -> Result<Option<Waker>, Result<Success<T>, JobError>> {
-        match self {
-            Slot::Pending(waker) => {
-                let waker = waker.take();
-                *self = Slot::ready(outcome);
-                Ok(waker)
-            }
-            _ => Err(outcome),
-        }
     }
 }
 
@@ -153,6 +134,8 @@ pub(crate) type OnDone<T> = Box<dyn FnOnce(&Result<Success<T>, JobError>) + Send
 
 struct State<T> {
     slot: Slot<T>,
+    /// Where a `Succeeded` slot's value came from.
+    source: DataSource,
     /// The job is running: it accepts events and progress, and has not published its terminal
     /// event. The handle's outcome may be ready earlier (a cache hit being revalidated).
     running: bool,
@@ -177,6 +160,61 @@ struct Cold<T> {
 }
 
 impl<T> State<T> {
+    /// Takes the ready outcome (the slot is then taken: later polls stay pending), or
+    /// registers `waker` to be woken when it is ready.
+    #[inline]
+    fn poll(&mut self, waker: &Waker) -> Poll<Result<Success<T>, JobError>> {
+        if let Slot::Pending(registered) = &mut self.slot {
+            match registered {
+                Some(w) if w.will_wake(waker) => {}
+                _ => *registered = Some(waker.clone()),
+            }
+            return Poll::Pending;
+        }
+        match core::mem::replace(&mut self.slot, Slot::Taken) {
+            Slot::Succeeded(value) => Poll::Ready(Ok(Success {
+                value,
+                data_source: self.source,
+            })),
+            Slot::Failed(error) => Poll::Ready(Err(*error)),
+            Slot::Pending(_) | Slot::Taken => Poll::Pending,
+        }
+    }
+
+    /// A running job's state: nothing yet.
+    #[inline]
+    fn running() -> Self {
+        State {
+            slot: Slot::Pending(None),
+            source: DataSource::Fresh,
+            running: true,
+            reachable: UNREACHABLE,
+            task_waker: None,
+            cold: OnDemand::new(None),
+        }
+    }
+
+    /// Fills a pending slot with `outcome` and returns the handle's waker to wake; a slot
+    /// that is not pending keeps its content and gives `outcome` back.
+    #[inline]
+    fn fill(
+        &mut self,
+        outcome: Result<Success<T>, JobError>,
+    ) -> Result<Option<Waker>, Result<Success<T>, JobError>> {
+        let Slot::Pending(waker) = &mut self.slot else {
+            return Err(outcome);
+        };
+        let waker = waker.take();
+        self.slot = match outcome {
+            Ok(success) => {
+                self.source = success.data_source;
+                Slot::Succeeded(success.value)
+            }
+            Err(error) => Slot::Failed(Box::new(error)),
+        };
+        Ok(waker)
+    }
+
     fn cancel_request(&self) -> Option<&Option<Cow<'static, str>>> {
         self.cold.as_ref()?.cancel_request.as_ref()
     }
@@ -319,13 +357,7 @@ impl<T> JobShared<T> {
             env,
             cancel_flag: AtomicBool::new(false),
             extra: OnDemand::new(extra),
-            state: Mutex::new(State {
-                slot: Slot::Pending(None),
-                running: true,
-                reachable: UNREACHABLE,
-                task_waker: None,
-                cold: OnDemand::new(None),
-            }),
+            state: Mutex::new(State::running()),
         }
     }
 
@@ -494,7 +526,7 @@ impl<T> JobShared<T> {
                 if !s.running || s.cold.is_some() {
                     return Err(outcome);
                 }
-                let waker = s.slot.fill(outcome)?;
+                let waker = s.fill(outcome)?;
                 s.running = false;
                 Ok((waker, s.task_waker.take(), s.take_reachable()))
             });
@@ -568,7 +600,7 @@ impl<T> JobShared<T> {
                 // Watchers see it first (then it resolves the handle, unless resolved early).
                 (None, Some(outcome))
             } else {
-                match s.slot.fill(outcome) {
+                match s.fill(outcome) {
                     Ok(waker) => (waker, None),
                     // Resolved early: the handle keeps that outcome.
                     Err(outcome) => (None, Some(outcome)),
@@ -628,7 +660,7 @@ impl<T> JobShared<T> {
     /// Resolves the handle with `outcome` if it is not resolved yet; the job may go on
     /// running (a cache hit being revalidated). Returns whether it resolved it.
     pub(crate) fn resolve(&self, outcome: Result<Success<T>, JobError>) -> bool {
-        match self.state.with(|s| s.slot.fill(outcome)) {
+        match self.state.with(|s| s.fill(outcome)) {
             Err(_) => false,
             Ok(waker) => {
                 if let Some(w) = waker {
@@ -803,20 +835,7 @@ impl<T> JobShared<T> {
     }
 
     pub(crate) fn poll_outcome(&self, cx: &mut Context<'_>) -> Poll<Result<Success<T>, JobError>> {
-        self.state.with(|s| {
-            if let Slot::Pending(waker) = &mut s.slot {
-                match waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
-                return Poll::Pending;
-            }
-            match core::mem::replace(&mut s.slot, Slot::Taken) {
-                Slot::Succeeded(success) => Poll::Ready(Ok(success)),
-                Slot::Failed(error) => Poll::Ready(Err(*error)),
-                Slot::Pending(_) | Slot::Taken => Poll::Pending,
-            }
-        })
+        self.state.with(|s| s.poll(cx.waker()))
     }
 }
 
@@ -964,30 +983,83 @@ impl<T: Send + 'static> JobControl for JobShared<T> {
     not(orchestrator_loom)
 ))]
 mod tests {
-    /// The per-job state of a plain dispatch with an output of up to 8 bytes is, with its
-    /// `Arc`'s counts, a 120-byte allocation (the largest that glibc serves from its fastbins,
-    /// and within two cache lines; it is copied into place inline rather than by a `memcpy`
-    /// call): what makes it larger belongs in `Extra` or `Cold`.
+    use alloc::string::String;
+    use alloc::sync::Arc;
+    use alloc::vec::Vec;
+
+    use core::task::{Poll, Waker};
+
+    use super::{DataSource, JobError, JobShared, Slot, State, Success};
+
+    /// The per-job state of a plain dispatch with an output of up to 16 bytes, a `String` or
+    /// a `Vec` is, with its `Arc`'s counts, a 120-byte allocation (the largest that glibc
+    /// serves from its fastbins, and within two cache lines; it is copied into place inline
+    /// rather than by a `memcpy` call): what makes it larger belongs in `Extra` or `Cold`.
     #[test]
     fn the_per_job_state_stays_small() {
-        assert!(core::mem::size_of::<super::JobShared<()>>() <= 104);
-        assert!(core::mem::size_of::<super::JobShared<u64>>() <= 104);
-        assert!(core::mem::size_of::<super::JobShared<alloc::sync::Arc<u8>>>() <= 104);
+        assert!(core::mem::size_of::<JobShared<()>>() <= 104);
+        assert!(core::mem::size_of::<JobShared<u64>>() <= 104);
+        assert!(core::mem::size_of::<JobShared<Arc<u8>>>() <= 104);
+        assert!(core::mem::size_of::<JobShared<[u64; 2]>>() <= 104);
+        assert!(core::mem::size_of::<JobShared<String>>() <= 104);
+        assert!(core::mem::size_of::<JobShared<Vec<u8>>>() <= 104);
     }
 
-    /// An error waits in the slot boxed and comes out whole.
+    /// An error waits in the slot boxed and comes out whole, once.
     #[test]
     fn a_ready_error_is_taken_whole() {
-        use super::{JobError, Slot};
-        let slot: Slot<()> = Slot::ready(Err(JobError::TimedOut {
+        let mut state: State<()> = State::running();
+        let filled = state.fill(Err(JobError::TimedOut {
             budget: core::time::Duration::from_millis(7),
         }));
-        match slot {
-            Slot::Failed(error) => assert!(matches!(
-                *error,
-                JobError::TimedOut { budget } if budget.as_millis() == 7
-            )),
-            _ => panic!("an error is stored as `Failed`"),
+        assert!(
+            matches!(filled, Ok(None)),
+            "a pending slot takes the outcome"
+        );
+        assert!(
+            matches!(state.slot, Slot::Failed(_)),
+            "an error is stored as `Failed`"
+        );
+        assert!(matches!(
+            state.poll(Waker::noop()),
+            Poll::Ready(Err(JobError::TimedOut { budget })) if budget.as_millis() == 7
+        ));
+        assert!(
+            state.poll(Waker::noop()).is_pending(),
+            "a taken outcome is gone"
+        );
+    }
+
+    /// A success comes out with its value and its source; a slot already filled keeps its
+    /// outcome and gives the second one back.
+    #[test]
+    fn a_ready_success_keeps_its_source() {
+        let mut state: State<String> = State::running();
+        assert!(
+            state.poll(Waker::noop()).is_pending(),
+            "nothing to take while pending"
+        );
+        assert!(
+            matches!(state.slot, Slot::Pending(Some(_))),
+            "the pending slot keeps the waker"
+        );
+        let cached = Success {
+            value: String::from("cached"),
+            data_source: DataSource::Cached,
+        };
+        assert!(state.fill(Ok(cached)).is_ok());
+        let fresh = Success {
+            value: String::from("fresh"),
+            data_source: DataSource::Fresh,
+        };
+        match state.fill(Ok(fresh)) {
+            Err(Ok(back)) => assert_eq!(back.value, "fresh"),
+            _ => panic!("a filled slot gives a second outcome back"),
         }
+        let Poll::Ready(Ok(taken)) = state.poll(Waker::noop()) else {
+            panic!("a ready success");
+        };
+        assert_eq!(taken.value, "cached");
+        assert_eq!(taken.data_source, DataSource::Cached);
     }
 }
