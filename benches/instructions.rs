@@ -9,11 +9,12 @@
 //!   [`WARMUP`] jobs, then `<jobs>` dispatch + await of a no-op job, and nothing else. With
 //!   one in flight (the default) each job is awaited before the next is dispatched; with `n`
 //!   in flight (ours, the floor and the baseline only) the jobs go in batches: dispatch `n`,
-//!   then await them in order. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of the handle),
-//!   `floor` (the steps a dispatch cannot skip, written by hand in `common/floor.rs`: what the
-//!   contract costs without the engine), `baseline` (spawn a task that sends `()` over a
-//!   oneshot, await the receiver), `ractor` (one `call` to an actor whose handler replies at
-//!   once) or `kameo` (one `ask` to such an actor); `<runtime>` is `tokio-ct`
+//!   then await them in order. `<workload>` is `ours` (`Dispatcher::dispatch` + `.await` of
+//!   the handle), `floor` (the steps a dispatch cannot skip, written by hand in
+//!   `common/floor.rs`: what the contract costs without the engine), `baseline` (spawn a task
+//!   that sends `()` over a oneshot, await the receiver), `ractor` (one `call` to an actor
+//!   whose handler replies at once) or `kameo` (one `ask` to such an actor); `<runtime>` is
+//!   `tokio-ct`
 //!   (current-thread), `tokio-mt` (multi-thread, 2 workers) or `smol` (the global executor;
 //!   ours, the floor and the baseline only). The loop runs inside a task spawned on the
 //!   runtime, as a request handler would.
@@ -42,7 +43,8 @@
 //! current-thread only (one and [`IN_FLIGHT`] in flight, at every layout), and every event
 //! workload at 2 and 12 rounds.
 //! Without valgrind on the `PATH` the driver runs each workload once in-process (a smoke
-//! test) and prints no counts.
+//! test; ours, the floor and the baseline also with [`IN_FLIGHT`] in flight) and prints no
+//! counts.
 //! Nothing here asserts on the numbers.
 //!
 //! See `docs/benchmarks.md` ("Instructions per dispatch (callgrind)", "Bus delivery" and
@@ -588,6 +590,14 @@ fn driver(quick: bool) {
             for &w in workloads {
                 run(w, *runtime, low, 0, 1);
                 println!("- {} on {}: ok", w.name(), runtime.name());
+                if matches!(w, Workload::Ours | Workload::Floor | Workload::Baseline) {
+                    run(w, *runtime, low, 0, IN_FLIGHT);
+                    println!(
+                        "- {} on {}, {IN_FLIGHT} in flight: ok",
+                        w.name(),
+                        runtime.name()
+                    );
+                }
             }
         }
         for w in EventWorkload::ALL {
