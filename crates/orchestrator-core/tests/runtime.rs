@@ -271,3 +271,85 @@ fn handle_cancel_before_the_first_poll_never_runs_the_executor() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+/// A runtime that notes how each task reached it: unboxed through `spawn_future` (with the
+/// future's size) or boxed through `spawn`.
+#[derive(Clone)]
+struct Sizing {
+    clock: VirtualRuntime,
+    unboxed: Arc<Mutex<Vec<usize>>>,
+    boxed: Arc<AtomicUsize>,
+}
+impl Spawn for Sizing {
+    fn spawn(&self, task: Task) -> Result<(), SpawnError> {
+        self.boxed.fetch_add(1, Ordering::SeqCst);
+        self.clock.spawn(task)
+    }
+    fn spawn_future<F>(&self, future: F) -> Result<(), SpawnError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.unboxed.lock().unwrap().push(std::mem::size_of::<F>());
+        self.clock.spawn(Task::new(future))
+    }
+}
+impl Timer for Sizing {
+    fn sleep(&self, d: Duration) -> Sleep {
+        self.clock.sleep(d)
+    }
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+}
+
+/// Notes the size of the future it returns (the job's own work).
+struct Measured(Arc<AtomicUsize>);
+impl Executor<Ping> for Measured {
+    type Error = std::convert::Infallible;
+    fn execute(
+        &self,
+        job: &Ping,
+        cx: JobContext,
+    ) -> impl Future<Output = Result<u32, Self::Error>> + Send {
+        let work = async move {
+            let _cx = cx;
+            Ok(job.0)
+        };
+        self.0.store(std::mem::size_of_val(&work), Ordering::SeqCst);
+        work
+    }
+}
+
+/// A dispatch without options hands the runtime its future unboxed, and that future is the
+/// executor's own plus at most 32 bytes (the executor, the job's state, the attempt's
+/// reference to it and the state tags): the runtime's task is the job's only allocation
+/// besides its shared state, and its size follows the work's.
+#[test]
+fn a_plain_dispatch_spawns_its_small_future_unboxed() {
+    let rt = Sizing {
+        clock: VirtualRuntime::new(),
+        unboxed: Arc::default(),
+        boxed: Arc::default(),
+    };
+    let work = Arc::new(AtomicUsize::new(0));
+    let d = Dispatcher::new(rt.clone());
+    d.register(Measured(work.clone()));
+    assert_eq!(rt.clock.block_on(d.dispatch(Ping(7))).unwrap().value, 7);
+    let spawned = rt.unboxed.lock().unwrap().clone();
+    assert_eq!(spawned.len(), 1, "one task, unboxed");
+    assert_eq!(rt.boxed.load(Ordering::SeqCst), 0, "nothing boxed");
+    let work = work.load(Ordering::SeqCst);
+    assert!(work > 0, "the executor ran");
+    assert!(
+        spawned[0] <= work + 32,
+        "the job's future is {} bytes for {work} bytes of work",
+        spawned[0]
+    );
+    // A dispatch with options runs the full pipeline, boxed.
+    let out = rt
+        .clock
+        .block_on(d.job(Ping(8)).timeout(Duration::from_secs(1)).dispatch());
+    assert_eq!(out.unwrap().value, 8);
+    assert_eq!(rt.unboxed.lock().unwrap().len(), 1);
+    assert_eq!(rt.boxed.load(Ordering::SeqCst), 1);
+}
