@@ -146,12 +146,16 @@ impl Workload {
         Self::ALL.into_iter().find(|w| w.name() == s)
     }
 
+    /// Ours, the floor and the baseline: the sides of the ratios, counted at every layout and
+    /// with one and with [`IN_FLIGHT`] jobs in flight. The peers (ractor, kameo) stand beside
+    /// the table: one in flight, one layout.
+    fn compared(self) -> bool {
+        matches!(self, Workload::Ours | Workload::Floor | Workload::Baseline)
+    }
+
     /// ractor and kameo are tokio-based.
     fn runs_on(self, runtime: Runtime) -> bool {
-        match self {
-            Workload::Ours | Workload::Floor | Workload::Baseline => true,
-            Workload::Ractor | Workload::Kameo => runtime != Runtime::Smol,
-        }
+        self.compared() || runtime != Runtime::Smol
     }
 }
 
@@ -590,7 +594,7 @@ fn driver(quick: bool) {
             for &w in workloads {
                 run(w, *runtime, low, 0, 1);
                 println!("- {} on {}: ok", w.name(), runtime.name());
-                if matches!(w, Workload::Ours | Workload::Floor | Workload::Baseline) {
+                if w.compared() {
                     run(w, *runtime, low, 0, IN_FLIGHT);
                     println!(
                         "- {} on {}, {IN_FLIGHT} in flight: ok",
@@ -633,12 +637,12 @@ fn driver(quick: bool) {
         for in_flight in [1, IN_FLIGHT] {
             let mut per_job = [None; 5];
             for &w in workloads {
-                // The peers are counted with one in flight at one layout: they are beside the
-                // table, not in a ratio.
-                let layouts: &[usize] = match (w, in_flight) {
-                    (Workload::Ours | Workload::Floor | Workload::Baseline, _) => &LAYOUTS,
-                    (Workload::Ractor | Workload::Kameo, 1) => &LAYOUTS[..1],
-                    (Workload::Ractor | Workload::Kameo, _) => &[],
+                let layouts: &[usize] = if w.compared() {
+                    &LAYOUTS
+                } else if in_flight == 1 {
+                    &LAYOUTS[..1]
+                } else {
+                    &[]
                 };
                 let mut runs = Vec::with_capacity(layouts.len());
                 for &layout in layouts {
@@ -807,7 +811,7 @@ fn main() {
                 eprintln!("{} runs on tokio only", w.name());
                 std::process::exit(2);
             }
-            if in_flight > 1 && matches!(w, Workload::Ractor | Workload::Kameo) {
+            if in_flight > 1 && !w.compared() {
                 eprintln!("{} runs with one in flight only", w.name());
                 std::process::exit(2);
             }
