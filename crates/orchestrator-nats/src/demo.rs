@@ -173,3 +173,93 @@ pub fn run_worker_from_env() -> Result<(), Box<dyn std::error::Error>> {
         Ok(())
     })
 }
+
+/// Runs a demo producer configured by environment variables (the
+/// `orchestrator-nats-demo-producer` binary, which the restart tests kill and start again
+/// with the same node id): `NATS_URL`, `DEMO_PREFIX`, `DEMO_NODE`, `DEMO_ACK_WAIT_MS`,
+/// `DEMO_FIRST` and `DEMO_JOBS` (it squares `DEMO_FIRST..DEMO_FIRST + DEMO_JOBS`),
+/// `DEMO_DELAY_MS` (each job's work) and `DEMO_TIMEOUT_MS` (each job's budget, default 60 s).
+///
+/// It prints `ready <incarnation in hex>` once it can dispatch, waits for a line on standard
+/// input, dispatches every job at once, and prints a line per outcome as it comes (`ok <n>
+/// <value>` or `err <n> <error and its sources>`), then `stats <sent> <outcomes>
+/// <earlier_runs> <duplicates_dropped> <duplicate_ids>`.
+///
+/// # Errors
+///
+/// If the runtime or the connection cannot start.
+pub fn run_producer_from_env() -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::{BufRead, Write};
+
+    use futures_util::StreamExt;
+    use orchestrator_core::{Dispatch, Dispatcher};
+    use orchestrator_tokio::TokioRuntime;
+
+    use crate::{RemoteConfig, RemoteJobs};
+
+    fn number(name: &str, default: u64) -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+        let config = RemoteConfig {
+            prefix: std::env::var("DEMO_PREFIX").unwrap_or_else(|_| "demo".into()),
+            ack_wait: Duration::from_millis(number("DEMO_ACK_WAIT_MS", 30_000)),
+            ..RemoteConfig::default()
+        };
+        let client = async_nats::connect(url).await?;
+        let registry = registry(number("DEMO_NODE", 1));
+        let incarnation = registry.incarnation();
+        let remote = RemoteJobs::start(client, registry, config).await?;
+        let shop = Dispatcher::new(TokioRuntime::default());
+        shop.register(remote.executor::<Square>()?);
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready {incarnation:x}")?;
+        out.flush()?;
+        let mut go = String::new();
+        std::io::stdin().lock().read_line(&mut go)?;
+        let first = number("DEMO_FIRST", 1);
+        let (jobs, delay) = (number("DEMO_JOBS", 100), number("DEMO_DELAY_MS", 0));
+        let budget = Duration::from_millis(number("DEMO_TIMEOUT_MS", 60_000));
+        let mut outcomes: futures_util::stream::FuturesUnordered<_> = (first..first + jobs)
+            .map(|n| {
+                let handle = shop.job(Square::new(n, delay)).timeout(budget).dispatch();
+                async move { (n, handle.await) }
+            })
+            .collect();
+        while let Some((n, outcome)) = outcomes.next().await {
+            match outcome {
+                Ok(success) => writeln!(out, "ok {n} {}", success.value)?,
+                Err(error) => {
+                    let chain: Vec<String> =
+                        std::iter::successors(Some(&error as &dyn std::error::Error), |e| {
+                            e.source()
+                        })
+                        .map(ToString::to_string)
+                        .collect();
+                    writeln!(out, "err {n} {}", chain.join(": "))?;
+                }
+            }
+            out.flush()?;
+        }
+        let stats = remote.stats();
+        writeln!(
+            out,
+            "stats {} {} {} {} {}",
+            stats.sent,
+            stats.outcomes,
+            stats.earlier_runs,
+            stats.duplicates_dropped,
+            stats.duplicate_ids
+        )?;
+        out.flush()?;
+        Ok(())
+    })
+}

@@ -1,7 +1,9 @@
 //! Faults against real processes (feature `server-tests`): a worker process killed with
-//! SIGKILL mid-run, and the NATS server itself killed and restarted mid-run. Each test starts
-//! its own `nats-server` (JetStream, a temporary store, 127.0.0.1 on a free port). The figures
-//! are printed (`--nocapture`) for the record.
+//! SIGKILL mid-run, the NATS server itself killed and restarted mid-run, a producer process
+//! killed and started again with the same node id, a worker whose slots are all taken by long
+//! jobs, and a publish acknowledgement that comes too late. Each test starts its own
+//! `nats-server` (JetStream, a temporary store, 127.0.0.1 on a free port). The figures are
+//! printed (`--nocapture`) for the record.
 
 #![cfg(feature = "server-tests")]
 
@@ -9,6 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{Dispatch, Dispatcher, JobHandle, RetryPolicy};
@@ -123,6 +126,118 @@ impl WorkerProcess {
             let _ = stdin.flush();
         } // closed: the worker stops gracefully
         let _ = self.child.wait();
+    }
+}
+
+/// A demo producer process (`orchestrator-nats-demo-producer`): it dispatches its jobs when
+/// told to and prints a line per outcome.
+struct ProducerProcess {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    incarnation: u64,
+}
+
+impl ProducerProcess {
+    fn spawn(url: &str, prefix: &str, node: u64, first: u64, jobs: u64, delay_ms: u64) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator-nats-demo-producer"))
+            .env("NATS_URL", url)
+            .env("DEMO_PREFIX", prefix)
+            .env("DEMO_NODE", node.to_string())
+            .env("DEMO_ACK_WAIT_MS", ACK_WAIT.as_millis().to_string())
+            .env("DEMO_FIRST", first.to_string())
+            .env("DEMO_JOBS", jobs.to_string())
+            .env("DEMO_DELAY_MS", delay_ms.to_string())
+            .env("DEMO_TIMEOUT_MS", "20000")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the demo producer starts");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let ready = lines.recv_timeout(PATIENCE).expect("the producer starts");
+        let incarnation = ready
+            .strip_prefix("ready ")
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .unwrap_or_else(|| panic!("not a ready line: {ready}"));
+        let stdin = child.stdin.take();
+        Self {
+            child,
+            stdin,
+            lines,
+            incarnation,
+        }
+    }
+
+    /// Tells it to dispatch its jobs.
+    fn go(&mut self) {
+        let stdin = self.stdin.as_mut().expect("piped");
+        writeln!(stdin, "go")
+            .and_then(|()| stdin.flush())
+            .expect("the producer reads");
+    }
+
+    async fn next_line(&self) -> String {
+        let since = Instant::now();
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) => return line,
+                Err(mpsc::TryRecvError::Empty) => {
+                    assert!(since.elapsed() < PATIENCE, "the producer went quiet");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(mpsc::TryRecvError::Disconnected) => panic!("the producer exited early"),
+            }
+        }
+    }
+
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProducerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a producer printed after its `go`, up to its stats line.
+#[derive(Debug, Default)]
+struct Report {
+    ok: Vec<(u64, u64)>,
+    errors: Vec<String>,
+    /// sent, outcomes, earlier runs, duplicates dropped, duplicate ids
+    stats: [u64; 5],
+}
+
+async fn report(producer: &ProducerProcess) -> Report {
+    let mut report = Report::default();
+    loop {
+        let line = producer.next_line().await;
+        let words: Vec<&str> = line.split(' ').collect();
+        match words.as_slice() {
+            ["ok", n, value] => report.ok.push((
+                n.parse().expect("a number"),
+                value.parse().expect("a value"),
+            )),
+            ["stats", numbers @ ..] => {
+                for (slot, word) in report.stats.iter_mut().zip(numbers) {
+                    *slot = word.parse().expect("a count");
+                }
+                return report;
+            }
+            _ => report.errors.push(line),
+        }
     }
 }
 
@@ -268,6 +383,285 @@ async fn the_server_restarted_mid_run_loses_no_outcome_and_duplicates_none() {
         runs.saturating_sub(JOBS),
         stats.outcomes,
         stats.duplicates_dropped
+    );
+    worker.stop(Duration::from_secs(2)).await;
+}
+
+/// A worker that runs the demo squarer in this process.
+async fn in_process_worker(
+    server: &Server,
+    config: &RemoteConfig,
+    concurrency: usize,
+) -> (Worker, Squarer) {
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let local = Dispatcher::new(TokioRuntime::default());
+    let squarer = Squarer::default();
+    local.register(squarer.clone());
+    let worker = Worker::builder(client, registry(2), &local)
+        .config(config.clone())
+        .concurrency(concurrency)
+        .accept::<Square>()
+        .unwrap()
+        .start()
+        .await
+        .unwrap();
+    (worker, squarer)
+}
+
+/// The workers' consumer as the server sees it.
+async fn consumer_info(server: &Server, prefix: &str) -> async_nats::jetstream::consumer::Info {
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream(format!("{prefix}_jobs"))
+        .await
+        .expect("the jobs stream")
+        .get_consumer("workers-demo_square")
+        .await
+        .expect("the workers' consumer");
+    consumer.info().await.expect("its info").clone()
+}
+
+/// Jobs longer than the ack wait on a worker whose slots are all taken: the worker holds only
+/// the jobs it runs (the rest wait on the server, where no ack wait runs), so none is
+/// delivered twice and none is timed out by the worker's own queueing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_jobs_on_a_full_worker_run_once_and_are_never_redelivered() {
+    const JOBS: u64 = 4;
+    let server = Server::start();
+    let prefix = format!("full{}", NodeId::random().as_u64());
+    let config = config(&prefix); // ack wait 2 s
+    let (worker, squarer) = in_process_worker(&server, &config, 2).await;
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let remote = RemoteJobs::start(client, registry(1), config.clone())
+        .await
+        .unwrap();
+    let shop = Dispatcher::new(TokioRuntime::default());
+    shop.register(remote.executor::<Square>().unwrap());
+    // Each job takes 3 s: longer than the ack wait.
+    let handles: Vec<_> = (1..=JOBS)
+        .map(|n| (n, shop.dispatch(Square::new(n, 3_000))))
+        .collect();
+    wait_until("two jobs running", || {
+        squarer.runs.load(std::sync::atomic::Ordering::SeqCst) == 2
+    })
+    .await;
+    let info = consumer_info(&server, &prefix).await;
+    assert_eq!(
+        (info.num_ack_pending, info.num_pending),
+        (2, 2),
+        "the worker holds the two jobs it runs; the other two wait on the server"
+    );
+    all_resolve(handles).await;
+    let runs = u64::from(squarer.runs.load(std::sync::atomic::Ordering::SeqCst));
+    let info = consumer_info(&server, &prefix).await;
+    let stats = worker.stats();
+    assert_eq!(runs, JOBS, "each job ran once: {stats:?}");
+    assert_eq!(
+        info.delivered.consumer_sequence, JOBS,
+        "no job delivered twice"
+    );
+    assert_eq!(
+        (stats.completed, stats.stale, stats.cancelled),
+        (JOBS, 0, 0)
+    );
+    eprintln!(
+        "fault: full worker: {JOBS} jobs of 3 s on 2 slots, ack wait 2 s: {runs} runs, {} \
+         deliveries, {} outcomes",
+        info.delivered.consumer_sequence,
+        remote.stats().outcomes
+    );
+    worker.stop(Duration::from_secs(2)).await;
+}
+
+/// A producer killed mid-run and started again with the same node id: its job ids start
+/// again at 1, but its requests are not taken for its previous run's duplicates, and its
+/// previous run's outcomes (which keep coming) never resolve its new handles: they are
+/// counted apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_restarted_with_its_node_id_gets_only_its_own_outcomes() {
+    const JOBS: u64 = 400;
+    let server = Server::start();
+    let prefix = format!("again{}", NodeId::random().as_u64());
+    let (worker, squarer) = in_process_worker(&server, &config(&prefix), 8).await;
+    let mut first = ProducerProcess::spawn(&server.url(), &prefix, 7, 1, JOBS, 20);
+    first.go();
+    let mut before_kill = 0;
+    while before_kill < 20 {
+        let line = first.next_line().await;
+        assert!(line.starts_with("ok "), "the first run: {line}");
+        before_kill += 1;
+    }
+    let first_incarnation = first.incarnation;
+    first.kill(); // SIGKILL: most of its jobs are still queued, and will run
+    let mut second = ProducerProcess::spawn(&server.url(), &prefix, 7, 1_001, JOBS, 20);
+    assert_ne!(second.incarnation, first_incarnation);
+    second.go();
+    let report = report(&second).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let mut seen: Vec<u64> = report.ok.iter().map(|&(n, _)| n).collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1_001..1_001 + JOBS).collect::<Vec<_>>(),
+        "each job once"
+    );
+    for (n, value) in &report.ok {
+        assert_eq!(*value, n * n, "job {n} resolved with its own value");
+    }
+    let [sent, outcomes, earlier_runs, duplicates, duplicate_ids] = report.stats;
+    assert_eq!((sent, outcomes, duplicate_ids), (JOBS, JOBS, 0));
+    assert!(
+        earlier_runs > 0,
+        "the first run's outcomes came, counted apart"
+    );
+    let runs = squarer.runs.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "fault: producer restart (node 7 twice): first run {JOBS} jobs, killed after \
+         {before_kill} outcomes; second run {JOBS} jobs: {} right, 0 wrong, 0 timed out; \
+         {earlier_runs} outcomes of the first run received and counted apart, {duplicates} \
+         duplicates dropped; {runs} runs on the worker",
+        report.ok.len()
+    );
+    worker.stop(Duration::from_secs(2)).await;
+}
+
+/// A publish the server answers as a duplicate of a message it already holds is not taken
+/// for an acceptance: the attempt fails with a clear error instead of waiting for an
+/// outcome that would never come (or taking another message's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_acknowledged_as_a_duplicate_fails_its_attempt_loudly() {
+    let server = Server::start();
+    let prefix = format!("dup{}", NodeId::random().as_u64());
+    let (worker, _squarer) = in_process_worker(&server, &config(&prefix), 8).await;
+    let mut producer = ProducerProcess::spawn(&server.url(), &prefix, 7, 1, 3, 0);
+    // Something else already sent a message under the id the producer's first job will use
+    // (job 1 of this process, attempt 1).
+    let client = async_nats::connect(server.url()).await.expect("connects");
+    let js = async_nats::jetstream::new(client);
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("7/{:x}/1/1", producer.incarnation).as_str(),
+    );
+    js.publish_with_headers(format!("{prefix}.jobs.demo.square"), headers, "{}".into())
+        .await
+        .expect("published")
+        .await
+        .expect("stored");
+    producer.go();
+    let mut report = report(&producer).await;
+    report.ok.sort_unstable();
+    assert_eq!(report.ok, [(2, 4), (3, 9)], "{report:?}");
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(
+        report.errors[0].starts_with("err 1 ") && report.errors[0].contains("already holds"),
+        "{report:?}"
+    );
+    assert_eq!(report.stats[4], 1, "one duplicate id: {report:?}");
+    worker.stop(Duration::from_secs(2)).await;
+}
+
+/// A TCP relay between a client and the server whose server-to-client direction can be held:
+/// what the server sends meanwhile arrives, in order, once it is let go.
+struct Relay {
+    port: u16,
+    hold: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(server_port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let port = listener.local_addr().expect("bound").port();
+        let (hold, held) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", server_port)).await
+                else {
+                    continue;
+                };
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_client, &mut to_server).await;
+                });
+                let mut held = held.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buffer = vec![0; 64 * 1024];
+                    while let Ok(n) = from_server.read(&mut buffer).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if held.wait_for(|held| !*held).await.is_err() {
+                            break;
+                        }
+                        if to_client.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, hold }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The server stores a request and the worker answers it, but the request's acknowledgement
+/// does not reach the dispatching side in time: the attempt does not fail, it resolves with
+/// the outcome that comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outcome_that_comes_after_its_requests_ack_timed_out_resolves_the_handle() {
+    let server = Server::start();
+    let prefix = format!("late{}", NodeId::random().as_u64());
+    let config = RemoteConfig {
+        ack_timeout: Duration::from_millis(300),
+        ..config(&prefix)
+    };
+    let (worker, squarer) = in_process_worker(&server, &config, 8).await;
+    let relay = Relay::start(server.port).await;
+    let client = async_nats::connect(relay.url()).await.expect("connects");
+    let remote = RemoteJobs::start(client, registry(1), config.clone())
+        .await
+        .unwrap();
+    let shop = Dispatcher::new(TokioRuntime::default());
+    shop.register(remote.executor::<Square>().unwrap());
+    // Nothing the server sends reaches the shop for now: the request's acknowledgement, the
+    // outcome.
+    relay.hold.send_replace(true);
+    let handle = shop.dispatch(Square::new(12, 0));
+    wait_until("the worker stored the outcome", || {
+        worker.stats().completed == 1
+    })
+    .await;
+    wait_until("the acknowledgement timed out", || {
+        remote.stats().republished >= 1
+    })
+    .await;
+    relay.hold.send_replace(false);
+    let value = tokio::time::timeout(PATIENCE, handle)
+        .await
+        .expect("resolves")
+        .expect("the job's outcome, not an error")
+        .value;
+    assert_eq!(value, 144);
+    let stats = remote.stats();
+    assert_eq!((stats.outcomes, stats.sent), (1, 1), "{stats:?}");
+    assert_eq!(
+        squarer.runs.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "ran once"
+    );
+    eprintln!(
+        "fault: late acknowledgement: the request sent {} more time(s) under its id, ran once, \
+         its outcome resolved the handle; {} duplicates dropped",
+        stats.republished, stats.duplicates_dropped
     );
     worker.stop(Duration::from_secs(2)).await;
 }

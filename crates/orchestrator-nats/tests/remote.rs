@@ -314,6 +314,13 @@ async fn a_job_handed_back_too_often_becomes_a_poison_failure() {
                 .expect("a remote error");
             assert!(!remote.is_retryable());
             assert!(remote.to_string().contains("poison"), "{remote}");
+            // A report that walks the error's chain prints the worker's message once.
+            let error = JobError::Failed(failure);
+            let chain: Vec<String> =
+                std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source())
+                    .map(ToString::to_string)
+                    .collect();
+            assert_eq!(chain.join(": ").matches("poison").count(), 1, "{chain:?}");
         }
         other => panic!("expected a poison failure, got {other:?}"),
     }

@@ -113,14 +113,9 @@ impl fmt::Display for CodecError {
     }
 }
 
-impl Error for CodecError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            CodecError::Serde(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// Its message says all it knows (a serde error's text included), so `source()` is `None`: a
+/// report that walks the chain prints each message once.
+impl Error for CodecError {}
 
 impl From<serde_json::Error> for CodecError {
     fn from(e: serde_json::Error) -> Self {

@@ -5,8 +5,9 @@
 //! and an event look like on the wire, and how a process turns its own values into them and
 //! back.
 //!
-//! - [`NodeId`] names a process; [`WireJobId`] names a job across processes (the node that
-//!   dispatched it and its [`JobId`](orchestrator_core::JobId) there).
+//! - [`NodeId`] names a process; [`WireJobId`] names a job across processes and their
+//!   restarts (the node that dispatched it, that process's incarnation, and its
+//!   [`JobId`](orchestrator_core::JobId) there).
 //! - [`Registry`] gives job types and event payloads stable **wire names** and encodes them
 //!   with serde ([`JobRequest`], [`JobOutcome`], [`ProgressReport`], [`WireEvent`], all JSON).
 //!   Events keep their correlation id, parent, job type, causal depth and data source; an
@@ -44,7 +45,7 @@
 //! };
 //! // ... and the shop matches the outcome to its handle.
 //! let back = JobOutcome::from_bytes(&outcome.to_bytes()?)?;
-//! assert_eq!(back.id.local_to(shop.node()), Some(id));
+//! assert_eq!(back.id.local_to(shop.node(), shop.incarnation()), Some(id));
 //! assert!(back.result.unwrap_err().is_retryable());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -155,6 +155,7 @@ impl Aliases {
 /// ```
 pub struct Registry {
     node: NodeId,
+    incarnation: u64,
     jobs: HashMap<String, JobEntry>,
     /// Job type names (`type_name`) to wire names.
     job_names: HashMap<&'static str, String>,
@@ -174,6 +175,7 @@ impl Registry {
     pub fn with_alias_capacity(node: NodeId, capacity: usize) -> Self {
         Self {
             node,
+            incarnation: crate::id::random_u64(),
             jobs: HashMap::new(),
             job_names: HashMap::new(),
             events: HashMap::new(),
@@ -190,6 +192,20 @@ impl Registry {
     /// Returns this process's node id.
     pub fn node(&self) -> NodeId {
         self.node
+    }
+
+    /// Returns this registry's incarnation: random 64 bits drawn when it was made, carried in
+    /// the [`WireJobId`] of every job it encodes. Two processes with the same node id (one
+    /// restarted after the other) have different incarnations, so neither takes the other's
+    /// jobs for its own. Share one registry per process.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Returns `true` if `wire` is a job of this node's previous runs (the same node id, another
+    /// incarnation): something a restarted process must not take for its own.
+    pub fn is_earlier_run(&self, wire: WireJobId) -> bool {
+        wire.is_earlier_run_of(self.node, self.incarnation)
     }
 
     fn check_name(&self, name: &str) -> Result<(), RegistryError> {
@@ -456,13 +472,14 @@ impl Registry {
         let aliases = self.aliases.lock().unwrap_or_else(PoisonError::into_inner);
         match aliases.by_local.get(&id) {
             Some(&wire) => wire,
-            None => WireJobId::new(self.node, id),
+            None => WireJobId::new(self.node, self.incarnation, id),
         }
     }
 
-    /// Returns the local job id of `wire`: this node's job id, or an alias for another node's.
+    /// Returns the local job id of `wire`: this process's job id, or an alias for another
+    /// node's job (or for a job of this node's previous runs).
     pub fn local_id(&self, wire: WireJobId) -> JobId {
-        if let Some(id) = wire.local_to(self.node) {
+        if let Some(id) = wire.local_to(self.node, self.incarnation) {
             return id;
         }
         self.aliases
@@ -480,6 +497,7 @@ impl std::fmt::Debug for Registry {
         events.sort_unstable();
         f.debug_struct("Registry")
             .field("node", &self.node)
+            .field("incarnation", &format_args!("{:016x}", self.incarnation))
             .field("jobs", &jobs)
             .field("events", &events)
             .finish_non_exhaustive()

@@ -94,7 +94,7 @@ fn a_job_and_its_outcome_cross_and_come_back_to_their_handle() {
             Some(std::time::Duration::from_secs(60)),
         )
         .unwrap();
-    assert_eq!(request.id, WireJobId::new(NodeId::new(1), id));
+    assert_eq!(request.id, WireJobId::new(NodeId::new(1), shop.incarnation(), id));
     assert!(!is_stale(request.deadline_unix_ms));
     let received = JobRequest::from_bytes(&request.to_bytes().unwrap()).unwrap();
     assert_eq!(received, request);
@@ -131,7 +131,7 @@ fn a_job_and_its_outcome_cross_and_come_back_to_their_handle() {
         result: Ok(worker.encode_output::<Charge>(&receipt).unwrap()),
     };
     let back = JobOutcome::from_bytes(&outcome.to_bytes().unwrap()).unwrap();
-    assert_eq!(back.id.local_to(shop.node()), Some(id));
+    assert_eq!(back.id.local_to(shop.node(), shop.incarnation()), Some(id));
     assert_eq!(back.attempt, 2);
     let value = back.result.unwrap();
     assert_eq!(shop.decode_output::<Charge>(&value).unwrap(), receipt);
@@ -154,7 +154,7 @@ fn a_job_and_its_outcome_cross_and_come_back_to_their_handle() {
 
 #[test]
 fn progress_and_errors_cross() {
-    let id = WireJobId::new(NodeId::new(3), JobId::next());
+    let id = WireJobId::new(NodeId::new(3), 1, JobId::next());
     let report = ProgressReport {
         id,
         progress: orchestrator_core::Progress::new(0.5)
@@ -231,7 +231,7 @@ fn events_keep_their_envelope_and_ids_round_trip_through_aliases() {
     let relayed = shop.encode_event(&relayed).unwrap().unwrap();
     assert_eq!(
         relayed.correlation,
-        Some(WireJobId::new(NodeId::new(1), job))
+        Some(WireJobId::new(NodeId::new(1), billing.incarnation(), job))
     );
     // ... which node 1 decodes to its own id.
     let home = billing.decode_event(&relayed, at).unwrap();
@@ -270,6 +270,7 @@ fn aliases_are_bounded_and_the_oldest_goes_first() {
     let r = Registry::with_alias_capacity(NodeId::new(1), 2);
     let foreign = |n| WireJobId {
         node: NodeId::new(9),
+        incarnation: 1,
         job: n,
     };
     let a = r.local_id(foreign(1));
@@ -277,11 +278,31 @@ fn aliases_are_bounded_and_the_oldest_goes_first() {
     assert_eq!(r.local_id(foreign(1)), a);
     let c = r.local_id(foreign(3)); // evicts job 1's alias
     assert_eq!((r.wire_id(b), r.wire_id(c)), (foreign(2), foreign(3)));
-    assert_eq!(r.wire_id(a), WireJobId::new(NodeId::new(1), a), "forgotten");
+    let here = |id| WireJobId::new(NodeId::new(1), r.incarnation(), id);
+    assert_eq!(r.wire_id(a), here(a), "forgotten");
     assert_ne!(r.local_id(foreign(1)), a, "a new alias");
     // This node's own ids are never aliased.
     let own = JobId::next();
-    assert_eq!(r.local_id(WireJobId::new(NodeId::new(1), own)), own);
+    assert_eq!(r.local_id(here(own)), own);
+}
+
+/// A process restarted with the same node id (a new registry) never takes a job of its
+/// previous run for its own, though the job ids collide: job ids start again in every process.
+#[test]
+fn a_restarted_node_tells_its_previous_runs_jobs_from_its_own() {
+    let before = Registry::new(NodeId::new(7));
+    let after = Registry::new(NodeId::new(7));
+    assert_ne!(before.incarnation(), after.incarnation());
+    let id = JobId::next();
+    let old = before.wire_id(id); // the same number the new process may give its next job
+    assert!(after.is_earlier_run(old));
+    assert!(!before.is_earlier_run(old));
+    assert_eq!(old.local_to(NodeId::new(7), after.incarnation()), None);
+    // Its events get an alias in the new process, not the new process's job with that number.
+    assert_ne!(after.local_id(old), id);
+    assert_eq!(after.wire_id(after.local_id(old)), old);
+    // Another node's job is not an earlier run of this one.
+    assert!(!after.is_earlier_run(Registry::new(NodeId::new(8)).wire_id(id)));
 }
 
 /// Two dispatchers (two "processes") joined by hand through the wire form: a job's output

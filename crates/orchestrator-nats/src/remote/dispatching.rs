@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_nats::Client;
+use async_nats::jetstream::Context;
 use async_nats::jetstream::consumer::{AckPolicy, pull};
-use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use orchestrator_core::{Executor, Job, JobContext};
@@ -31,6 +31,17 @@ pub struct RemoteStats {
     /// Outcomes that found no waiting attempt: duplicates of one already given, or for an
     /// attempt that was cancelled or timed out meanwhile. Dropped (acknowledged).
     pub duplicates_dropped: u64,
+    /// Outcomes and events of jobs of this node's earlier runs (a process that had the same
+    /// node id before this one): never taken for this run's jobs, whose ids may be the same
+    /// numbers. Dropped (acknowledged).
+    pub earlier_runs: u64,
+    /// Requests sent again, under the same message id, because the server's acknowledgement
+    /// did not come within [`RemoteConfig::ack_timeout`] (the server stores them once).
+    pub republished: u64,
+    /// Requests the server acknowledged as duplicates of a message it already held under the
+    /// same id, on their first send: failed with [`RemoteError::DuplicateId`], never taken for
+    /// an acceptance.
+    pub duplicate_ids: u64,
     /// Messages on the outcome subject that were not outcomes.
     pub undecodable: u64,
     /// Progress reports passed on to a running attempt.
@@ -49,6 +60,9 @@ struct RemoteCounters {
     sent: AtomicU64,
     outcomes: AtomicU64,
     duplicates_dropped: AtomicU64,
+    earlier_runs: AtomicU64,
+    republished: AtomicU64,
+    duplicate_ids: AtomicU64,
     undecodable: AtomicU64,
     progress: AtomicU64,
     cancels_sent: AtomicU64,
@@ -56,12 +70,15 @@ struct RemoteCounters {
     events_dropped: AtomicU64,
 }
 
+/// The attempt of a job that waits for its outcome (a job has at most one: its attempts run one
+/// after the other).
 struct Waiter {
+    attempt: u32,
     outcome: oneshot::Sender<JobOutcome>,
     context: JobContext,
 }
 
-type Waiters = Mutex<HashMap<(WireJobId, u32), Waiter>>;
+type Waiters = Mutex<HashMap<WireJobId, Waiter>>;
 
 struct RemoteInner {
     client: Client,
@@ -110,7 +127,7 @@ impl RemoteJobs {
         registry: Arc<Registry>,
         config: RemoteConfig,
     ) -> Result<Self, RemoteError> {
-        let js = jetstream::new(client.clone());
+        let js = config.context(&client);
         config.ensure_streams(&js).await?;
         let node = registry.node().as_u64();
         let nats = |e: &dyn std::fmt::Display| RemoteError::Nats(e.to_string());
@@ -171,9 +188,10 @@ impl RemoteJobs {
                 let Ok(report) = ProgressReport::from_bytes(&message.payload) else {
                     continue;
                 };
-                let context = reporter.waiters().iter().find_map(|((id, _), waiter)| {
-                    (*id == report.id).then(|| waiter.context.clone())
-                });
+                let context = reporter
+                    .waiters()
+                    .get(&report.id)
+                    .map(|waiter| waiter.context.clone());
                 if let Some(context) = context
                     && context.report_progress(report.progress)
                 {
@@ -217,6 +235,9 @@ impl RemoteJobs {
             sent: c.sent.load(Ordering::Relaxed),
             outcomes: c.outcomes.load(Ordering::Relaxed),
             duplicates_dropped: c.duplicates_dropped.load(Ordering::Relaxed),
+            earlier_runs: c.earlier_runs.load(Ordering::Relaxed),
+            republished: c.republished.load(Ordering::Relaxed),
+            duplicate_ids: c.duplicate_ids.load(Ordering::Relaxed),
             undecodable: c.undecodable.load(Ordering::Relaxed),
             progress: c.progress.load(Ordering::Relaxed),
             cancels_sent: c.cancels_sent.load(Ordering::Relaxed),
@@ -251,7 +272,7 @@ impl std::fmt::Debug for RemoteJobs {
 }
 
 impl RemoteInner {
-    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<(WireJobId, u32), Waiter>> {
+    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<WireJobId, Waiter>> {
         self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -261,18 +282,80 @@ impl RemoteInner {
         let Ok(wire) = WireEvent::from_bytes(payload) else {
             return add(&self.counters.undecodable);
         };
-        let node = self.registry.node();
+        if wire
+            .correlation
+            .is_some_and(|id| self.registry.is_earlier_run(id))
+        {
+            return add(&self.counters.earlier_runs);
+        }
         let context = wire
             .correlation
-            .filter(|id| id.node == node)
-            .and_then(|id| {
-                self.waiters()
-                    .iter()
-                    .find_map(|((job, _), waiter)| (*job == id).then(|| waiter.context.clone()))
-            });
+            .and_then(|id| self.waiters().get(&id).map(|waiter| waiter.context.clone()));
         match context.map(|cx| self.registry.emit_in(&wire, &cx)) {
             Some(Ok(true)) => add(&self.counters.events),
             _ => add(&self.counters.events_dropped),
+        }
+    }
+
+    /// Stores a request on the jobs stream under message id `id`. Returns the outcome if it
+    /// comes first (the server's acknowledgement can be lost while the job runs anyway).
+    ///
+    /// An acknowledgement that does not come within the ack timeout (a server restarting, a
+    /// connection dropped) does not fail the attempt: the request is sent again under the same
+    /// id (the server stores it once), until one is acknowledged or half the duplicate window
+    /// has passed. An acknowledgement that says *duplicate* for the first send means the server
+    /// already holds another message with this id: an error, never taken for an acceptance.
+    async fn send(
+        &self,
+        subject: &str,
+        id: &str,
+        body: Bytes,
+        rx: &mut oneshot::Receiver<JobOutcome>,
+    ) -> Result<Option<JobOutcome>, RemoteError> {
+        let since = tokio::time::Instant::now();
+        let give_up = self.config.duplicate_window / 2;
+        let mut pause = Duration::from_millis(50);
+        let mut first = true;
+        loop {
+            let stored = async {
+                let ack = self
+                    .js
+                    .publish_with_headers(subject.to_owned(), message_id(id), body.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ack.await.map_err(|e| e.to_string())
+            };
+            let error = tokio::select! {
+                outcome = &mut *rx => {
+                    // It ran, so it was stored: its acknowledgement is what was lost.
+                    add(&self.counters.sent);
+                    return outcome.map(Some).map_err(|_| RemoteError::Stopped);
+                }
+                ack = stored => match ack {
+                    Ok(ack) if ack.duplicate && first => {
+                        add(&self.counters.duplicate_ids);
+                        return Err(RemoteError::DuplicateId(id.to_owned()));
+                    }
+                    Ok(_) => {
+                        add(&self.counters.sent);
+                        return Ok(None);
+                    }
+                    Err(error) => error,
+                },
+            };
+            if since.elapsed() + pause >= give_up {
+                return Err(RemoteError::Nats(error));
+            }
+            first = false;
+            tokio::select! {
+                outcome = &mut *rx => {
+                    add(&self.counters.sent);
+                    return outcome.map(Some).map_err(|_| RemoteError::Stopped);
+                }
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_secs(1));
+            add(&self.counters.republished);
         }
     }
 
@@ -281,7 +364,16 @@ impl RemoteInner {
         let Ok(outcome) = JobOutcome::from_bytes(payload) else {
             return add(&self.counters.undecodable);
         };
-        let waiter = self.waiters().remove(&(outcome.id, outcome.attempt));
+        if self.registry.is_earlier_run(outcome.id) {
+            return add(&self.counters.earlier_runs);
+        }
+        let waiter = {
+            let mut waiters = self.waiters();
+            match waiters.get(&outcome.id) {
+                Some(waiter) if waiter.attempt == outcome.attempt => waiters.remove(&outcome.id),
+                _ => None,
+            }
+        };
         match waiter {
             Some(waiter) => {
                 if waiter.outcome.send(outcome).is_ok() {
@@ -315,7 +407,13 @@ impl Drop for Pending {
         if self.answered {
             return;
         }
-        let waiter = self.inner.waiters().remove(&self.key);
+        let waiter = {
+            let mut waiters = self.inner.waiters();
+            match waiters.get(&self.key.0) {
+                Some(waiter) if waiter.attempt == self.key.1 => waiters.remove(&self.key.0),
+                _ => None,
+            }
+        };
         drop(waiter);
         let (client, subject) = (
             self.inner.client.clone(),
@@ -350,10 +448,11 @@ where
             .encode_job(cx.job_id(), job, cx.attempt(), left)?;
         let body = request.to_bytes()?;
         let key = (request.id, request.attempt);
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         inner.waiters().insert(
-            key,
+            key.0,
             Waiter {
+                attempt: key.1,
                 outcome: tx,
                 context: cx.clone(),
             },
@@ -363,16 +462,14 @@ where
             key,
             answered: false,
         };
-        let headers = message_id(&attempt_id(key.0, key.1, ""));
-        let nats = |e: &dyn std::fmt::Display| RemoteError::Nats(e.to_string());
-        let ack = inner
-            .js
-            .publish_with_headers(self.subject.clone(), headers, Bytes::from(body))
-            .await
-            .map_err(|e| nats(&e))?;
-        ack.await.map_err(|e| nats(&e))?;
-        add(&inner.counters.sent);
-        let outcome = rx.await.map_err(|_| RemoteError::Stopped)?;
+        let id = attempt_id(key.0, key.1, "");
+        let outcome = match inner
+            .send(&self.subject, &id, Bytes::from(body), &mut rx)
+            .await?
+        {
+            Some(outcome) => outcome,
+            None => rx.await.map_err(|_| RemoteError::Stopped)?,
+        };
         pending.answered = true;
         match outcome.result {
             Ok(value) => Ok(inner.registry.decode_output::<J>(&value)?),

@@ -18,9 +18,16 @@ pub use dispatching::{RemoteExecutor, RemoteJobs, RemoteStats};
 pub use worker::{Worker, WorkerBuilder, WorkerStats};
 
 /// The message id of attempt `attempt` of job `id` (a republished one is stored once),
-/// followed by `suffix` for what the attempt sends (`/outcome`, `/e1`, ...).
+/// followed by `suffix` for what the attempt sends (`/outcome`, `/e1`, ...). It names the
+/// dispatching process's incarnation: a restarted process's job ids start again at 1, and
+/// its messages must not be taken for its previous run's duplicates.
 fn attempt_id(id: WireJobId, attempt: u32, suffix: &str) -> String {
-    format!("{}/{}/{attempt}{suffix}", id.node.as_u64(), id.job)
+    format!(
+        "{:x}/{:x}/{}/{attempt}{suffix}",
+        id.node.as_u64(),
+        id.incarnation,
+        id.job
+    )
 }
 
 fn add(counter: &AtomicU64) {
@@ -40,6 +47,11 @@ pub struct RemoteConfig {
     pub max_deliver: u32,
     /// The window in which the server drops a republished job or outcome with the same id.
     pub duplicate_window: Duration,
+    /// How long a publish waits for the server's acknowledgement before the request is sent
+    /// again under the same message id (the server stores it once); a request is sent again
+    /// for up to half the duplicate window before the attempt fails with
+    /// [`RemoteError::Nats`].
+    pub ack_timeout: Duration,
 }
 
 impl Default for RemoteConfig {
@@ -49,11 +61,20 @@ impl Default for RemoteConfig {
             ack_wait: Duration::from_secs(30),
             max_deliver: 5,
             duplicate_window: Duration::from_secs(120),
+            ack_timeout: Duration::from_secs(5),
         }
     }
 }
 
 impl RemoteConfig {
+    /// A JetStream context on `client` whose publishes wait `ack_timeout` for their
+    /// acknowledgement.
+    fn context(&self, client: &async_nats::Client) -> Context {
+        let mut js = async_nats::jetstream::new(client.clone());
+        js.set_timeout(self.ack_timeout);
+        js
+    }
+
     fn stream_name(&self, what: &str) -> String {
         format!("{}_{}", token(&self.prefix), token(what))
     }
@@ -113,7 +134,8 @@ pub(crate) fn token(s: &str) -> String {
 }
 
 /// The metadata key under which a worker's executor finds the job's wire id
-/// ([`JobContext::metadata`](orchestrator_core::JobContext::metadata)), for example `node-0000000000000001/job-42`.
+/// ([`JobContext::metadata`](orchestrator_core::JobContext::metadata)), for example
+/// `node-0000000000000001/run-9f3c2a6b1d4e5f70/job-42`.
 pub const REMOTE_JOB: &str = "orchestrator.remote.job";
 
 /// The metadata key under which a worker's executor finds the dispatching side's attempt
@@ -131,6 +153,10 @@ pub enum RemoteError {
     Codec(CodecError),
     /// NATS refused an operation (not connected, stream missing, ...).
     Nats(String),
+    /// The server already held a message under this request's message id, so it did not store
+    /// the request: another process sends with the same node id and incarnation. Never taken
+    /// for an acceptance.
+    DuplicateId(String),
     /// The [`RemoteJobs`] it was sent through stopped before the outcome came.
     Stopped,
 }
@@ -142,7 +168,7 @@ impl RemoteError {
         match self {
             RemoteError::Remote(wire) => wire.is_retryable(),
             RemoteError::Nats(_) => true,
-            RemoteError::Codec(_) | RemoteError::Stopped => false,
+            RemoteError::Codec(_) | RemoteError::DuplicateId(_) | RemoteError::Stopped => false,
         }
     }
 }
@@ -153,20 +179,20 @@ impl std::fmt::Display for RemoteError {
             RemoteError::Remote(wire) => write!(f, "the worker failed: {wire}"),
             RemoteError::Codec(e) => write!(f, "{e}"),
             RemoteError::Nats(e) => write!(f, "NATS: {e}"),
+            RemoteError::DuplicateId(id) => write!(
+                f,
+                "the server already holds a message with id `{id}`: another process sends as \
+                 this node and incarnation"
+            ),
             RemoteError::Stopped => f.write_str("remote execution was stopped"),
         }
     }
 }
 
-impl std::error::Error for RemoteError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            RemoteError::Remote(wire) => Some(wire),
-            RemoteError::Codec(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// Each variant's message says all it knows (a worker's error arrives as its message, with its
+/// sources already in it), so `source()` is `None`: a report that walks the chain prints each
+/// message once.
+impl std::error::Error for RemoteError {}
 
 impl From<CodecError> for RemoteError {
     fn from(e: CodecError) -> Self {
@@ -216,5 +242,26 @@ mod tests {
         assert!(!RemoteError::Codec(CodecError::Unregistered("X")).is_retryable());
         let shown = RemoteError::Remote(WireError::new("disk full", true)).to_string();
         assert_eq!(shown, "the worker failed: disk full");
+        assert!(!RemoteError::DuplicateId("1/2/3/1".into()).is_retryable());
+    }
+
+    /// Every message along an error's `source()` chain, from the outermost.
+    fn chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+        std::iter::successors(Some(error), |e| e.source())
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_remote_error_prints_each_message_once_along_its_chain() {
+        let poison = RemoteError::Remote(WireError::new("delivered 6 times: poison job", false));
+        let messages = chain(&poison);
+        let joined = messages.join(": ");
+        assert_eq!(joined.matches("poison job").count(), 1, "{messages:?}");
+        let codec = RemoteError::Codec(CodecError::from(
+            serde_json::from_str::<u8>("x").unwrap_err(),
+        ));
+        let joined = chain(&codec).join(": ");
+        assert_eq!(joined.matches("expected value").count(), 1, "{joined}");
     }
 }
