@@ -249,6 +249,19 @@ fn config(prefix: &str) -> RemoteConfig {
     }
 }
 
+/// Connects to `url`, trying again while the server (just started, on a loaded machine) does
+/// not answer in time.
+async fn connect(url: &str) -> async_nats::Client {
+    let since = Instant::now();
+    loop {
+        match async_nats::connect(url).await {
+            Ok(client) => return client,
+            Err(e) => assert!(since.elapsed() < PATIENCE, "{url}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let since = Instant::now();
     while !done() {
@@ -263,7 +276,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 /// How many times the server delivered the demo jobs to workers (its consumer's delivery
 /// sequence).
 async fn deliveries(server: &Server, prefix: &str) -> u64 {
-    let client = async_nats::connect(server.url()).await.expect("connects");
+    let client = connect(&server.url()).await;
     let js = async_nats::jetstream::new(client);
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
         .get_stream(format!("{prefix}_jobs"))
@@ -297,7 +310,7 @@ async fn a_worker_killed_mid_run_loses_no_job() {
     let server = Server::start();
     let prefix = format!("kill{}", NodeId::random().as_u64());
     let first = WorkerProcess::spawn(&server.url(), &prefix, 2);
-    let client = async_nats::connect(server.url()).await.expect("connects");
+    let client = connect(&server.url()).await;
     let remote = RemoteJobs::start(client, registry(1), config(&prefix))
         .await
         .unwrap();
@@ -335,7 +348,7 @@ async fn the_server_restarted_mid_run_loses_no_outcome_and_duplicates_none() {
     let mut server = Server::start();
     let prefix = format!("restart{}", NodeId::random().as_u64());
     let config = config(&prefix);
-    let worker_client = async_nats::connect(server.url()).await.expect("connects");
+    let worker_client = connect(&server.url()).await;
     let local = Dispatcher::new(TokioRuntime::default());
     let squarer = Squarer::default();
     local.register(squarer.clone());
@@ -347,7 +360,7 @@ async fn the_server_restarted_mid_run_loses_no_outcome_and_duplicates_none() {
         .start()
         .await
         .unwrap();
-    let client = async_nats::connect(server.url()).await.expect("connects");
+    let client = connect(&server.url()).await;
     let remote = RemoteJobs::start(client, registry(1), config)
         .await
         .unwrap();
@@ -393,7 +406,7 @@ async fn in_process_worker(
     config: &RemoteConfig,
     concurrency: usize,
 ) -> (Worker, Squarer) {
-    let client = async_nats::connect(server.url()).await.expect("connects");
+    let client = connect(&server.url()).await;
     let local = Dispatcher::new(TokioRuntime::default());
     let squarer = Squarer::default();
     local.register(squarer.clone());
@@ -410,7 +423,7 @@ async fn in_process_worker(
 
 /// The workers' consumer as the server sees it.
 async fn consumer_info(server: &Server, prefix: &str) -> async_nats::jetstream::consumer::Info {
-    let client = async_nats::connect(server.url()).await.expect("connects");
+    let client = connect(&server.url()).await;
     let js = async_nats::jetstream::new(client);
     let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
         .get_stream(format!("{prefix}_jobs"))
@@ -432,7 +445,7 @@ async fn long_jobs_on_a_full_worker_run_once_and_are_never_redelivered() {
     let prefix = format!("full{}", NodeId::random().as_u64());
     let config = config(&prefix); // ack wait 2 s
     let (worker, squarer) = in_process_worker(&server, &config, 2).await;
-    let client = async_nats::connect(server.url()).await.expect("connects");
+    let client = connect(&server.url()).await;
     let remote = RemoteJobs::start(client, registry(1), config.clone())
         .await
         .unwrap();
@@ -537,7 +550,7 @@ async fn a_publish_acknowledged_as_a_duplicate_fails_its_attempt_loudly() {
     let mut producer = ProducerProcess::spawn(&server.url(), &prefix, 7, 1, 3, 0);
     // Something else already sent a message under the id the producer's first job will use
     // (job 1 of this process, attempt 1).
-    let client = async_nats::connect(server.url()).await.expect("connects");
+    let client = connect(&server.url()).await;
     let js = async_nats::jetstream::new(client);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(
@@ -626,7 +639,7 @@ async fn an_outcome_that_comes_after_its_requests_ack_timed_out_resolves_the_han
     };
     let (worker, squarer) = in_process_worker(&server, &config, 8).await;
     let relay = Relay::start(server.port).await;
-    let client = async_nats::connect(relay.url()).await.expect("connects");
+    let client = connect(&relay.url()).await;
     let remote = RemoteJobs::start(client, registry(1), config.clone())
         .await
         .unwrap();

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use orchestrator_core::runtime::Instant;
 use orchestrator_core::{DataSource, Event, EventBuilder, Job, JobContext, JobId, JobType};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{CodecError, RegistryError};
@@ -351,7 +351,7 @@ impl Registry {
         request: &JobRequest,
     ) -> Result<J, CodecError> {
         self.check_job::<J>(&request.job_type)?;
-        Ok(serde_json::from_value(request.payload.clone())?)
+        Ok(J::deserialize(&request.payload)?)
     }
 
     fn check_job<J: Job>(&self, name: &str) -> Result<(), CodecError> {
@@ -389,7 +389,7 @@ impl Registry {
     where
         J::Output: DeserializeOwned,
     {
-        Ok(serde_json::from_value(output.clone())?)
+        Ok(<J::Output>::deserialize(output)?)
     }
 
     /// Encodes `event` for the other nodes, or returns `None` if its payload type has no wire

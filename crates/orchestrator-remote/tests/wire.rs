@@ -94,7 +94,10 @@ fn a_job_and_its_outcome_cross_and_come_back_to_their_handle() {
             Some(std::time::Duration::from_secs(60)),
         )
         .unwrap();
-    assert_eq!(request.id, WireJobId::new(NodeId::new(1), shop.incarnation(), id));
+    assert_eq!(
+        request.id,
+        WireJobId::new(NodeId::new(1), shop.incarnation(), id)
+    );
     assert!(!is_stale(request.deadline_unix_ms));
     let received = JobRequest::from_bytes(&request.to_bytes().unwrap()).unwrap();
     assert_eq!(received, request);
