@@ -96,13 +96,13 @@ struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    fn spawn(url: &str, prefix: &str, node: u64) -> Self {
+    fn spawn(url: &str, prefix: &str, node: u64, concurrency: usize) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator-nats-demo-worker"))
             .env("NATS_URL", url)
             .env("DEMO_PREFIX", prefix)
             .env("DEMO_NODE", node.to_string())
             .env("DEMO_ACK_WAIT_MS", ACK_WAIT.as_millis().to_string())
-            .env("DEMO_CONCURRENCY", "8")
+            .env("DEMO_CONCURRENCY", concurrency.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -309,7 +309,7 @@ async fn a_worker_killed_mid_run_loses_no_job() {
     const JOBS: u64 = 60;
     let server = Server::start();
     let prefix = format!("kill{}", NodeId::random().as_u64());
-    let first = WorkerProcess::spawn(&server.url(), &prefix, 2);
+    let first = WorkerProcess::spawn(&server.url(), &prefix, 2, 8);
     let client = connect(&server.url()).await;
     let remote = RemoteJobs::start(client, registry(1), config(&prefix))
         .await
@@ -322,7 +322,7 @@ async fn a_worker_killed_mid_run_loses_no_job() {
     wait_until("ten outcomes", || remote.stats().outcomes >= 10).await;
     first.kill(); // mid-run: up to 8 jobs are in its hands
     let at_kill = remote.stats().outcomes;
-    let second = WorkerProcess::spawn(&server.url(), &prefix, 3);
+    let second = WorkerProcess::spawn(&server.url(), &prefix, 3, 8);
     all_resolve(handles).await;
     let stats = remote.stats();
     assert_eq!((stats.sent, stats.outcomes), (JOBS, JOBS), "{stats:?}");
@@ -677,4 +677,103 @@ async fn an_outcome_that_comes_after_its_requests_ack_timed_out_resolves_the_han
         stats.republished, stats.duplicates_dropped
     );
     worker.stop(Duration::from_secs(2)).await;
+}
+
+/// A small seeded generator (xorshift), so that a chaos run can be repeated.
+struct Seeded(u64);
+
+impl Seeded {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+/// Chaos: three worker processes, one of them killed (SIGKILL) and replaced every 1 to 2
+/// seconds, and the server killed and restarted twice, while jobs run. Every handle gets its
+/// own value, once. `CHAOS_JOBS` (default 600) and `CHAOS_SEED` make the long version: run it
+/// with `CHAOS_JOBS=5000 cargo test -p orchestrator-nats --features server-tests --test faults
+/// chaos -- --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_killed_workers_and_a_restarted_server_lose_nothing() {
+    let jobs: u64 = std::env::var("CHAOS_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    let mut random = Seeded(seed | 1);
+    let mut server = Server::start();
+    let prefix = format!("chaos{}", NodeId::random().as_u64());
+    let mut workers: Vec<WorkerProcess> = (0..3)
+        .map(|i| WorkerProcess::spawn(&server.url(), &prefix, 10 + i, 8))
+        .collect();
+    let client = connect(&server.url()).await;
+    let remote = RemoteJobs::start(client, registry(1), config(&prefix))
+        .await
+        .unwrap();
+    let shop = Dispatcher::new(TokioRuntime::default());
+    shop.register(remote.executor::<Square>().unwrap());
+    let handles: Vec<_> = (1..=jobs)
+        .map(|n| (n, shop.dispatch(Square::new(n, 200))))
+        .collect();
+    let all = tokio::spawn(async move {
+        let mut wrong = Vec::new();
+        for (n, handle) in handles {
+            match tokio::time::timeout(PATIENCE * 4, handle).await {
+                Ok(Ok(success)) if success.value == n * n => {}
+                other => wrong.push(format!("job {n}: {other:?}")),
+            }
+        }
+        wrong
+    });
+    let (mut worker_kills, mut server_restarts, mut next_node) = (0, 0, 20);
+    while !all.is_finished() {
+        let pause = 1_000 + random.next(1_000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        if all.is_finished() {
+            break;
+        }
+        let victim = random.next(workers.len() as u64) as usize;
+        workers.remove(victim).kill();
+        worker_kills += 1;
+        let done = remote.stats().outcomes;
+        if server_restarts < 2 && done * 3 >= jobs * (server_restarts + 1) {
+            server.kill();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            server.spawn(); // same port, same store
+            server_restarts += 1;
+        }
+        workers.push(WorkerProcess::spawn(&server.url(), &prefix, next_node, 8));
+        next_node += 1;
+    }
+    let wrong = all.await.unwrap();
+    assert_eq!(server_restarts, 2, "the server was restarted twice mid-run");
+    assert!(
+        worker_kills >= 2,
+        "workers were killed mid-run: {worker_kills}"
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} wrong or lost: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    let stats = remote.stats();
+    assert_eq!(stats.outcomes, jobs, "one outcome per handle: {stats:?}");
+    assert_eq!(remote.waiting(), 0);
+    eprintln!(
+        "chaos (seed {seed:#x}): {jobs} jobs of 200 ms on 3 workers (8 slots each), {worker_kills} \
+         worker SIGKILLs, {server_restarts} server SIGKILLs and restarts: {jobs} right, 0 wrong, \
+         0 lost; {} outcomes, {} duplicates dropped, {} requests sent again after a lost \
+         acknowledgement",
+        stats.outcomes, stats.duplicates_dropped, stats.republished
+    );
+    for worker in workers {
+        worker.stop();
+    }
 }
