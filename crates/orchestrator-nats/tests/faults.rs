@@ -777,3 +777,65 @@ async fn chaos_killed_workers_and_a_restarted_server_lose_nothing() {
         worker.stop();
     }
 }
+
+/// A worker whose pull requests the server refuses (here: the consumer lets one request wait
+/// at a time, and another worker's is waiting) waits before asking again instead of asking in
+/// a loop, and the jobs still run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_pulls_are_refused_asks_again_later_not_in_a_loop() {
+    let server = Server::start();
+    let prefix = format!("refused{}", NodeId::random().as_u64());
+    let config = config(&prefix);
+    // The workers' consumer, made first, with room for one waiting pull request.
+    let js = async_nats::jetstream::new(connect(&server.url()).await);
+    let stream = js
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: format!("{prefix}_jobs"),
+            subjects: vec![format!("{prefix}.jobs.>")],
+            retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+            duplicate_window: config.duplicate_window,
+            ..Default::default()
+        })
+        .await
+        .expect("the jobs stream");
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("workers-demo_square".into()),
+            filter_subject: format!("{prefix}.jobs.demo.square"),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: ACK_WAIT,
+            max_deliver: i64::from(config.max_deliver) + 1,
+            max_waiting: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("the consumer");
+    let (first, _) = in_process_worker(&server, &config, 4).await;
+    let (second, _) = in_process_worker(&server, &config, 4).await;
+    wait_until("a refused pull request", || {
+        first.stats().pulls_refused + second.stats().pulls_refused > 0
+    })
+    .await;
+    // Let them run on for a second: refused requests are sent again after a pause.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (a, b) = (first.stats(), second.stats());
+    let sent = a.pull_requests + b.pull_requests;
+    assert!(sent < 40, "pull requests sent in a loop: {a:?} {b:?}");
+    // Jobs still run, on whichever worker's request is waiting.
+    let client = connect(&server.url()).await;
+    let remote = RemoteJobs::start(client, registry(1), config.clone())
+        .await
+        .unwrap();
+    let shop = Dispatcher::new(TokioRuntime::default());
+    shop.register(remote.executor::<Square>().unwrap());
+    let handles: Vec<_> = (1..=20)
+        .map(|n| (n, shop.dispatch(Square::new(n, 0))))
+        .collect();
+    all_resolve(handles).await;
+    eprintln!(
+        "fault: refused pulls: {} refused, {sent} pull requests in all, 20 jobs ran",
+        a.pulls_refused + b.pulls_refused
+    );
+    first.stop(Duration::from_secs(1)).await;
+    second.stop(Duration::from_secs(1)).await;
+}

@@ -49,6 +49,11 @@ pub struct WorkerStats {
     pub handed_back: u64,
     /// Events of running jobs that could not be sent back (NATS refused them).
     pub events_failed: u64,
+    /// Pull requests sent to the server (each asks for up to the worker's free slots).
+    pub pull_requests: u64,
+    /// Pull requests the server refused (too many waiting on the consumer, the consumer
+    /// changed): the worker waits a moment before asking again.
+    pub pulls_refused: u64,
 }
 
 #[derive(Default)]
@@ -60,6 +65,8 @@ struct WorkerCounters {
     undecodable: AtomicU64,
     handed_back: AtomicU64,
     events_failed: AtomicU64,
+    pull_requests: AtomicU64,
+    pulls_refused: AtomicU64,
 }
 
 /// Runs one job type's requests on the worker's dispatcher and encodes the outcome.
@@ -184,6 +191,8 @@ impl Worker {
             undecodable: c.undecodable.load(Ordering::Relaxed),
             handed_back: c.handed_back.load(Ordering::Relaxed),
             events_failed: c.events_failed.load(Ordering::Relaxed),
+            pull_requests: c.pull_requests.load(Ordering::Relaxed),
+            pulls_refused: c.pulls_refused.load(Ordering::Relaxed),
         }
     }
 

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use super::finish::handle;
 use super::{Runner, WorkerShared};
+use crate::remote::add;
 
 /// How long a pull request waits on the server for jobs before it expires (and, if slots are
 /// free, another is sent).
@@ -105,7 +106,11 @@ impl Slots {
             tokio::select! {
                 message = deliveries.next() => {
                     let Some(message) = message else { return };
-                    self.delivered(message, &done_tx).await;
+                    if self.delivered(message, &done_tx).await {
+                        // The server refused a request (409: too many waiting requests on the
+                        // consumer, or it changed): wait before asking again.
+                        retry_at = Some(tokio::time::Instant::now() + PULL_RETRY);
+                    }
                 }
                 Some(()) = done_rx.recv() => {
                     self.running = self.running.saturating_sub(1);
@@ -142,6 +147,7 @@ impl Slots {
         {
             return false;
         }
+        add(&self.shared.counters.pull_requests);
         puller.requests.push_back(Request {
             n,
             remaining: want,
@@ -152,17 +158,31 @@ impl Slots {
 
     /// Handles what came on the pull requests' subscription: a job (run at once) or the
     /// server's word that a request is over (expired, or ended for another reason).
-    async fn delivered(&mut self, message: async_nats::Message, done: &mpsc::UnboundedSender<()>) {
+    ///
+    /// Returns `true` if the server refused a request rather than letting it expire.
+    async fn delivered(
+        &mut self,
+        message: async_nats::Message,
+        done: &mpsc::UnboundedSender<()>,
+    ) -> bool {
         match message.status {
             None | Some(async_nats::StatusCode::OK) => {}
-            Some(async_nats::StatusCode::IDLE_HEARTBEAT) => return,
-            // 408 (expired), 409 (the consumer changed, too many requests): that request is
-            // over. It comes on the request's own subject.
-            Some(_) => return self.over(&message),
+            Some(async_nats::StatusCode::IDLE_HEARTBEAT) => return false,
+            // Expired: over (the word comes on the request's own subject).
+            Some(async_nats::StatusCode::TIMEOUT) => {
+                self.over(&message);
+                return false;
+            }
+            // 409 (too many waiting requests, the consumer changed) and the like: over too.
+            Some(_) => {
+                add(&self.shared.counters.pulls_refused);
+                self.over(&message);
+                return true;
+            }
         }
         let subject = message.subject.as_str();
         let Some(puller) = self.pullers.iter_mut().find(|p| p.subject == subject) else {
-            return;
+            return false;
         };
         if let Some(request) = puller.requests.iter_mut().find(|r| r.remaining > 0) {
             request.remaining -= 1;
@@ -177,6 +197,7 @@ impl Slots {
         let (shared, slot) = (self.shared.clone(), SlotGuard(done.clone()));
         let job = handle(shared, runner, Box::new(message), slot);
         self.jobs.lock().await.spawn(job);
+        false
     }
 
     /// Ends the request a status message is about (it comes on the request's subject): the
