@@ -273,26 +273,6 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// How many times the server delivered the demo jobs to workers (its consumer's delivery
-/// sequence).
-async fn deliveries(server: &Server, prefix: &str) -> u64 {
-    let client = connect(&server.url()).await;
-    let js = async_nats::jetstream::new(client);
-    let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream(format!("{prefix}_jobs"))
-        .await
-        .expect("the jobs stream")
-        .get_consumer("workers-demo_square")
-        .await
-        .expect("the workers' consumer");
-    consumer
-        .info()
-        .await
-        .expect("its info")
-        .delivered
-        .consumer_sequence
-}
-
 async fn all_resolve(handles: Vec<(u64, JobHandle<u64>)>) {
     for (n, handle) in handles {
         let value = tokio::time::timeout(PATIENCE, handle)
@@ -320,14 +300,25 @@ async fn a_worker_killed_mid_run_loses_no_job() {
         .map(|n| (n, shop.dispatch(Square::new(n, 100))))
         .collect();
     wait_until("ten outcomes", || remote.stats().outcomes >= 10).await;
-    first.kill(); // mid-run: up to 8 jobs are in its hands
+    // Mid-run, while it holds jobs (a worker holds only the jobs it runs, so between two
+    // batches it may hold none).
+    let since = Instant::now();
+    while consumer_info(&server, &prefix).await.num_ack_pending == 0 {
+        assert!(since.elapsed() < PATIENCE, "the worker never held a job");
+    }
+    first.kill();
     let at_kill = remote.stats().outcomes;
     let second = WorkerProcess::spawn(&server.url(), &prefix, 3, 8);
     all_resolve(handles).await;
     let stats = remote.stats();
     assert_eq!((stats.sent, stats.outcomes), (JOBS, JOBS), "{stats:?}");
     assert_eq!(remote.waiting(), 0);
-    let deliveries = deliveries(&server, &prefix).await;
+    // How many times the server delivered the jobs to workers (its consumer's delivery
+    // sequence).
+    let deliveries = consumer_info(&server, &prefix)
+        .await
+        .delivered
+        .consumer_sequence;
     assert!(
         deliveries > JOBS,
         "the killed worker's jobs were delivered again"
