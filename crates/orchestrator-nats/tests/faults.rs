@@ -290,12 +290,7 @@ async fn a_worker_killed_mid_run_loses_no_job() {
     let server = Server::start();
     let prefix = format!("kill{}", NodeId::random().as_u64());
     let first = WorkerProcess::spawn(&server.url(), &prefix, 2, 8);
-    let client = connect(&server.url()).await;
-    let remote = RemoteJobs::start(client, registry(1), config(&prefix))
-        .await
-        .unwrap();
-    let shop = Dispatcher::new(TokioRuntime::default());
-    shop.register(remote.executor::<Square>().unwrap());
+    let (shop, remote) = shop(&server.url(), &config(&prefix)).await;
     let handles: Vec<_> = (1..=JOBS)
         .map(|n| (n, shop.dispatch(Square::new(n, 100))))
         .collect();
@@ -351,12 +346,7 @@ async fn the_server_restarted_mid_run_loses_no_outcome_and_duplicates_none() {
         .start()
         .await
         .unwrap();
-    let client = connect(&server.url()).await;
-    let remote = RemoteJobs::start(client, registry(1), config)
-        .await
-        .unwrap();
-    let shop = Dispatcher::new(TokioRuntime::default());
-    shop.register(remote.executor::<Square>().unwrap());
+    let (shop, remote) = shop(&server.url(), &config).await;
     // A request the server could not take while it was down is retried.
     let retry = RetryPolicy::fixed(20, Duration::from_millis(250)).retry_if(|e, _| {
         e.downcast_ref::<orchestrator_nats::RemoteError>()
@@ -412,6 +402,16 @@ async fn in_process_worker(
     (worker, squarer)
 }
 
+/// A dispatcher whose `Square` jobs run remotely (node 1), connected to `url`.
+async fn shop(url: &str, config: &RemoteConfig) -> (Dispatcher<TokioRuntime>, RemoteJobs) {
+    let remote = RemoteJobs::start(connect(url).await, registry(1), config.clone())
+        .await
+        .unwrap();
+    let shop = Dispatcher::new(TokioRuntime::default());
+    shop.register(remote.executor::<Square>().unwrap());
+    (shop, remote)
+}
+
 /// The workers' consumer as the server sees it.
 async fn consumer_info(server: &Server, prefix: &str) -> async_nats::jetstream::consumer::Info {
     let client = connect(&server.url()).await;
@@ -436,12 +436,7 @@ async fn long_jobs_on_a_full_worker_run_once_and_are_never_redelivered() {
     let prefix = format!("full{}", NodeId::random().as_u64());
     let config = config(&prefix); // ack wait 2 s
     let (worker, squarer) = in_process_worker(&server, &config, 2).await;
-    let client = connect(&server.url()).await;
-    let remote = RemoteJobs::start(client, registry(1), config.clone())
-        .await
-        .unwrap();
-    let shop = Dispatcher::new(TokioRuntime::default());
-    shop.register(remote.executor::<Square>().unwrap());
+    let (shop, remote) = shop(&server.url(), &config).await;
     // Each job takes 3 s: longer than the ack wait.
     let handles: Vec<_> = (1..=JOBS)
         .map(|n| (n, shop.dispatch(Square::new(n, 3_000))))
@@ -630,12 +625,7 @@ async fn an_outcome_that_comes_after_its_requests_ack_timed_out_resolves_the_han
     };
     let (worker, squarer) = in_process_worker(&server, &config, 8).await;
     let relay = Relay::start(server.port).await;
-    let client = connect(&relay.url()).await;
-    let remote = RemoteJobs::start(client, registry(1), config.clone())
-        .await
-        .unwrap();
-    let shop = Dispatcher::new(TokioRuntime::default());
-    shop.register(remote.executor::<Square>().unwrap());
+    let (shop, remote) = shop(&relay.url(), &config).await;
     // Nothing the server sends reaches the shop for now: the request's acknowledgement, the
     // outcome.
     relay.hold.send_replace(true);
@@ -703,12 +693,7 @@ async fn chaos_killed_workers_and_a_restarted_server_lose_nothing() {
     let mut workers: Vec<WorkerProcess> = (0..3)
         .map(|i| WorkerProcess::spawn(&server.url(), &prefix, 10 + i, 8))
         .collect();
-    let client = connect(&server.url()).await;
-    let remote = RemoteJobs::start(client, registry(1), config(&prefix))
-        .await
-        .unwrap();
-    let shop = Dispatcher::new(TokioRuntime::default());
-    shop.register(remote.executor::<Square>().unwrap());
+    let (shop, remote) = shop(&server.url(), &config(&prefix)).await;
     let handles: Vec<_> = (1..=jobs)
         .map(|n| (n, shop.dispatch(Square::new(n, 200))))
         .collect();
@@ -813,12 +798,7 @@ async fn a_worker_whose_pulls_are_refused_asks_again_later_not_in_a_loop() {
     let sent = a.pull_requests + b.pull_requests;
     assert!(sent < 40, "pull requests sent in a loop: {a:?} {b:?}");
     // Jobs still run, on whichever worker's request is waiting.
-    let client = connect(&server.url()).await;
-    let remote = RemoteJobs::start(client, registry(1), config.clone())
-        .await
-        .unwrap();
-    let shop = Dispatcher::new(TokioRuntime::default());
-    shop.register(remote.executor::<Square>().unwrap());
+    let (shop, _remote) = shop(&server.url(), &config).await;
     let handles: Vec<_> = (1..=20)
         .map(|n| (n, shop.dispatch(Square::new(n, 0))))
         .collect();
