@@ -1038,6 +1038,12 @@ async fn run(plan: &Plan, url: &str, server: Option<u32>) {
         plan.round_trips * plan.samples as u64,
         1e3 / tick
     );
+    if plan.quick {
+        println!(
+            "quick mode: a smoke test; its counts are too small for these figures (CPU least of \
+             all, at a few clock ticks a cell) to mean anything"
+        );
+    }
     println!("ours: {stats:?}");
     println!(
         "floor: {} outcomes given, {} dropped (duplicate or unknown), {} undecodable",
