@@ -196,6 +196,13 @@ impl Worker {
         }
     }
 
+    /// Returns how many job tasks the worker keeps: those of the jobs it runs or finishes, and
+    /// those that ended since it last took a job (never more than its concurrency plus the
+    /// jobs of one pull request).
+    pub async fn tasks(&self) -> usize {
+        self.jobs.lock().await.len()
+    }
+
     /// Stops taking jobs, waits up to `grace` for the running ones (and for their outcomes to
     /// be stored), then hands the rest back to the server (they go to another worker at once)
     /// and returns.

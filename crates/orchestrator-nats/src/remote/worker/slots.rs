@@ -196,7 +196,11 @@ impl Slots {
         };
         let (shared, slot) = (self.shared.clone(), SlotGuard(done.clone()));
         let job = handle(shared, runner, Box::new(message), slot);
-        self.jobs.lock().await.spawn(job);
+        let mut jobs = self.jobs.lock().await;
+        // A task that ended stays in the set until it is taken out: without this, every job
+        // the worker ever ran would keep its task's memory until the worker stops.
+        while jobs.try_join_next().is_some() {}
+        jobs.spawn(job);
         false
     }
 
