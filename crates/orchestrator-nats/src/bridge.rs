@@ -229,6 +229,10 @@ impl EventBridge {
         let out_counters = counters.clone();
         let out_registry = registry.clone();
         let out_prefix = prefix.to_owned();
+        // Message ids name this start of this bridge: a sequence alone (or with the node id)
+        // starts again with every start, and the server would drop a restarted bridge's
+        // events as duplicates of the previous start's within its duplicate window.
+        let run = orchestrator_remote::NodeId::random().as_u64();
         let sender = tokio::spawn(async move {
             let mut sequence = 0u64;
             while let Some(event) = outbound.next().await {
@@ -236,7 +240,10 @@ impl EventBridge {
                     continue;
                 };
                 sequence += 1;
-                let headers = crate::message_id(&format!("{:016x}/{sequence}", wire.node.as_u64()));
+                let headers = crate::message_id(&format!(
+                    "{:016x}/{run:016x}/{sequence}",
+                    wire.node.as_u64()
+                ));
                 let subject = format!("{out_prefix}.events.{}", wire.name);
                 let Ok(bytes) = wire.to_bytes() else {
                     Counters::add(&out_counters.encode_failed);
@@ -247,7 +254,8 @@ impl EventBridge {
                     .publish_with_headers(subject, headers, Bytes::from(bytes))
                     .await
                 {
-                    Ok(ack) => ack.await.is_ok(),
+                    // A duplicate was not stored: another message had this id.
+                    Ok(ack) => ack.await.is_ok_and(|ack| !ack.duplicate),
                     Err(_) => false,
                 };
                 if stored {
@@ -293,7 +301,11 @@ impl EventBridge {
             task.abort();
             let _ = task.await; // ended: its subscription is dropped, its unsubscription queued
         }
-        let _ = self.client.flush().await;
+        // Not `flush`, which only empties the client's buffer: the server must have processed
+        // the unsubscriptions before this returns.
+        if crate::round_trip(&self.client).await.is_err() {
+            let _ = self.client.flush().await;
+        }
     }
 }
 
