@@ -94,6 +94,25 @@ async fn within<F: std::future::Future>(
     }
 }
 
+/// Starts a durable bridge for node `node` on `dispatcher`'s bus (events kept 10 minutes).
+async fn durable(
+    nats: &async_nats::Client,
+    node: u64,
+    dispatcher: &Dispatcher<TokioRuntime>,
+    prefix: &str,
+) -> EventBridge {
+    EventBridge::start_durable(
+        nats.clone(),
+        registry(node),
+        dispatcher,
+        prefix,
+        dispatcher.bus(),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_cross_once_keep_their_envelope_and_never_echo() {
     let prefix = format!("test-{}", NodeId::random().as_u64());
@@ -262,35 +281,16 @@ async fn garbage_on_the_subject_is_counted_not_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_bridge_delivers_what_was_published_while_it_was_down() {
     let prefix = format!("test-{}", NodeId::random().as_u64());
-    let retention = Duration::from_secs(600);
     let (billing_nats, shop_nats) = (
         async_nats::connect(url()).await.expect("connects"),
         async_nats::connect(url()).await.expect("connects"),
     );
     let billing = Dispatcher::new(TokioRuntime::default());
-    let billing_bridge = EventBridge::start_durable(
-        billing_nats.clone(),
-        registry(1),
-        &billing,
-        &prefix,
-        billing.bus(),
-        retention,
-    )
-    .await
-    .unwrap();
+    let billing_bridge = durable(&billing_nats, 1, &billing, &prefix).await;
     let shop = Dispatcher::new(TokioRuntime::default());
-    let start_shop = || {
-        EventBridge::start_durable(
-            shop_nats.clone(),
-            registry(2),
-            &shop,
-            &prefix,
-            shop.bus(),
-            retention,
-        )
-    };
+    let start_shop = || durable(&shop_nats, 2, &shop, &prefix);
     let mut at_shop = shop.bus().subscribe_to::<Charged>();
-    let first = start_shop().await.unwrap();
+    let first = start_shop().await;
     billing.bus().emit(Charged { cents: 1 }).unwrap();
     let seen = within(
         "the first event",
@@ -310,7 +310,7 @@ async fn a_durable_bridge_delivers_what_was_published_while_it_was_down() {
     })
     .await;
     // ... and up again, with the same node id: what it missed comes, in order.
-    let again = start_shop().await.unwrap();
+    let again = start_shop().await;
     for cents in 2..=4 {
         let seen = within("a missed event", &[&billing_bridge, &again], at_shop.next()).await;
         assert_eq!(
@@ -327,36 +327,17 @@ async fn a_durable_bridge_delivers_what_was_published_while_it_was_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_bridge_started_again_is_not_taken_for_its_previous_start() {
     let prefix = format!("test-{}", NodeId::random().as_u64());
-    let retention = Duration::from_secs(600);
     let (billing_nats, shop_nats) = (
         async_nats::connect(url()).await.expect("connects"),
         async_nats::connect(url()).await.expect("connects"),
     );
     let billing = Dispatcher::new(TokioRuntime::default());
-    let start_billing = || {
-        EventBridge::start_durable(
-            billing_nats.clone(),
-            registry(1),
-            &billing,
-            &prefix,
-            billing.bus(),
-            retention,
-        )
-    };
+    let start_billing = || durable(&billing_nats, 1, &billing, &prefix);
     let shop = Dispatcher::new(TokioRuntime::default());
-    let shop_bridge = EventBridge::start_durable(
-        shop_nats.clone(),
-        registry(2),
-        &shop,
-        &prefix,
-        shop.bus(),
-        retention,
-    )
-    .await
-    .unwrap();
+    let shop_bridge = durable(&shop_nats, 2, &shop, &prefix).await;
     let mut at_shop = shop.bus().subscribe_to::<Charged>();
     for (start, cents) in [(1, [1, 2]), (2, [10, 20])] {
-        let bridge = start_billing().await.unwrap();
+        let bridge = start_billing().await;
         for cents in cents {
             billing.bus().emit(Charged { cents }).unwrap();
             let seen = within("an event", &[&bridge, &shop_bridge], at_shop.next()).await;
