@@ -128,6 +128,9 @@ pub use dispatch::dispatcher::{
 };
 pub use dispatch::executor::{Executor, LocalExecutor};
 pub use dispatch::handle::{JobHandle, ProgressStream};
+pub use dispatch::journal::{
+    Accepting, Ending, Journal, JournalError, JournalFuture, Receipt, Stored, StoredAlready,
+};
 pub use event::{Event, EventBuilder};
 pub use id::JobId;
 pub use job::{Job, JobType, MetadataEntry};

@@ -273,6 +273,14 @@ pub enum Rejection {
         /// Why.
         reason: &'static str,
     },
+    /// The job type's journal could not store the dispatch (see
+    /// [`Journal`](crate::Journal)): nothing of it was kept, and it did not run.
+    NotStored {
+        /// The job type's name.
+        job_type: &'static str,
+        /// The journal's error.
+        reason: alloc::string::String,
+    },
 }
 
 impl fmt::Display for Rejection {
@@ -297,6 +305,12 @@ impl fmt::Display for Rejection {
                 "the local executor of job type `{job_type}` is registered on another thread"
             ),
             Rejection::Invalid { reason } => write!(f, "invalid dispatch: {reason}"),
+            Rejection::NotStored { job_type, reason } => {
+                write!(
+                    f,
+                    "the dispatch of `{job_type}` could not be stored: {reason}"
+                )
+            }
         }
     }
 }

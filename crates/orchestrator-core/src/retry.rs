@@ -98,6 +98,32 @@ impl RetryPolicy {
         self.max_retries
     }
 
+    /// Returns the wait before the first retry.
+    pub fn base_delay(&self) -> Duration {
+        self.base_delay
+    }
+
+    /// Returns the factor each wait is multiplied by.
+    pub fn multiplier(&self) -> f64 {
+        self.multiplier
+    }
+
+    /// Returns the longest wait.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
+    /// Returns the jitter, a fraction of each wait in `0.0..=1.0`.
+    pub fn jitter(&self) -> f64 {
+        self.jitter
+    }
+
+    /// Returns `true` if a predicate ([`retry_if`](Self::retry_if)) decides which errors are
+    /// retried (a predicate is code: a durable store keeps the numbers of a policy, not it).
+    pub fn has_predicate(&self) -> bool {
+        self.retry_if.is_some()
+    }
+
     /// Returns the total number of attempts, `max_retries + 1` (saturating).
     pub fn max_attempts(&self) -> u32 {
         self.max_retries.saturating_add(1)

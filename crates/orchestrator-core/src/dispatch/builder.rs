@@ -18,7 +18,7 @@ use crate::retry::RetryPolicy;
 use super::context::JobContext;
 use super::dispatcher::{self, Dispatcher, Inner, Route, Via};
 use super::handle::JobHandle;
-use super::options::{CacheSpec, Dedup, Extras, JobOptions, copy, load, store};
+use super::options::{CacheSpec, Dedup, Extras, JobOptions, Placeholder, copy, load, store};
 
 mod sealed {
     /// Implemented by the crate's dispatch entry points only.
@@ -211,6 +211,27 @@ impl<'a, J: Job> JobBuilder<'a, J> {
         self
     }
 
+    /// Delays the job: its first attempt runs no earlier than `delay` after the dispatch, on
+    /// the runtime's clock. The wait can be cancelled like the work; the total budget
+    /// ([`timeout`](Self::timeout)) starts when the job is due.
+    ///
+    /// A delayed dispatch cannot use the cache (a hit would answer before the job is due):
+    /// the two together are rejected ([`Rejection::Invalid`]). A journaled job type keeps the
+    /// due time across restarts (see [`Journal`](crate::Journal)).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.options = self.options.with_delay(delay);
+        self
+    }
+
+    /// Numbers the job's first attempt `attempt` (at least 1) instead of 1, so that its
+    /// retry policy continues where an earlier run of the same job stopped: a job resumed
+    /// after a restart with 2 attempts behind it starts at attempt 3 and has
+    /// `max_retries + 1 - 2` attempts left.
+    pub fn first_attempt(mut self, attempt: u32) -> Self {
+        self.options = self.options.with_first_attempt(attempt);
+        self
+    }
+
     /// Attaches a metadata entry, readable by the executor ([`JobContext::metadata`]).
     ///
     /// [`JobContext::metadata`]: crate::JobContext::metadata
@@ -233,13 +254,16 @@ impl<'a, J: Job> JobBuilder<'a, J> {
         let set = self.extras.set_mut();
         match self.job.output_event(&value) {
             Some(payload) => {
-                set.placeholder = Some(Box::new(move |meta: Meta| {
-                    let meta = Meta {
-                        data_source: Some(DataSource::Optimistic),
-                        ..meta
-                    };
-                    Event::build(payload, meta)
-                }));
+                set.placeholder = Some(Placeholder {
+                    event: Box::new(move |meta: Meta| {
+                        let meta = Meta {
+                            data_source: Some(DataSource::Optimistic),
+                            ..meta
+                        };
+                        Event::build(payload, meta)
+                    }),
+                    value,
+                });
             }
             None => set.invalid = Some("the placeholder value makes no output event"),
         }

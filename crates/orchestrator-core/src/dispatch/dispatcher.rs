@@ -40,6 +40,7 @@ use super::env::JobEnv;
 use super::executor::LocalExecutor;
 use super::executor::{Executor, Threaded};
 use super::handle::JobHandle;
+use super::journal::{Accepting, Ending, Journal, not_stored};
 #[cfg(feature = "std")]
 use super::local;
 use super::options::{CacheSpec, Dedup, Extras, JobOptions, Lifecycle, pre_check};
@@ -84,16 +85,26 @@ impl Refused {
     }
 }
 
-/// What a dispatch that is not plain starts with: its options and its cache policy.
+/// What a dispatch that is not plain starts with: its options, its cache policy, and its
+/// placeholder value (for a journal).
 struct Full<J: Job> {
     options: JobOptions,
     cache: Option<CacheSpec<J>>,
+    placeholder: Option<J::Output>,
 }
 
 impl<J: Job> Full<J> {
     /// `None` if a dispatch with these options runs the plain task.
-    fn of(options: JobOptions, cache: Option<CacheSpec<J>>) -> Option<Self> {
-        (!is_plain(&options, cache.as_ref())).then_some(Self { options, cache })
+    fn of(
+        options: JobOptions,
+        cache: Option<CacheSpec<J>>,
+        placeholder: Option<J::Output>,
+    ) -> Option<Self> {
+        (!is_plain(&options, cache.as_ref()) || placeholder.is_some()).then_some(Self {
+            options,
+            cache,
+            placeholder,
+        })
     }
 }
 
@@ -279,12 +290,82 @@ impl<R: Runtime> Dispatcher<R> {
                     let future = plain_task(executor.clone(), job, shared);
                     R::spawn_future(&runtime, trace::job(future, which))
                 }
-                Some(Full { options, cache }) => {
-                    let future = full_task(executor.clone(), job, shared, options, cache);
+                Some(Full { options, cache, .. }) => {
+                    let future = full_task(executor.clone(), job, shared, options, cache, None);
                     runtime.spawn(Task::new(trace::job(future, which)))
                 }
             }
             .map_err(Refused::Spawn)
+        });
+        self.inner.insert::<J>(start, false);
+        self
+    }
+
+    /// Registers `executor` for job type `J` with `journal`: every dispatch of `J` is
+    /// written to the journal before its handle is returned, each attempt's start before the
+    /// attempt runs, and the job's end before its handle resolves (see [`Journal`]). Replaces
+    /// any previous executor of `J`; returns `self` for chaining.
+    ///
+    /// A journal that refuses a dispatch rejects it ([`Rejection::NotStored`]).
+    /// [`JobHandle::stored`] waits for a dispatch's write. Everything else (options, events,
+    /// orchestrators) is as for [`register`](Self::register). A dispatch answered from the
+    /// cache, or one that joins another ([`JobBuilder::dedup`](crate::JobBuilder::dedup)), runs
+    /// nothing and is not written.
+    ///
+    /// The `orchestrator-durable` crate gives journals on durable stores.
+    pub fn register_journaled<J: Job, E: Executor<J>>(
+        &self,
+        executor: E,
+        journal: Arc<dyn Journal<J>>,
+    ) -> &Self {
+        let executor = Arc::new(Threaded(executor));
+        let runtime = self.runtime.clone();
+        let start: Arc<StartFn<J>> = Arc::new(move |job, shared, full: Option<Full<J>>| {
+            let Full {
+                options,
+                cache,
+                placeholder,
+            } = full.unwrap_or(Full {
+                options: JobOptions::new(),
+                cache: None,
+                placeholder: None,
+            });
+            let receipt = {
+                let accepting = Accepting {
+                    id: shared.id(),
+                    options: &options,
+                    metadata: shared.metadata_entries(),
+                    placeholder: placeholder.as_ref(),
+                };
+                journal.accept(&job, &accepting)
+            }
+            .map_err(|error| {
+                Refused::Rejected(Rejection::NotStored {
+                    job_type: core::any::type_name::<J>(),
+                    reason: not_stored(&error),
+                })
+            })?;
+            shared.set_receipt(receipt);
+            let which = shared.which();
+            let kept = shared.clone();
+            let future = full_task(
+                executor.clone(),
+                job,
+                shared,
+                options,
+                cache,
+                Some(journal.clone()),
+            );
+            runtime
+                .spawn(Task::new(trace::job(future, which)))
+                .map_err(|refused| {
+                    // Stored, but it will not run: its journal records the rejection as its
+                    // outcome, so that it is not run again after a restart either.
+                    let outcome = Err(JobError::Rejected(Rejection::Spawn(refused.kind())));
+                    let cx = JobContext::new(kept, 0);
+                    drop(journal.finish(cx.job_id(), Ending::Outcome(&outcome), &cx));
+                    Refused::Spawn(refused)
+                })
         });
         self.inner.insert::<J>(start, false);
         self
@@ -350,8 +431,8 @@ impl<R: Runtime + LocalSpawn> Dispatcher<R> {
                     let future = plain_task(executor.clone(), job, shared);
                     LocalTask::new(trace::job(future, which))
                 }
-                Some(Full { options, cache }) => {
-                    let future = full_task(executor.clone(), job, shared, options, cache);
+                Some(Full { options, cache, .. }) => {
+                    let future = full_task(executor.clone(), job, shared, options, cache, None);
                     LocalTask::new(trace::job(future, which))
                 }
             };
@@ -554,6 +635,9 @@ impl Inner {
                 .with_bus(tracker.bus().clone())
                 .with_lifecycle_tracking();
         }
+        if options.delay().is_some() && extras.0.as_ref().is_some_and(|e| e.cache.is_some()) {
+            invalid = Some("a delayed dispatch cannot use the cache");
+        }
         if let Some(reason) = invalid {
             let rejection = Rejection::Invalid { reason };
             return rejected::<J>(env, cause, parent_id, options, rejection);
@@ -700,6 +784,10 @@ impl Inner {
     ) -> Result<(), Refused> {
         let start = self.starter::<J>(&shared).map_err(Refused::Rejected)?;
         let (mut cache, placeholder, dedup) = extras.into_parts();
+        let (placeholder, value) = match placeholder {
+            Some(p) => (Some(p.event), Some(p.value)),
+            None => (None, None),
+        };
         if let Some(dedup) = dedup {
             self.lead::<J>(&shared, dedup.key);
         }
@@ -721,13 +809,13 @@ impl Inner {
                     return Ok(());
                 }
                 spec.looked_up = true;
-                return start(job, shared, Full::of(options, cache));
+                return start(job, shared, Full::of(options, cache, value));
             }
         }
         if let Some(placeholder) = placeholder {
             publish_placeholder(&shared, placeholder);
         }
-        start(job, shared, Full::of(options, cache))
+        start(job, shared, Full::of(options, cache, value))
     }
 
     /// Registers `shared` as the in-flight dispatch for its dedup key until it ends.

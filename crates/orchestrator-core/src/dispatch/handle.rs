@@ -16,6 +16,7 @@ use crate::sync::Arc;
 
 use super::control::JobControl;
 use super::control::ProgressWatch;
+use super::journal::Stored;
 use super::shared::JobShared;
 
 /// A dispatched job: a future of its outcome, its id, its progress, and a way to cancel it.
@@ -58,6 +59,20 @@ impl<T: Send + 'static> JobHandle<T> {
     /// Cancels the job with a reason that the outcome carries.
     pub fn cancel_with(&self, reason: impl Into<Cow<'static, str>>) {
         self.shared.request_cancel(Some(reason.into()));
+    }
+
+    /// Returns a future that resolves once this dispatch is durable: `Ok(())` once its
+    /// job type's [`Journal`](crate::Journal) has stored it (at once for a job recovered from
+    /// a store), an error if the write failed or if nothing was to be stored (a job type
+    /// without a journal, a dispatch rejected, answered from the cache, or joined to another).
+    ///
+    /// It says nothing about the outcome: await the handle for that. A service that must
+    /// not answer "accepted" before the job would survive a crash awaits this first.
+    pub fn stored(&self) -> Stored {
+        Stored {
+            receipt: self.shared.receipt(),
+            job_type: self.shared.info().job_type.name(),
+        }
     }
 
     /// Returns `true` once the job has reached its outcome (whether or not it was awaited).

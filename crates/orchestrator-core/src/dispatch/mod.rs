@@ -11,6 +11,7 @@
 //! | `shared.rs` | `JobShared`: the per-job engine (outcome slot, running flag, cancel request, progress, watchers) |
 //! | `handle.rs` | `JobHandle` and `ProgressStream`: the caller's side |
 //! | `context.rs` | `JobContext`: the executor's side |
+//! | `journal.rs` | `Journal`: the hooks of a durable store (accept, attempt, finish); `Stored` |
 //! | `executor.rs` | the `Executor` and `LocalExecutor` traits |
 //! | `pipeline.rs` | one task per dispatch: attempts, retries, budget, cancellation, cache |
 //! | `local.rs` | this thread's table of local executors (`std`) |
@@ -27,6 +28,7 @@ pub(crate) mod dispatcher;
 pub(crate) mod env;
 pub(crate) mod executor;
 pub(crate) mod handle;
+pub(crate) mod journal;
 #[cfg(feature = "std")]
 pub(crate) mod local;
 pub(crate) mod options;

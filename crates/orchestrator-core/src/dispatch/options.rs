@@ -45,6 +45,10 @@ struct SetOptions {
     bus: Option<SignalBus>,
     lifecycle: Option<Lifecycle>,
     metadata: Vec<MetadataEntry>,
+    /// How long after the dispatch the first attempt is due.
+    delay: Option<Duration>,
+    /// The number of the first attempt (0 and 1 both mean 1).
+    first_attempt: u32,
 }
 
 impl JobOptions {
@@ -131,6 +135,28 @@ impl JobOptions {
             .unwrap_or_default()
     }
 
+    /// Delays the first attempt by `delay`.
+    pub(crate) fn with_delay(mut self, delay: Duration) -> Self {
+        self.set_mut().delay = Some(delay);
+        self
+    }
+
+    /// Numbers the first attempt `attempt` (at least 1).
+    pub(crate) fn with_first_attempt(mut self, attempt: u32) -> Self {
+        self.set_mut().first_attempt = attempt.max(1);
+        self
+    }
+
+    /// Returns the delay before the first attempt, if any.
+    pub(crate) fn delay(&self) -> Option<Duration> {
+        self.set.as_ref()?.delay
+    }
+
+    /// Returns the number of the first attempt (1 unless set).
+    pub(crate) fn first_attempt(&self) -> u32 {
+        self.set.as_ref().map_or(1, |s| s.first_attempt.max(1))
+    }
+
     /// Returns the bus override, if any.
     pub(crate) fn bus(&self) -> Option<&SignalBus> {
         self.set.as_ref()?.bus.as_ref()
@@ -148,6 +174,8 @@ impl JobOptions {
                 && s.attempt_timeout.is_none()
                 && s.retry.is_none()
                 && s.token.is_none()
+                && s.delay.is_none()
+                && s.first_attempt <= 1
         })
     }
 
@@ -182,13 +210,20 @@ pub(crate) struct Extras<J: Job>(pub(crate) Option<Box<ExtrasSet<J>>>);
 /// The parts of [`Extras`]: cache, placeholder, dedup.
 pub(crate) type ExtrasParts<J> = (
     Option<CacheSpec<J>>,
-    Option<PlaceholderFn>,
+    Option<Placeholder<J>>,
     Option<Dedup<J>>,
 );
 
+/// A placeholder: the event it publishes, and its value (which a journal keeps, so that an
+/// optimistic state can be rolled back after a restart).
+pub(crate) struct Placeholder<J: Job> {
+    pub(crate) event: PlaceholderFn,
+    pub(crate) value: J::Output,
+}
+
 pub(crate) struct ExtrasSet<J: Job> {
     pub(crate) cache: Option<CacheSpec<J>>,
-    pub(crate) placeholder: Option<PlaceholderFn>,
+    pub(crate) placeholder: Option<Placeholder<J>>,
     pub(crate) dedup: Option<Dedup<J>>,
     /// Why the dispatch cannot run as configured (it is rejected, never silently changed).
     pub(crate) invalid: Option<&'static str>,

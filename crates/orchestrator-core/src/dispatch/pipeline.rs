@@ -53,6 +53,7 @@ use crate::trace;
 
 use super::context::JobContext;
 use super::executor::LocalExecutor;
+use super::journal::{Ending, Journal};
 use super::options::{CacheSpec, JobOptions, pre_check};
 use super::shared::JobShared;
 
@@ -107,6 +108,7 @@ pub(crate) fn full_task<J: Job, E: LocalExecutor<J>>(
     shared: Arc<JobShared<J::Output>>,
     options: JobOptions,
     cache: Option<CacheSpec<J>>,
+    journal: Option<Arc<dyn Journal<J>>>,
 ) -> impl Future<Output = ()> + 'static {
     let completer = Completer(Some(shared));
     async move {
@@ -117,12 +119,39 @@ pub(crate) fn full_task<J: Job, E: LocalExecutor<J>>(
         if !cache.as_ref().is_some_and(|spec| spec.looked_up) {
             started(shared); // (a looked-up dispatch was announced by the dispatcher)
         }
+        let journal = journal.as_deref();
         let outcome = match cache {
-            None => run(&*executor, &job, shared, &options).await,
-            Some(spec) => cached(&*executor, &job, shared, &options, &spec).await,
+            None => run(&*executor, &job, shared, &options, journal).await,
+            Some(spec) => cached(&*executor, &job, shared, &options, &spec, journal).await,
         };
+        if let Some(journal) = journal {
+            let outcome = journaled_end(journal, shared, outcome).await;
+            finish(completer, &job, outcome);
+            return;
+        }
         finish(completer, &job, outcome);
     }
+}
+
+/// Tells a journal how a job ended and waits for its write; an outcome the journal could not
+/// store is still the handle's (the job stays in the journal, which runs it again after a
+/// restart).
+async fn journaled_end<J: Job>(
+    journal: &dyn Journal<J>,
+    shared: &Arc<JobShared<J::Output>>,
+    outcome: Outcome<J::Output>,
+) -> Outcome<J::Output> {
+    let interrupted =
+        matches!(&outcome, Err(JobError::Cancelled { .. })) && shared.env().jobs.is_cancelled();
+    let ending = if interrupted {
+        Ending::Interrupted
+    } else {
+        Ending::Outcome(&outcome)
+    };
+    let cx = JobContext::new(shared.clone(), 0);
+    // An error is the journal's to report: the job's outcome stands.
+    let _ = journal.finish(shared.id(), ending, &cx).await;
+    outcome
 }
 
 /// The pipeline of a cached dispatch: lookup, then (on a miss, or to revalidate) the full
@@ -133,6 +162,7 @@ async fn cached<J: Job, E: LocalExecutor<J>>(
     shared: &Arc<JobShared<J::Output>>,
     options: &JobOptions,
     spec: &CacheSpec<J>,
+    journal: Option<&dyn Journal<J>>,
 ) -> Outcome<J::Output> {
     if let Some(end) = pre_check(options) {
         return Err(end);
@@ -149,7 +179,7 @@ async fn cached<J: Job, E: LocalExecutor<J>>(
             shared.resolve(Ok(hit));
         }
     }
-    let outcome = run(executor, job, shared, options).await;
+    let outcome = run(executor, job, shared, options, journal).await;
     if let Ok(success) = &outcome {
         let now = shared.runtime_arc().now();
         let entry = CacheEntry {
@@ -262,6 +292,7 @@ async fn run<J: Job, E: LocalExecutor<J>>(
     job: &J,
     shared: &Arc<JobShared<J::Output>>,
     options: &JobOptions,
+    journal: Option<&dyn Journal<J>>,
 ) -> Outcome<J::Output> {
     let token = options.cancellation();
     if let Some(token) = token.filter(|t| t.is_cancelled()) {
@@ -273,12 +304,34 @@ async fn run<J: Job, E: LocalExecutor<J>>(
             budget: Duration::ZERO,
         });
     }
+    if let Some(delay) = options.delay().filter(|d| !d.is_zero()) {
+        // Not due yet: wait, cancellable like the work; the budget starts when it is due.
+        let due = Race {
+            token,
+            token_wait: token.map(CancellationToken::cancelled),
+            inner: Cancellable {
+                shared,
+                work: async {
+                    shared.runtime_arc().sleep(delay).await;
+                    Ok(Success {
+                        value: (),
+                        data_source: DataSource::Fresh,
+                    })
+                },
+            },
+            deadline: None,
+        }
+        .await;
+        if let Err(error) = due {
+            return Err(error);
+        }
+    }
     Race {
         token,
         token_wait: token.map(CancellationToken::cancelled),
         inner: Cancellable {
             shared,
-            work: attempts(executor, job, shared, options),
+            work: attempts(executor, job, shared, options, journal),
         },
         deadline: budget.map(|b| (shared.runtime_arc().sleep(b), b)),
     }
@@ -291,14 +344,23 @@ async fn attempts<J: Job, E: LocalExecutor<J>>(
     job: &J,
     shared: &Arc<JobShared<J::Output>>,
     options: &JobOptions,
+    journal: Option<&dyn Journal<J>>,
 ) -> Outcome<J::Output> {
-    let mut attempt = 1u32;
+    let mut attempt = options.first_attempt();
     loop {
-        let failure =
-            match one_attempt(executor, job, shared, attempt, options.attempt_timeout()).await {
-                Ok(success) => return Ok(success),
-                Err(failure) => failure,
-            };
+        let recorded = match journal {
+            None => Ok(()),
+            Some(journal) => journal.attempt(shared.id(), attempt).await,
+        };
+        let failure = match recorded {
+            Err(error) => AttemptFailure::Error(Arc::new(error)),
+            Ok(()) => {
+                match one_attempt(executor, job, shared, attempt, options.attempt_timeout()).await {
+                    Ok(success) => return Ok(success),
+                    Err(failure) => failure,
+                }
+            }
+        };
         let retry = match &failure {
             AttemptFailure::Error(error) => options
                 .retry()
@@ -310,6 +372,9 @@ async fn attempts<J: Job, E: LocalExecutor<J>>(
         };
         let delay = policy.jittered_delay(attempt - 1, shared.id().as_u64());
         retrying(shared, attempt, delay, &failure);
+        if let (Some(journal), AttemptFailure::Error(error)) = (journal, &failure) {
+            journal.retrying(shared.id(), attempt, &**error as &(dyn Error + 'static));
+        }
         if delay.is_zero() {
             // Attempts that fail without awaiting must still let the budget and cancellation
             // be seen between them.

@@ -57,6 +57,7 @@ use crate::watch::Watch;
 
 use super::control::{EmitError, JobControl, ProgressWatch};
 use super::env::JobEnv;
+use super::journal::Receipt;
 use super::options::{JobOptions, Lifecycle};
 use super::registry::{Cancel, Reach, SHUTDOWN_REASON};
 
@@ -157,6 +158,8 @@ struct Cold<T> {
     /// Sub-jobs dispatched through this job's contexts: cancelled with it.
     children: Vec<Weak<dyn JobControl>>,
     progress: Option<Arc<ProgressWatch>>,
+    /// A journaled dispatch's receipt (see `Journal`).
+    receipt: Option<Arc<dyn Receipt>>,
 }
 
 impl<T> State<T> {
@@ -232,6 +235,7 @@ impl<T> State<T> {
                 on_done: Vec::new(),
                 children: Vec::new(),
                 progress: None,
+                receipt: None,
             })
         })
     }
@@ -419,6 +423,21 @@ impl<T> JobShared<T> {
 
     fn leader(&self) -> Option<&Arc<dyn JobControl>> {
         self.extra.as_ref()?.leader.as_ref()
+    }
+
+    /// Returns the dispatch's metadata entries.
+    pub(crate) fn metadata_entries(&self) -> &[MetadataEntry] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.metadata)
+    }
+
+    /// Keeps a journaled dispatch's receipt for [`JobHandle::stored`](crate::JobHandle::stored).
+    pub(crate) fn set_receipt(&self, receipt: Arc<dyn Receipt>) {
+        self.state.with(|s| s.cold().receipt = Some(receipt));
+    }
+
+    /// Returns a journaled dispatch's receipt.
+    pub(crate) fn receipt(&self) -> Option<Arc<dyn Receipt>> {
+        self.state.with(|s| s.cold.as_ref()?.receipt.clone())
     }
 
     /// Returns when the dispatch's total timeout expires, if it has one.
