@@ -306,7 +306,7 @@ async fn run<J: Job, E: LocalExecutor<J>>(
     }
     if let Some(delay) = options.delay().filter(|d| !d.is_zero()) {
         // Not due yet: wait, cancellable like the work; the budget starts when it is due.
-        let due = Race {
+        Race {
             token,
             token_wait: token.map(CancellationToken::cancelled),
             inner: Cancellable {
@@ -321,10 +321,7 @@ async fn run<J: Job, E: LocalExecutor<J>>(
             },
             deadline: None,
         }
-        .await;
-        if let Err(error) = due {
-            return Err(error);
-        }
+        .await?;
     }
     Race {
         token,
