@@ -48,10 +48,12 @@ impl Executor<Charge> for Charger {
     }
 }
 
+type Commit = Option<Result<(), JournalError>>;
+
 /// A receipt the test commits by hand.
 #[derive(Default)]
 struct Manual {
-    state: Mutex<(Option<Result<(), JournalError>>, Vec<Waker>)>,
+    state: Mutex<(Commit, Vec<Waker>)>,
 }
 
 impl Manual {
