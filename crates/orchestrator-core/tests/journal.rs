@@ -142,14 +142,14 @@ impl Journal<Charge> for Recorder {
     }
 }
 
-fn setup(
-    fail: u32,
-) -> (
+type Setup = (
     VirtualRuntime,
     Dispatcher<VirtualRuntime>,
     Arc<Recorder>,
     Arc<Mutex<Vec<u32>>>,
-) {
+);
+
+fn setup(fail: u32) -> Setup {
     let rt = VirtualRuntime::new();
     let dispatcher = Dispatcher::new(rt.clone());
     let journal = Arc::new(Recorder::default());
