@@ -1,0 +1,937 @@
+//! The engine: [`Durable`] (the journal of every durable job type, the dead-letter list and
+//! the outcomes), [`DurableBuilder`] and [`Recovery`].
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::error::Error;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use orchestrator_core::{
+    Accepting, Dispatch, Dispatcher, Ending, Executor, Job, JobContext, JobHandle, JobId, Journal,
+    JournalError, JournalFuture, Receipt, StoredAlready,
+};
+use orchestrator_remote::{Registry, WireJobId};
+use orchestrator_store::{Op, Store, Table};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::DurableError;
+use crate::record::{
+    Counters, DeadLetter, DeadLettered, DeadRecord, End, JobRecord, RECORD_VERSION, RetryRecord,
+    StoredOutcome, decode, encode, expiry_key, hex, id_of, key, ms, now_ms, parse_hex,
+};
+use crate::writer::{Ticket, Writer};
+
+/// The metadata key under which a recovered job carries its durable id (see
+/// [`Durable::job_id`]).
+pub const DURABLE_ID: &str = "orchestrator.durable.id";
+
+/// How many runs may die in a job before it is dead-lettered, by default.
+pub const DEFAULT_POISON_AFTER: u32 = 3;
+
+/// How long finished jobs' outcomes are kept, by default (a day).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A durable job running in this process.
+struct Flight {
+    id: WireJobId,
+    counters: Counters,
+    placeholder: Option<serde_json::Value>,
+}
+
+/// A stored job to run again.
+struct Pending {
+    id: WireJobId,
+    record: JobRecord,
+    counters: Counters,
+}
+
+/// Dispatches a pending job of one type on the dispatcher.
+type Resume = dyn Fn(&Arc<Shared>, Pending) -> Result<JobId, DurableError> + Send + Sync;
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicU64,
+    recovered: AtomicU64,
+    dead_lettered: AtomicU64,
+    unknown: AtomicU64,
+    interrupted: AtomicU64,
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    dispatcher: Dispatcher,
+    writer: Writer,
+    poison_after: u32,
+    retention: Duration,
+    inflight: Mutex<HashMap<JobId, Flight>>,
+    /// Recovered jobs being dispatched: their counters, until their dispatch is accepted.
+    recovering: Mutex<HashMap<WireJobId, Counters>>,
+    types: Mutex<HashMap<String, Arc<Resume>>>,
+    /// Handles of recovered jobs, until taken or until the job ends.
+    handles: Mutex<HashMap<WireJobId, Box<dyn Any + Send>>>,
+    stats: Stats,
+}
+
+impl Shared {
+    /// Publishes a dead letter's event on the dispatcher's bus.
+    fn announce(&self, event: DeadLettered) {
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let _ = self.dispatcher.bus().emit(event);
+    }
+
+    /// Moves a stored job to the dead-letter list (it stays in the jobs table).
+    fn dead_letter(&self, id: WireJobId, record: &JobRecord, counters: Counters, reason: String) {
+        let dead = DeadRecord {
+            reason: reason.clone(),
+            dead_unix_ms: now_ms(),
+        };
+        let Ok(bytes) = encode(&dead) else { return };
+        drop(self.writer.submit(vec![
+            Op::put(Table::Dead, key(id), bytes),
+            Op::put(Table::Attempts, key(id), counters.to_bytes()),
+        ]));
+        self.announce(DeadLettered {
+            id,
+            job_type: record.request.job_type.clone(),
+            reason,
+            placeholder: record.placeholder.clone(),
+        });
+    }
+}
+
+/// The journal of one durable job type.
+struct TypeJournal<J> {
+    shared: Arc<Shared>,
+    _job: std::marker::PhantomData<fn(J)>,
+}
+
+impl<J> TypeJournal<J>
+where
+    J: Job + Serialize + DeserializeOwned,
+    J::Output: Serialize + DeserializeOwned,
+{
+    fn record(&self, job: &J, dispatch: &Accepting<'_, J>) -> Result<JobRecord, String> {
+        let registry = &self.shared.registry;
+        let request = registry
+            .encode_job(dispatch.id(), job, dispatch.first_attempt(), None)
+            .map_err(|e| e.to_string())?;
+        let accepted = now_ms();
+        let placeholder = match dispatch.placeholder() {
+            Some(value) => Some(serde_json::to_value(value).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(JobRecord {
+            version: RECORD_VERSION,
+            request,
+            accepted_unix_ms: accepted,
+            due_unix_ms: accepted.saturating_add(dispatch.delay().map_or(0, ms)),
+            timeout_ms: dispatch.timeout().map(ms),
+            attempt_timeout_ms: dispatch.attempt_timeout().map(ms),
+            retry: dispatch.retry().map(RetryRecord::of),
+            placeholder,
+            metadata: dispatch
+                .metadata()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        })
+    }
+
+    /// Writes `counters` of job `id` and returns the write's ticket.
+    fn counters(&self, local: JobId, change: impl FnOnce(&mut Counters)) -> Option<Arc<Ticket>> {
+        let (id, counters) = {
+            let mut inflight = lock(&self.shared.inflight);
+            let flight = inflight.get_mut(&local)?;
+            change(&mut flight.counters);
+            (flight.id, flight.counters)
+        };
+        Some(self.shared.writer.submit(vec![Op::put(
+            Table::Attempts,
+            key(id),
+            counters.to_bytes(),
+        )]))
+    }
+}
+
+impl<J> Journal<J> for TypeJournal<J>
+where
+    J: Job + Serialize + DeserializeOwned,
+    J::Output: Serialize + DeserializeOwned,
+{
+    fn accept(
+        &self,
+        job: &J,
+        dispatch: &Accepting<'_, J>,
+    ) -> Result<Arc<dyn Receipt>, JournalError> {
+        let shared = &self.shared;
+        if let Some(id) = dispatch.metadata_value(DURABLE_ID).and_then(parse_hex) {
+            if let Some(counters) = lock(&shared.recovering).remove(&id) {
+                // A recovered job: stored already, under its first dispatch's id.
+                let placeholder = match dispatch.placeholder() {
+                    Some(value) => serde_json::to_value(value).ok(),
+                    None => None,
+                };
+                lock(&shared.inflight).insert(
+                    dispatch.id(),
+                    Flight {
+                        id,
+                        counters,
+                        placeholder,
+                    },
+                );
+                return Ok(Arc::new(StoredAlready));
+            }
+        }
+        let record = self.record(job, dispatch).map_err(JournalError::new)?;
+        let bytes = encode(&record).map_err(JournalError::new)?;
+        let id = record.request.id;
+        let counters = Counters {
+            failures: dispatch.first_attempt().saturating_sub(1),
+            ..Counters::default()
+        };
+        let mut ops = vec![Op::put(Table::Jobs, key(id), bytes)];
+        if counters != Counters::default() {
+            ops.push(Op::put(Table::Attempts, key(id), counters.to_bytes()));
+        }
+        let ticket = shared.writer.submit(ops);
+        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        lock(&shared.inflight).insert(
+            dispatch.id(),
+            Flight {
+                id,
+                counters,
+                placeholder: record.placeholder,
+            },
+        );
+        Ok(ticket)
+    }
+
+    fn attempt(&self, id: JobId, _attempt: u32) -> JournalFuture {
+        match self.counters(id, |c| c.starts = c.starts.saturating_add(1)) {
+            Some(ticket) => ticket.wait(),
+            None => Ticket::done(Ok(())).wait(),
+        }
+    }
+
+    fn retrying(&self, id: JobId, attempt: u32, _error: &(dyn Error + 'static)) {
+        drop(self.counters(id, |c| c.failures = c.failures.max(attempt)));
+    }
+
+    fn finish(
+        &self,
+        local: JobId,
+        ending: Ending<'_, J::Output>,
+        cx: &JobContext,
+    ) -> JournalFuture {
+        let shared = &self.shared;
+        let Some(flight) = lock(&shared.inflight).remove(&local) else {
+            return Ticket::done(Ok(())).wait();
+        };
+        let untaken = lock(&shared.handles).remove(&flight.id);
+        drop(untaken);
+        let k = key(flight.id);
+        let outcome = match ending {
+            Ending::Interrupted => {
+                shared.stats.interrupted.fetch_add(1, Ordering::Relaxed);
+                let mut counters = flight.counters;
+                counters.released = counters.released.saturating_add(1);
+                return shared
+                    .writer
+                    .submit(vec![Op::put(Table::Attempts, k, counters.to_bytes())])
+                    .wait();
+            }
+            Ending::Outcome(outcome) => outcome,
+        };
+        let end = match End::of(outcome) {
+            Ok(end) => end,
+            Err(error) => End::Rejected {
+                reason: format!("the output could not be encoded: {error}"),
+            },
+        };
+        let mut ops = Vec::with_capacity(4);
+        let job_type = shared
+            .registry
+            .job_name::<J>()
+            .unwrap_or_default()
+            .to_owned();
+        if let End::Failed { error, attempts } = &end {
+            // Out of attempts: the job goes to the dead-letter list instead of away.
+            let counters = Counters {
+                failures: flight.counters.failures.max(*attempts),
+                ..flight.counters
+            };
+            let dead = DeadRecord {
+                reason: error.clone(),
+                dead_unix_ms: now_ms(),
+            };
+            if let Ok(bytes) = encode(&dead) {
+                ops.push(Op::put(Table::Dead, k.clone(), bytes));
+                ops.push(Op::put(Table::Attempts, k.clone(), counters.to_bytes()));
+            }
+            shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            let _ = cx.emit(DeadLettered {
+                id: flight.id,
+                job_type: job_type.clone(),
+                reason: error.clone(),
+                placeholder: flight.placeholder.clone(),
+            });
+        } else {
+            ops.push(Op::delete(Table::Jobs, k.clone()));
+            ops.push(Op::delete(Table::Attempts, k.clone()));
+        }
+        if !shared.retention.is_zero() {
+            let finished = now_ms();
+            let stored = StoredOutcome {
+                id: flight.id,
+                job_type,
+                finished_unix_ms: finished,
+                end,
+            };
+            if let Ok(bytes) = encode(&stored) {
+                ops.push(Op::put(Table::Outcomes, k, bytes));
+                ops.push(Op::put(
+                    Table::Expiry,
+                    expiry_key(finished, flight.id),
+                    Vec::new(),
+                ));
+            }
+        }
+        shared.writer.submit(ops).wait()
+    }
+}
+
+/// Dispatches `pending` (a job of type `J`) through `via`, with what is left of its budget,
+/// its retry policy continued and its due time kept.
+fn redispatch<J>(
+    shared: &Arc<Shared>,
+    via: &impl Dispatch,
+    pending: Pending,
+) -> Result<JobId, DurableError>
+where
+    J: Job + Serialize + DeserializeOwned,
+    J::Output: Serialize + DeserializeOwned + Send,
+{
+    let Pending {
+        id,
+        record,
+        counters,
+    } = pending;
+    let job: J = match shared.registry.decode_job::<J>(&record.request) {
+        Ok(job) => job,
+        Err(error) => {
+            let reason = format!("the stored job no longer decodes: {error}");
+            shared.dead_letter(id, &record, counters, reason.clone());
+            return Err(DurableError::Codec(reason));
+        }
+    };
+    lock(&shared.recovering).insert(id, counters);
+    let now = now_ms();
+    let mut builder = via
+        .job(job)
+        .first_attempt(counters.failures.saturating_add(1))
+        .metadata(DURABLE_ID, hex(id));
+    for (k, v) in record.metadata.iter().filter(|(k, _)| k != DURABLE_ID) {
+        builder = builder.metadata(k.clone(), v.clone());
+    }
+    if record.due_unix_ms > now {
+        builder = builder.delay(Duration::from_millis(record.due_unix_ms - now));
+    }
+    if let Some(timeout) = record.timeout_ms {
+        // The budget counts from when the job was first due: a job past its deadline ends
+        // timed out instead of running.
+        let deadline = record.due_unix_ms.saturating_add(timeout);
+        let left = deadline.saturating_sub(now.max(record.due_unix_ms));
+        builder = builder.timeout(Duration::from_millis(left));
+    }
+    if let Some(limit) = record.attempt_timeout_ms {
+        builder = builder.attempt_timeout(Duration::from_millis(limit));
+    }
+    if let Some(policy) = record.retry.as_ref().and_then(RetryRecord::policy) {
+        builder = builder.retry(policy);
+    }
+    let handle: JobHandle<J::Output> = builder.dispatch();
+    let local = handle.id();
+    if lock(&shared.recovering).remove(&id).is_some() {
+        // Refused before its journal saw it (a closed dispatcher, a disposed orchestrator):
+        // it stays stored and runs at the next start.
+        return Err(DurableError::NotDispatched(id));
+    }
+    shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
+    if !handle.is_finished() {
+        lock(&shared.handles).insert(id, Box::new(handle));
+    }
+    Ok(local)
+}
+
+/// Durable jobs on a [`Store`]: the journal of every durable job type, their recovery, the
+/// dead-letter list and the outcomes of finished jobs.
+///
+/// Made by [`Durable::builder`], which registers the durable job types on a dispatcher and
+/// returns the jobs that a previous run left unfinished ([`Recovery`]). Jobs are then
+/// dispatched as any other, through the dispatcher, an orchestrator or a job's context:
+///
+/// - A dispatch is written before [`JobHandle::stored`] resolves (the writes of concurrent
+///   dispatches share one commit). Each attempt's start is written before it runs, and the
+///   outcome before the handle resolves.
+/// - At the next start, every accepted job without an outcome runs again, with its attempt
+///   count (its retry policy continues), its deadline (a total timeout counts from when it was
+///   first due) and its due time (a delayed job waits what is left, an overdue one runs at
+///   once). Execution is at least once: make executors idempotent with [`Durable::job_id`].
+/// - A job whose runs the process died in `poison_after` times, or whose last attempt failed,
+///   goes to the dead-letter list ([`dead_letters`](Self::dead_letters)) and a
+///   [`DeadLettered`] event says so.
+/// - Outcomes are kept for the retention ([`outcome`](Self::outcome)), then compacted away.
+#[derive(Clone)]
+pub struct Durable {
+    shared: Arc<Shared>,
+}
+
+type Registration = Box<dyn FnOnce(&Arc<Shared>) -> Result<(), DurableError>>;
+
+/// Configures a [`Durable`]: its job types, poison limit and retention.
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct DurableBuilder {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    poison_after: u32,
+    retention: Duration,
+    inline: bool,
+    registrations: Vec<Registration>,
+}
+
+impl fmt::Debug for DurableBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DurableBuilder")
+            .field("poison_after", &self.poison_after)
+            .field("retention", &self.retention)
+            .field("job_types", &self.registrations.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Durable {
+    /// Starts configuring durable jobs on `store`, named by `registry` (the wire names that
+    /// remote execution uses too: the same job types move to NATS unchanged).
+    pub fn builder(store: impl Store, registry: Arc<Registry>) -> DurableBuilder {
+        DurableBuilder {
+            store: Arc::new(store),
+            registry,
+            poison_after: DEFAULT_POISON_AFTER,
+            retention: DEFAULT_RETENTION,
+            inline: false,
+            registrations: Vec::new(),
+        }
+    }
+}
+
+impl DurableBuilder {
+    /// Makes job type `J` durable, run by `executor` (registered on the dispatcher given to
+    /// [`open`](Self::open), replacing any executor of `J` there). `J` must have a wire name
+    /// in the registry.
+    pub fn register<J, E>(mut self, executor: E) -> Self
+    where
+        J: Job + Serialize + DeserializeOwned,
+        J::Output: Serialize + DeserializeOwned,
+        E: Executor<J>,
+    {
+        self.registrations
+            .push(Box::new(move |shared: &Arc<Shared>| {
+                let name = shared
+                    .registry
+                    .job_name::<J>()
+                    .ok_or(DurableError::Unregistered(std::any::type_name::<J>()))?
+                    .to_owned();
+                let journal = Arc::new(TypeJournal::<J> {
+                    shared: shared.clone(),
+                    _job: std::marker::PhantomData,
+                });
+                shared.dispatcher.register_journaled(executor, journal);
+                let resume: Arc<Resume> = Arc::new(|shared: &Arc<Shared>, pending: Pending| {
+                    redispatch::<J>(shared, &shared.dispatcher.clone(), pending)
+                });
+                lock(&shared.types).insert(name, resume);
+                Ok(())
+            }));
+        self
+    }
+
+    /// Dead-letters a job once the process has died in `runs` of its runs (at least 1;
+    /// default [`DEFAULT_POISON_AFTER`]).
+    pub fn poison_after(mut self, runs: u32) -> Self {
+        self.poison_after = runs.max(1);
+        self
+    }
+
+    /// Keeps finished jobs' outcomes for `retention` (default [`DEFAULT_RETENTION`]); zero
+    /// keeps none.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Commits each write at once in the thread that makes it, instead of on a writer
+    /// thread that puts the writes of concurrent jobs in one commit. Slower under load (one
+    /// commit per write), but needs no thread: for tests on virtual time
+    /// ([`VirtualRuntime`](orchestrator_core::testing::VirtualRuntime) cannot see a thread's
+    /// progress) and for hosts without threads.
+    pub fn inline_commits(mut self) -> Self {
+        self.inline = true;
+        self
+    }
+
+    /// Registers the job types on `dispatcher`, starts the writer, and reads what a previous
+    /// run left: returns the [`Durable`] and the [`Recovery`] of the unfinished jobs (which
+    /// run once it is resumed or dropped).
+    ///
+    /// Jobs that the process died in `poison_after` times are dead-lettered here.
+    ///
+    /// # Errors
+    ///
+    /// [`DurableError::Unregistered`] for a job type without a wire name; the store's error if
+    /// it cannot be read or a record is damaged (nothing is changed then).
+    pub fn open<R>(self, dispatcher: &Dispatcher<R>) -> Result<(Durable, Recovery), DurableError> {
+        let writer = if self.inline {
+            Writer::inline(self.store.clone(), self.retention)
+        } else {
+            Writer::start(self.store.clone(), self.retention)?
+        };
+        let shared = Arc::new(Shared {
+            store: self.store,
+            registry: self.registry,
+            dispatcher: dispatcher.erase(),
+            writer,
+            poison_after: self.poison_after,
+            retention: self.retention,
+            inflight: Mutex::new(HashMap::new()),
+            recovering: Mutex::new(HashMap::new()),
+            types: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
+        });
+        let result = (|| {
+            for registration in self.registrations {
+                registration(&shared)?;
+            }
+            load(&shared)
+        })();
+        match result {
+            Ok(recovery) => Ok((
+                Durable {
+                    shared: shared.clone(),
+                },
+                recovery,
+            )),
+            Err(error) => {
+                shared.writer.close();
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Reads the stored jobs: the dead ones stay, the poisoned ones become dead, the rest are
+/// pending.
+fn load(shared: &Arc<Shared>) -> Result<Recovery, DurableError> {
+    let store = &shared.store;
+    let damaged = |what: &str, detail: String| DurableError::Damaged(format!("{what}: {detail}"));
+    let mut counters: HashMap<Vec<u8>, Counters> = HashMap::new();
+    for (k, v) in store.scan(Table::Attempts)? {
+        let c = Counters::from_bytes(&v)
+            .ok_or_else(|| damaged("an attempt counter", format!("{} bytes", v.len())))?;
+        counters.insert(k, c);
+    }
+    let dead: std::collections::HashSet<Vec<u8>> = store
+        .scan(Table::Dead)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let mut pending = Vec::new();
+    let mut dead_lettered = Vec::new();
+    for (k, v) in store.scan(Table::Jobs)? {
+        if dead.contains(&k) {
+            continue;
+        }
+        let id = id_of(&k).ok_or_else(|| damaged("a job key", format!("{k:?}")))?;
+        let record: JobRecord = decode(&v).map_err(|e| damaged("a job record", e))?;
+        if record.version > RECORD_VERSION {
+            return Err(DurableError::Damaged(format!(
+                "job {id} was written by a newer version (record version {}, this build reads \
+                 up to {RECORD_VERSION})",
+                record.version
+            )));
+        }
+        let c = counters.get(&k).copied().unwrap_or_default();
+        if c.crashed() >= shared.poison_after {
+            let reason = format!(
+                "the process died in {} of its runs (the poison limit is {})",
+                c.crashed(),
+                shared.poison_after
+            );
+            shared.dead_letter(id, &record, c, reason);
+            dead_lettered.push(id);
+            continue;
+        }
+        pending.push(Pending {
+            id,
+            record,
+            counters: c,
+        });
+    }
+    // In the order they were accepted.
+    pending.sort_by_key(|p| (p.record.accepted_unix_ms, p.id));
+    Ok(Recovery {
+        shared: shared.clone(),
+        pending,
+        unknown: Vec::new(),
+        dead_lettered,
+    })
+}
+
+impl Durable {
+    /// Returns the durable id of the job an executor runs: the same in every run of the job,
+    /// so an executor can make its effects idempotent (a payment keyed by it is made once).
+    pub fn job_id(&self, cx: &JobContext) -> WireJobId {
+        cx.metadata(DURABLE_ID)
+            .and_then(parse_hex)
+            .unwrap_or_else(|| self.wire_id(cx.job_id()))
+    }
+
+    /// Returns the durable id of the job with local id `local` (a handle's
+    /// [`id`](JobHandle::id)).
+    pub fn wire_id(&self, local: JobId) -> WireJobId {
+        match lock(&self.shared.inflight).get(&local) {
+            Some(flight) => flight.id,
+            None => self.shared.registry.wire_id(local),
+        }
+    }
+
+    /// Takes the handle of recovered job `id` (once; `None` if it was taken, has ended, or
+    /// was not recovered here).
+    pub fn take_handle<T: Send + 'static>(&self, id: WireJobId) -> Option<JobHandle<T>> {
+        let mut handles = lock(&self.shared.handles);
+        let boxed = handles.remove(&id)?;
+        match boxed.downcast::<JobHandle<T>>() {
+            Ok(handle) => Some(*handle),
+            Err(boxed) => {
+                handles.insert(id, boxed);
+                None
+            }
+        }
+    }
+
+    /// Returns the outcome of finished job `id`, if it is kept (see
+    /// [`retention`](DurableBuilder::retention)).
+    ///
+    /// # Errors
+    ///
+    /// The store's error, or [`DurableError::Damaged`].
+    pub fn outcome(&self, id: WireJobId) -> Result<Option<StoredOutcome>, DurableError> {
+        match self.shared.store.get(Table::Outcomes, &key(id))? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|e| DurableError::Damaged(format!("outcome of {id}: {e}"))),
+        }
+    }
+
+    /// Returns the dead-letter list, oldest job first.
+    ///
+    /// # Errors
+    ///
+    /// The store's error, or [`DurableError::Damaged`].
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, DurableError> {
+        let store = &self.shared.store;
+        let mut letters = Vec::new();
+        for (k, v) in store.scan(Table::Dead)? {
+            let id = id_of(&k)
+                .ok_or_else(|| DurableError::Damaged(format!("a dead-letter key {k:?}")))?;
+            letters.push(self.letter(id, &v)?);
+        }
+        letters.sort_by_key(|l| (l.accepted_unix_ms, l.id));
+        Ok(letters)
+    }
+
+    /// Returns dead letter `id`, if the job is on the list.
+    ///
+    /// # Errors
+    ///
+    /// The store's error, or [`DurableError::Damaged`].
+    pub fn dead_letter(&self, id: WireJobId) -> Result<Option<DeadLetter>, DurableError> {
+        match self.shared.store.get(Table::Dead, &key(id))? {
+            None => Ok(None),
+            Some(v) => self.letter(id, &v).map(Some),
+        }
+    }
+
+    fn letter(&self, id: WireJobId, dead: &[u8]) -> Result<DeadLetter, DurableError> {
+        let store = &self.shared.store;
+        let damaged = |e: String| DurableError::Damaged(format!("dead letter {id}: {e}"));
+        let dead: DeadRecord = decode(dead).map_err(damaged)?;
+        let record: JobRecord = decode(
+            &store
+                .get(Table::Jobs, &key(id))?
+                .ok_or_else(|| damaged("its job is missing".into()))?,
+        )
+        .map_err(damaged)?;
+        let counters = store
+            .get(Table::Attempts, &key(id))?
+            .and_then(|b| Counters::from_bytes(&b))
+            .unwrap_or_default();
+        Ok(DeadLetter {
+            id,
+            job_type: record.request.job_type,
+            reason: dead.reason,
+            dead_unix_ms: dead.dead_unix_ms,
+            accepted_unix_ms: record.accepted_unix_ms,
+            starts: counters.starts,
+            failures: counters.failures,
+            payload: record.request.payload,
+            placeholder: record.placeholder,
+        })
+    }
+
+    /// Takes dead letter `id` off the list and dispatches its job again, with a fresh attempt
+    /// count (its handle: [`take_handle`](Self::take_handle)); returns its local id.
+    ///
+    /// # Errors
+    ///
+    /// [`DurableError::NotDead`] if it is not on the list, [`DurableError::UnknownType`] if
+    /// its type is not durable here, the store's error.
+    pub async fn retry_dead(&self, id: WireJobId) -> Result<JobId, DurableError> {
+        let shared = &self.shared;
+        if shared.store.get(Table::Dead, &key(id))?.is_none() {
+            return Err(DurableError::NotDead(id));
+        }
+        let bytes = shared
+            .store
+            .get(Table::Jobs, &key(id))?
+            .ok_or(DurableError::NotDead(id))?;
+        let record: JobRecord =
+            decode(&bytes).map_err(|e| DurableError::Damaged(format!("job {id}: {e}")))?;
+        let resume = lock(&shared.types)
+            .get(&record.request.job_type)
+            .cloned()
+            .ok_or_else(|| DurableError::UnknownType(record.request.job_type.clone()))?;
+        shared
+            .writer
+            .submit(vec![
+                Op::delete(Table::Dead, key(id)),
+                Op::delete(Table::Attempts, key(id)),
+            ])
+            .wait()
+            .await
+            .map_err(DurableError::Write)?;
+        resume(
+            shared,
+            Pending {
+                id,
+                record,
+                counters: Counters::default(),
+            },
+        )
+    }
+
+    /// Deletes dead letter `id` and its job for good; returns `false` if it was not on the
+    /// list.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn discard(&self, id: WireJobId) -> Result<bool, DurableError> {
+        let shared = &self.shared;
+        if shared.store.get(Table::Dead, &key(id))?.is_none() {
+            return Ok(false);
+        }
+        shared
+            .writer
+            .submit(vec![
+                Op::delete(Table::Dead, key(id)),
+                Op::delete(Table::Jobs, key(id)),
+                Op::delete(Table::Attempts, key(id)),
+            ])
+            .wait()
+            .await
+            .map_err(DurableError::Write)?;
+        Ok(true)
+    }
+
+    /// Returns what happened so far.
+    pub fn stats(&self) -> DurableStats {
+        let s = &self.shared.stats;
+        let w = &self.shared.writer.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DurableStats {
+            accepted: get(&s.accepted),
+            recovered: get(&s.recovered),
+            dead_lettered: get(&s.dead_lettered),
+            unknown_types: get(&s.unknown),
+            interrupted: get(&s.interrupted),
+            commits: get(&w.commits),
+            writes: get(&w.writes),
+            failed_commits: get(&w.failed_commits),
+            compacted: get(&w.compacted),
+            in_flight: lock(&self.shared.inflight).len(),
+        }
+    }
+
+    /// Writes what is queued and stops the writer, letting go of the store (a file can then
+    /// be opened again). Later writes fail with [`StoreError::Closed`](orchestrator_store::StoreError::Closed). Blocks
+    /// until the last commit is done.
+    pub fn close(&self) {
+        self.shared.writer.close();
+    }
+}
+
+impl fmt::Debug for Durable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Durable")
+            .field("poison_after", &self.shared.poison_after)
+            .field("retention", &self.shared.retention)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Counters of a [`Durable`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DurableStats {
+    /// Dispatches written.
+    pub accepted: u64,
+    /// Stored jobs dispatched again after a restart (or a retry of a dead letter).
+    pub recovered: u64,
+    /// Jobs that went to the dead-letter list.
+    pub dead_lettered: u64,
+    /// Stored jobs whose type is not durable in this process (kept, not run).
+    pub unknown_types: u64,
+    /// Jobs a shutdown handed back (they run at the next start).
+    pub interrupted: u64,
+    /// Commits made.
+    pub commits: u64,
+    /// Writes committed (several per commit: group commit).
+    pub writes: u64,
+    /// Commits that failed (each failed every write in it).
+    pub failed_commits: u64,
+    /// Expired outcomes deleted.
+    pub compacted: u64,
+    /// Durable jobs running now.
+    pub in_flight: usize,
+}
+
+/// A stored job whose type is not durable in this process: it is kept, never dropped, and
+/// runs once a process that knows its type starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownJob {
+    /// The job's durable id.
+    pub id: WireJobId,
+    /// Its type's wire name.
+    pub job_type: String,
+}
+
+/// The jobs a previous run left unfinished, waiting to run again.
+///
+/// [`adopt`](Self::adopt) dispatches those of one type through an orchestrator (so that it
+/// tracks them as its own); [`resume`](Self::resume), or dropping the recovery, dispatches the
+/// rest through the dispatcher. Jobs whose type is not durable here are kept in the store and
+/// reported ([`unknown`](Self::unknown)).
+#[must_use = "recovered jobs run when the recovery is resumed (or dropped)"]
+pub struct Recovery {
+    shared: Arc<Shared>,
+    pending: Vec<Pending>,
+    unknown: Vec<UnknownJob>,
+    dead_lettered: Vec<WireJobId>,
+}
+
+impl Recovery {
+    /// Returns the durable ids of the jobs waiting to run, in the order they were accepted.
+    pub fn ids(&self) -> Vec<WireJobId> {
+        self.pending.iter().map(|p| p.id).collect()
+    }
+
+    /// Returns how many jobs wait to run.
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Returns `true` if no job waits to run.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Returns the jobs dead-lettered when the store was opened (the process died in too
+    /// many of their runs).
+    pub fn dead_lettered(&self) -> &[WireJobId] {
+        &self.dead_lettered
+    }
+
+    /// Dispatches the waiting jobs of type `J` through `via` (an orchestrator's handle, so
+    /// that its state sees their outcomes as its own); returns their local ids. Their handles:
+    /// [`Durable::take_handle`].
+    pub fn adopt<J>(&mut self, via: &impl Dispatch) -> Vec<JobId>
+    where
+        J: Job + Serialize + DeserializeOwned,
+        J::Output: Serialize + DeserializeOwned + Send,
+    {
+        let Some(name) = self.shared.registry.job_name::<J>().map(str::to_owned) else {
+            return Vec::new();
+        };
+        let (mine, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.record.request.job_type == name);
+        self.pending = rest;
+        mine.into_iter()
+            .filter_map(|p| redispatch::<J>(&self.shared, via, p).ok())
+            .collect()
+    }
+
+    /// Dispatches every waiting job through the dispatcher; returns the jobs whose type is
+    /// not durable here (kept in the store, reported).
+    pub fn resume(mut self) -> Vec<UnknownJob> {
+        self.resume_all();
+        std::mem::take(&mut self.unknown)
+    }
+
+    fn resume_all(&mut self) {
+        for pending in std::mem::take(&mut self.pending) {
+            let resume = lock(&self.shared.types)
+                .get(&pending.record.request.job_type)
+                .cloned();
+            match resume {
+                Some(resume) => {
+                    let _ = resume(&self.shared, pending);
+                }
+                None => {
+                    self.shared.stats.unknown.fetch_add(1, Ordering::Relaxed);
+                    self.unknown.push(UnknownJob {
+                        id: pending.id,
+                        job_type: pending.record.request.job_type,
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Recovery {
+    fn drop(&mut self) {
+        self.resume_all();
+    }
+}
+
+impl fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Recovery")
+            .field("pending", &self.ids())
+            .field("dead_lettered", &self.dead_lettered)
+            .finish()
+    }
+}

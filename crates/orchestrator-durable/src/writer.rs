@@ -1,0 +1,252 @@
+//! Group commit: one thread writes the batches of every job in one store commit, and tells
+//! each job's [`Ticket`] when its writes are durable.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use orchestrator_core::{JournalError, JournalFuture, Receipt};
+use orchestrator_store::{Op, Store, StoreError, Table};
+
+use crate::record::now_ms;
+
+/// At most this many writes go in one commit (a larger burst takes several).
+const MAX_BATCH_OPS: usize = 16_384;
+
+/// At most this many expired outcomes are deleted per commit.
+const COMPACT_PER_COMMIT: usize = 1_024;
+
+type Slot = (Option<Result<(), JournalError>>, Vec<Waker>);
+
+/// The promise of one request's writes: pending, then durable or failed.
+#[derive(Default)]
+pub(crate) struct Ticket {
+    state: Mutex<Slot>,
+}
+
+impl Ticket {
+    pub(crate) fn done(result: Result<(), JournalError>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new((Some(result), Vec::new())),
+        })
+    }
+
+    fn complete(&self, result: Result<(), JournalError>) {
+        let wakers = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.0 = Some(result);
+            std::mem::take(&mut state.1)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// A future of the writes (for the journal's hooks).
+    pub(crate) fn wait(self: Arc<Self>) -> JournalFuture {
+        Box::pin(std::future::poll_fn(move |cx| self.poll_stored(cx)))
+    }
+}
+
+impl Receipt for Ticket {
+    fn poll_stored(&self, cx: &mut Context<'_>) -> Poll<Result<(), JournalError>> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(result) = &state.0 {
+            return Poll::Ready(result.clone());
+        }
+        if !state.1.iter().any(|w| w.will_wake(cx.waker())) {
+            state.1.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// What the writer counts.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    pub(crate) commits: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) failed_commits: AtomicU64,
+    pub(crate) compacted: AtomicU64,
+}
+
+struct Request {
+    ops: Vec<Op>,
+    ticket: Arc<Ticket>,
+}
+
+/// Commits made in the caller's thread, one per request (no group commit): for tests on
+/// virtual time and for hosts without threads.
+struct Inline {
+    store: Arc<dyn Store>,
+    retention: Duration,
+    last_compaction: Mutex<Option<Instant>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// The writer thread's end of things (or the inline writer).
+pub(crate) struct Writer {
+    tx: Mutex<Option<Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    inline: Option<Inline>,
+    pub(crate) counts: Arc<Counts>,
+}
+
+impl Writer {
+    /// A writer that commits each request at once, in the caller's thread.
+    pub(crate) fn inline(store: Arc<dyn Store>, retention: Duration) -> Self {
+        Self {
+            tx: Mutex::new(None),
+            thread: Mutex::new(None),
+            inline: Some(Inline {
+                store,
+                retention,
+                last_compaction: Mutex::new(None),
+                closed: std::sync::atomic::AtomicBool::new(false),
+            }),
+            counts: Arc::new(Counts::default()),
+        }
+    }
+
+    /// Starts the thread that writes to `store`; outcomes older than `retention` are deleted
+    /// as it goes.
+    pub(crate) fn start(store: Arc<dyn Store>, retention: Duration) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let counts = Arc::new(Counts::default());
+        let thread = std::thread::Builder::new()
+            .name("orchestrator-durable-writer".into())
+            .spawn({
+                let counts = counts.clone();
+                move || run(&*store, &rx, retention, &counts)
+            })
+            .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            inline: None,
+            counts,
+        })
+    }
+
+    /// Queues `ops` for the next commit.
+    pub(crate) fn submit(&self, mut ops: Vec<Op>) -> Arc<Ticket> {
+        if let Some(inline) = &self.inline {
+            if inline.closed.load(Ordering::Acquire) {
+                return Ticket::done(Err(JournalError::new(StoreError::Closed.to_string())));
+            }
+            let compact_now = {
+                let mut last = inline
+                    .last_compaction
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let due = last.is_none_or(|at| at.elapsed() >= compact_interval(inline.retention));
+                if due {
+                    *last = Some(Instant::now());
+                }
+                due
+            };
+            if compact_now {
+                compact(&*inline.store, inline.retention, &mut ops, &self.counts);
+            }
+            return Ticket::done(commit(&*inline.store, &ops, &self.counts));
+        }
+        let ticket = Arc::new(Ticket::default());
+        let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
+        let sent = tx.as_ref().is_some_and(|tx| {
+            tx.send(Request {
+                ops,
+                ticket: ticket.clone(),
+            })
+            .is_ok()
+        });
+        if !sent {
+            ticket.complete(Err(JournalError::new(StoreError::Closed.to_string())));
+        }
+        ticket
+    }
+
+    /// Writes what is queued, then stops the thread (and lets go of the store).
+    pub(crate) fn close(&self) {
+        if let Some(inline) = &self.inline {
+            inline.closed.store(true, Ordering::Release);
+        }
+        drop(
+            self.tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(store: &dyn Store, rx: &Receiver<Request>, retention: Duration, counts: &Counts) {
+    let mut last_compaction: Option<Instant> = None;
+    let compact_every = compact_interval(retention);
+    while let Ok(first) = rx.recv() {
+        let mut ops = first.ops;
+        let mut tickets = vec![first.ticket];
+        while ops.len() < MAX_BATCH_OPS {
+            match rx.try_recv() {
+                Ok(request) => {
+                    ops.extend(request.ops);
+                    tickets.push(request.ticket);
+                }
+                Err(_) => break,
+            }
+        }
+        if last_compaction.is_none_or(|at| at.elapsed() >= compact_every) {
+            last_compaction = Some(Instant::now());
+            compact(store, retention, &mut ops, counts);
+        }
+        let result = commit(store, &ops, counts);
+        for ticket in tickets {
+            ticket.complete(result.clone());
+        }
+    }
+}
+
+/// How often expired outcomes are looked for.
+fn compact_interval(retention: Duration) -> Duration {
+    (retention / 16).clamp(Duration::from_millis(100), Duration::from_secs(60))
+}
+
+/// Commits `ops` and counts it.
+fn commit(store: &dyn Store, ops: &[Op], counts: &Counts) -> Result<(), JournalError> {
+    let result = store.commit(ops);
+    match &result {
+        Ok(()) => {
+            counts.commits.fetch_add(1, Ordering::Relaxed);
+            counts.writes.fetch_add(ops.len() as u64, Ordering::Relaxed);
+        }
+        Err(_) => {
+            counts.failed_commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    result.map_err(|e| JournalError::new(e.to_string()))
+}
+
+/// Adds the deletes of outcomes whose retention has ended (an expiry key starts with the
+/// outcome's end time, big-endian, then its job's key).
+fn compact(store: &dyn Store, retention: Duration, ops: &mut Vec<Op>, counts: &Counts) {
+    let cutoff = now_ms().saturating_sub(crate::record::ms(retention));
+    let end = cutoff.to_be_bytes();
+    let Ok(expired) = store.scan_below(Table::Expiry, &end, COMPACT_PER_COMMIT) else {
+        return;
+    };
+    for (k, _) in expired {
+        if let Some(id) = k.get(8..) {
+            ops.push(Op::delete(Table::Outcomes, id.to_vec()));
+        }
+        ops.push(Op::delete(Table::Expiry, k));
+        counts.compacted.fetch_add(1, Ordering::Relaxed);
+    }
+}
