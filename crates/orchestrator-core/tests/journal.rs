@@ -85,6 +85,8 @@ impl Receipt for Manual {
 struct Recorder {
     log: Mutex<Vec<String>>,
     refuse: Mutex<bool>,
+    /// Receipts stay pending until the test commits them.
+    hold: Mutex<bool>,
     receipts: Mutex<Vec<Arc<Manual>>>,
 }
 
@@ -117,6 +119,9 @@ impl Journal<Charge> for Recorder {
             dispatch.metadata_value("key"),
         ));
         let receipt = Arc::new(Manual::default());
+        if !*self.hold.lock().unwrap() {
+            receipt.commit(Ok(()));
+        }
         self.receipts.lock().unwrap().push(receipt.clone());
         Ok(receipt)
     }
@@ -207,6 +212,7 @@ async fn futures_next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::I
 #[test]
 fn stored_waits_for_the_receipt_and_a_plain_type_says_it_stores_nothing() {
     let (rt, dispatcher, journal, _) = setup(0);
+    *journal.hold.lock().unwrap() = true;
     let handle = dispatcher.dispatch(Charge(1));
     let mut stored = Box::pin(handle.stored());
     assert!(
@@ -340,4 +346,35 @@ fn a_delay_with_the_cache_is_rejected() {
         rt.block_on(handle),
         Err(JobError::Rejected(Rejection::Invalid { .. }))
     ));
+}
+
+#[test]
+fn a_dispatch_whose_write_fails_is_rejected_and_never_runs() {
+    let (rt, dispatcher, journal, runs) = setup(0);
+    *journal.hold.lock().unwrap() = true;
+    let handle = dispatcher.dispatch(Charge(1));
+    rt.run_until_stalled();
+    assert!(runs.lock().unwrap().is_empty(), "it waits to be stored");
+    journal.receipts.lock().unwrap()[0].commit(Err(JournalError::new("disk full")));
+    assert_eq!(
+        rt.block_on(handle.stored()),
+        Err(JournalError::new("disk full"))
+    );
+    match rt.block_on(handle) {
+        Err(JobError::Rejected(Rejection::NotStored { reason, .. })) => {
+            assert_eq!(reason, "disk full");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(runs.lock().unwrap().is_empty());
+    // Its journal was told how it ended (rejected), so it is not run after a restart either.
+    assert!(
+        journal
+            .log()
+            .last()
+            .unwrap()
+            .contains("could not be stored"),
+        "{:?}",
+        journal.log()
+    );
 }

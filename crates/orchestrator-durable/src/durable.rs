@@ -20,8 +20,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::DurableError;
 use crate::record::{
-    Counters, DeadLetter, DeadLettered, DeadRecord, End, JobRecord, RECORD_VERSION, RetryRecord,
-    StoredOutcome, decode, encode, expiry_key, hex, id_of, key, ms, now_ms, parse_hex,
+    Clock, Counters, DeadLetter, DeadLettered, DeadRecord, End, JobRecord, RECORD_VERSION,
+    RetryRecord, StoredOutcome, decode, encode, expiry_key, hex, id_of, key, ms, parse_hex,
+    unix_ms,
 };
 use crate::writer::{Ticket, Writer};
 
@@ -72,6 +73,7 @@ struct Shared {
     writer: Writer,
     poison_after: u32,
     retention: Duration,
+    clock: Clock,
     inflight: Mutex<HashMap<JobId, Flight>>,
     /// Recovered jobs being dispatched: their counters, until their dispatch is accepted.
     recovering: Mutex<HashMap<WireJobId, Counters>>,
@@ -82,6 +84,11 @@ struct Shared {
 }
 
 impl Shared {
+    /// The wall clock, in milliseconds since the Unix epoch.
+    fn now(&self) -> u64 {
+        unix_ms((self.clock)())
+    }
+
     /// Publishes a dead letter's event on the dispatcher's bus.
     fn announce(&self, event: DeadLettered) {
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
@@ -92,7 +99,7 @@ impl Shared {
     fn dead_letter(&self, id: WireJobId, record: &JobRecord, counters: Counters, reason: String) {
         let dead = DeadRecord {
             reason: reason.clone(),
-            dead_unix_ms: now_ms(),
+            dead_unix_ms: self.now(),
         };
         let Ok(bytes) = encode(&dead) else { return };
         drop(self.writer.submit(vec![
@@ -124,7 +131,7 @@ where
         let request = registry
             .encode_job(dispatch.id(), job, dispatch.first_attempt(), None)
             .map_err(|e| e.to_string())?;
-        let accepted = now_ms();
+        let accepted = self.shared.now();
         let placeholder = match dispatch.placeholder() {
             Some(value) => Some(serde_json::to_value(value).map_err(|e| e.to_string())?),
             None => None,
@@ -271,7 +278,7 @@ where
             };
             let dead = DeadRecord {
                 reason: error.clone(),
-                dead_unix_ms: now_ms(),
+                dead_unix_ms: shared.now(),
             };
             if let Ok(bytes) = encode(&dead) {
                 ops.push(Op::put(Table::Dead, k.clone(), bytes));
@@ -289,7 +296,7 @@ where
             ops.push(Op::delete(Table::Attempts, k.clone()));
         }
         if !shared.retention.is_zero() {
-            let finished = now_ms();
+            let finished = shared.now();
             let stored = StoredOutcome {
                 id: flight.id,
                 job_type,
@@ -334,7 +341,7 @@ where
         }
     };
     lock(&shared.recovering).insert(id, counters);
-    let now = now_ms();
+    let now = shared.now();
     let mut builder = via
         .job(job)
         .first_attempt(counters.failures.saturating_add(1))
@@ -405,6 +412,7 @@ pub struct DurableBuilder {
     poison_after: u32,
     retention: Duration,
     inline: bool,
+    clock: Clock,
     registrations: Vec<Registration>,
 }
 
@@ -428,6 +436,7 @@ impl Durable {
             poison_after: DEFAULT_POISON_AFTER,
             retention: DEFAULT_RETENTION,
             inline: false,
+            clock: Arc::new(std::time::SystemTime::now),
             registrations: Vec::new(),
         }
     }
@@ -488,6 +497,16 @@ impl DurableBuilder {
         self
     }
 
+    /// Reads the wall clock from `clock` instead of the system (for tests: due times,
+    /// deadlines and retention across a simulated restart).
+    pub fn wall_clock(
+        mut self,
+        clock: impl Fn() -> std::time::SystemTime + Send + Sync + 'static,
+    ) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// Registers the job types on `dispatcher`, starts the writer, and reads what a previous
     /// run left: returns the [`Durable`] and the [`Recovery`] of the unfinished jobs (which
     /// run once it is resumed or dropped).
@@ -500,9 +519,9 @@ impl DurableBuilder {
     /// it cannot be read or a record is damaged (nothing is changed then).
     pub fn open<R>(self, dispatcher: &Dispatcher<R>) -> Result<(Durable, Recovery), DurableError> {
         let writer = if self.inline {
-            Writer::inline(self.store.clone(), self.retention)
+            Writer::inline(self.store.clone(), self.retention, self.clock.clone())
         } else {
-            Writer::start(self.store.clone(), self.retention)?
+            Writer::start(self.store.clone(), self.retention, self.clock.clone())?
         };
         let shared = Arc::new(Shared {
             store: self.store,
@@ -511,6 +530,7 @@ impl DurableBuilder {
             writer,
             poison_after: self.poison_after,
             retention: self.retention,
+            clock: self.clock,
             inflight: Mutex::new(HashMap::new()),
             recovering: Mutex::new(HashMap::new()),
             types: Mutex::new(HashMap::new()),

@@ -12,10 +12,12 @@ use serde_json::Value;
 /// The version of the records this build writes (and the newest it reads).
 pub(crate) const RECORD_VERSION: u32 = 1;
 
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// The wall clock the engine reads (the system's, or a test's).
+pub(crate) type Clock = std::sync::Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Milliseconds since the Unix epoch at `time`.
+pub(crate) fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use orchestrator_core::{JournalError, JournalFuture, Receipt};
 use orchestrator_store::{Op, Store, StoreError, Table};
 
-use crate::record::now_ms;
+use crate::record::{Clock, unix_ms};
 
 /// At most this many writes go in one commit (a larger burst takes several).
 const MAX_BATCH_OPS: usize = 16_384;
@@ -81,7 +81,8 @@ struct Request {
 struct Inline {
     store: Arc<dyn Store>,
     retention: Duration,
-    last_compaction: Mutex<Option<Instant>>,
+    clock: Clock,
+    last_compaction: Mutex<Option<u64>>,
     closed: std::sync::atomic::AtomicBool,
 }
 
@@ -95,13 +96,14 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// A writer that commits each request at once, in the caller's thread.
-    pub(crate) fn inline(store: Arc<dyn Store>, retention: Duration) -> Self {
+    pub(crate) fn inline(store: Arc<dyn Store>, retention: Duration, clock: Clock) -> Self {
         Self {
             tx: Mutex::new(None),
             thread: Mutex::new(None),
             inline: Some(Inline {
                 store,
                 retention,
+                clock,
                 last_compaction: Mutex::new(None),
                 closed: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -111,14 +113,18 @@ impl Writer {
 
     /// Starts the thread that writes to `store`; outcomes older than `retention` are deleted
     /// as it goes.
-    pub(crate) fn start(store: Arc<dyn Store>, retention: Duration) -> Result<Self, StoreError> {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        retention: Duration,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel();
         let counts = Arc::new(Counts::default());
         let thread = std::thread::Builder::new()
             .name("orchestrator-durable-writer".into())
             .spawn({
                 let counts = counts.clone();
-                move || run(&*store, &rx, retention, &counts)
+                move || run(&*store, &rx, retention, &clock, &counts)
             })
             .map_err(|e| StoreError::Other(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
@@ -140,14 +146,22 @@ impl Writer {
                     .last_compaction
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                let due = last.is_none_or(|at| at.elapsed() >= compact_interval(inline.retention));
+                let now = unix_ms((inline.clock)());
+                let every = crate::record::ms(compact_interval(inline.retention));
+                let due = last.is_none_or(|at| now.saturating_sub(at) >= every);
                 if due {
-                    *last = Some(Instant::now());
+                    *last = Some(now);
                 }
                 due
             };
             if compact_now {
-                compact(&*inline.store, inline.retention, &mut ops, &self.counts);
+                compact(
+                    &*inline.store,
+                    inline.retention,
+                    &inline.clock,
+                    &mut ops,
+                    &self.counts,
+                );
             }
             return Ticket::done(commit(&*inline.store, &ops, &self.counts));
         }
@@ -188,7 +202,13 @@ impl Writer {
     }
 }
 
-fn run(store: &dyn Store, rx: &Receiver<Request>, retention: Duration, counts: &Counts) {
+fn run(
+    store: &dyn Store,
+    rx: &Receiver<Request>,
+    retention: Duration,
+    clock: &Clock,
+    counts: &Counts,
+) {
     let mut last_compaction: Option<Instant> = None;
     let compact_every = compact_interval(retention);
     while let Ok(first) = rx.recv() {
@@ -205,7 +225,7 @@ fn run(store: &dyn Store, rx: &Receiver<Request>, retention: Duration, counts: &
         }
         if last_compaction.is_none_or(|at| at.elapsed() >= compact_every) {
             last_compaction = Some(Instant::now());
-            compact(store, retention, &mut ops, counts);
+            compact(store, retention, clock, &mut ops, counts);
         }
         let result = commit(store, &ops, counts);
         for ticket in tickets {
@@ -236,8 +256,14 @@ fn commit(store: &dyn Store, ops: &[Op], counts: &Counts) -> Result<(), JournalE
 
 /// Adds the deletes of outcomes whose retention has ended (an expiry key starts with the
 /// outcome's end time, big-endian, then its job's key).
-fn compact(store: &dyn Store, retention: Duration, ops: &mut Vec<Op>, counts: &Counts) {
-    let cutoff = now_ms().saturating_sub(crate::record::ms(retention));
+fn compact(
+    store: &dyn Store,
+    retention: Duration,
+    clock: &Clock,
+    ops: &mut Vec<Op>,
+    counts: &Counts,
+) {
+    let cutoff = unix_ms(clock()).saturating_sub(crate::record::ms(retention));
     let end = cutoff.to_be_bytes();
     let Ok(expired) = store.scan_below(Table::Expiry, &end, COMPACT_PER_COMMIT) else {
         return;

@@ -46,14 +46,16 @@ use crate::cache::{CacheEntry, CacheError};
 use crate::cancel::{CancellationToken, WaitForCancellation};
 use crate::job::Job;
 use crate::lifecycle::JobLifecycle;
-use crate::outcome::{AttemptTimedOut, DataSource, Failure, JobError, Panicked, Success};
+use crate::outcome::{
+    AttemptTimedOut, DataSource, Failure, JobError, Panicked, Rejection, Success,
+};
 use crate::runtime::{Sleep, YieldNow};
 use crate::sync::Arc;
 use crate::trace;
 
 use super::context::JobContext;
 use super::executor::LocalExecutor;
-use super::journal::{Ending, Journal};
+use super::journal::{Ending, Journal, not_stored};
 use super::options::{CacheSpec, JobOptions, pre_check};
 use super::shared::JobShared;
 
@@ -120,6 +122,21 @@ pub(crate) fn full_task<J: Job, E: LocalExecutor<J>>(
             started(shared); // (a looked-up dispatch was announced by the dispatcher)
         }
         let journal = journal.as_deref();
+        if let Some(journal) = journal {
+            // A journaled job runs only once it is stored; a failed write rejects it.
+            if let Some(receipt) = shared.receipt() {
+                if let Err(error) = core::future::poll_fn(|cx| receipt.poll_stored(cx)).await {
+                    let rejection = Rejection::NotStored {
+                        job_type: core::any::type_name::<J>(),
+                        reason: not_stored(&error),
+                    };
+                    let outcome = Err(JobError::Rejected(rejection));
+                    let outcome = journaled_end(journal, shared, outcome).await;
+                    finish(completer, &job, outcome);
+                    return;
+                }
+            }
+        }
         let outcome = match cache {
             None => run(&*executor, &job, shared, &options, journal).await,
             Some(spec) => cached(&*executor, &job, shared, &options, &spec, journal).await,
