@@ -72,7 +72,7 @@ pub use durable::{
     Recovery, UnknownJob,
 };
 pub use error::DurableError;
-pub use orchestrator_store::{MemoryStore, Op, Store, StoreError, Table};
+pub use orchestrator_store::{Entry, MemoryStore, Op, Store, StoreError, Table};
 pub use record::{DeadLetter, DeadLettered, End, StoredOutcome};
 
 use orchestrator_core::{Job, JobBuilder};

@@ -37,7 +37,15 @@ pub fn run<S: Store>(mut open: impl FnMut() -> Result<S, StoreError>) -> usize {
     let mut case = |name: &str, check: &mut dyn FnMut(&mut dyn FnMut() -> S)| {
         let mut reopen = || open().unwrap_or_else(|e| panic!("{name}: open failed: {e}"));
         clear(&reopen());
-        check(&mut reopen);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut reopen)));
+        if let Err(panic) = outcome {
+            let message = panic
+                .downcast_ref::<alloc::string::String>()
+                .map(alloc::string::String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            panic!("store conformance case `{name}` failed: {message}");
+        }
         ran += 1;
     };
 

@@ -1,0 +1,107 @@
+//! The writer thread on a real runtime: concurrent dispatches share commits.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
+use orchestrator_durable::{Durable, Entry, MemoryStore, Op, Store, StoreError, Table};
+use orchestrator_remote::{NodeId, Registry};
+use orchestrator_tokio::TokioRuntime;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Noop(u32);
+impl Job for Noop {
+    type Output = u32;
+}
+struct Run;
+impl Executor<Noop> for Run {
+    type Error = std::convert::Infallible;
+    async fn execute(&self, job: &Noop, _: JobContext) -> Result<u32, Self::Error> {
+        Ok(job.0)
+    }
+}
+
+/// A memory store whose first commit waits until the test opens the gate, and which records
+/// in which commit each job's acceptance was written.
+#[derive(Clone, Default)]
+struct Gated {
+    inner: MemoryStore,
+    open: Arc<(Mutex<bool>, Condvar)>,
+    commits: Arc<Mutex<Vec<usize>>>, // per commit: how many acceptances it held
+}
+
+impl Gated {
+    fn release(&self) {
+        *self.open.0.lock().unwrap() = true;
+        self.open.1.notify_all();
+    }
+}
+
+impl Store for Gated {
+    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+        let (lock, cvar) = &*self.open;
+        let _open = cvar
+            .wait_while(lock.lock().unwrap(), |open| !*open)
+            .unwrap();
+        let accepts = ops
+            .iter()
+            .filter(|op| {
+                matches!(
+                    op,
+                    Op::Put {
+                        table: Table::Jobs,
+                        ..
+                    }
+                )
+            })
+            .count();
+        self.commits.lock().unwrap().push(accepts);
+        self.inner.commit(ops)
+    }
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+    fn scan(&self, table: Table) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan(table)
+    }
+    fn scan_below(&self, table: Table, end: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan_below(table, end, limit)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_dispatches_share_one_commit() {
+    let store = Gated::default();
+    let dispatcher = Dispatcher::new(TokioRuntime::new());
+    let mut registry = Registry::new(NodeId::new(1));
+    registry.register_job::<Noop>("test.noop").unwrap();
+    let (durable, recovery) = Durable::builder(store.clone(), Arc::new(registry))
+        .register::<Noop, _>(Run)
+        .open(&dispatcher)
+        .unwrap();
+    recovery.resume();
+    // The writer takes the first acceptance and waits at the gate; the other 999 queue.
+    let handles: Vec<_> = (0..1000).map(|n| dispatcher.dispatch(Noop(n))).collect();
+    store.release();
+    for handle in &handles {
+        handle.stored().await.unwrap();
+    }
+    let mut sum = 0u64;
+    for handle in handles {
+        sum += u64::from(handle.await.unwrap().value);
+    }
+    assert_eq!(sum, 999 * 1000 / 2);
+    let commits = store.commits.lock().unwrap().clone();
+    let accepted: Vec<usize> = commits.iter().copied().filter(|&n| n > 0).collect();
+    // One commit for the first, one for the 999 queued behind it.
+    assert_eq!(accepted, [1, 999], "acceptances per commit: {commits:?}");
+    let stats = durable.stats();
+    assert_eq!(stats.accepted, 1000);
+    println!(
+        "{} writes of 1,000 jobs in {} commits",
+        stats.writes, stats.commits
+    );
+    durable.close();
+    assert_eq!(store.inner.len(Table::Jobs), 0);
+    assert_eq!(store.inner.len(Table::Outcomes), 1000);
+}
