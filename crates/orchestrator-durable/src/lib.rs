@@ -76,6 +76,18 @@ pub use orchestrator_store::{Entry, MemoryStore, Op, Store, StoreError, Table};
 pub use record::{DeadLetter, DeadLettered, End, StoredOutcome};
 
 use orchestrator_core::{Job, JobBuilder};
+use orchestrator_remote::WireJobId;
+
+/// Writes a durable id as 48 hex digits (node, run, job): a form for URLs and logs that
+/// [`parse_id`] reads back.
+pub fn format_id(id: WireJobId) -> String {
+    record::hex(id)
+}
+
+/// Reads a durable id written by [`format_id`]; `None` if `text` is not one.
+pub fn parse_id(text: &str) -> Option<WireJobId> {
+    record::parse_hex(text)
+}
 
 /// Scheduling by the wall clock, for durable jobs: [`run_at`](Self::run_at).
 pub trait ScheduleExt: Sized {
