@@ -490,7 +490,7 @@ impl DurableBuilder {
     /// Commits each write at once in the thread that makes it, instead of on a writer
     /// thread that puts the writes of concurrent jobs in one commit. Slower under load (one
     /// commit per write), but needs no thread: for tests on virtual time
-    /// ([`VirtualRuntime`](orchestrator_core::testing::VirtualRuntime) cannot see a thread's
+    /// (`orchestrator_core::testing::VirtualRuntime` cannot see a thread's
     /// progress) and for hosts without threads.
     pub fn inline_commits(mut self) -> Self {
         self.inline = true;
@@ -862,7 +862,7 @@ pub struct UnknownJob {
 /// [`adopt`](Self::adopt) dispatches those of one type through an orchestrator (so that it
 /// tracks them as its own); [`resume`](Self::resume), or dropping the recovery, dispatches the
 /// rest through the dispatcher. Jobs whose type is not durable here are kept in the store and
-/// reported ([`unknown`](Self::unknown)).
+/// reported (what [`resume`](Self::resume) returns).
 #[must_use = "recovered jobs run when the recovery is resumed (or dropped)"]
 pub struct Recovery {
     shared: Arc<Shared>,

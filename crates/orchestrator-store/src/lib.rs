@@ -8,7 +8,7 @@
 //! ([`MemoryStore`]).
 //!
 //! The trait needs only `alloc`: the crate is `#![no_std]` without its `std` feature (which
-//! adds [`MemoryStore`]). Every store passes the same suite, [`conformance::run`] (feature
+//! adds [`MemoryStore`]). Every store passes the same suite, `conformance::run` (feature
 //! `conformance`).
 //!
 //! ```
@@ -206,7 +206,7 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// Ordered tables of bytes, written by atomic batches.
 ///
-/// The contract (checked by [`conformance::run`]):
+/// The contract (checked by `conformance::run`, feature `conformance`):
 ///
 /// - [`commit`](Self::commit) applies a batch in order, atomically and durably: once it
 ///   returns `Ok`, every write survives a process kill (and, for a store that says so, a power
