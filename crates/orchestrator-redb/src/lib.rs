@@ -254,3 +254,29 @@ fn map(path: &str, error: redb::Error) -> StoreError {
         other => StoreError::Other(format!("{path}: {other}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redb_errors_become_store_errors_that_say_what_to_do() {
+        let full = map(
+            "jobs.redb",
+            redb::Error::Io(std::io::Error::from(std::io::ErrorKind::StorageFull)),
+        );
+        assert!(matches!(full, StoreError::Full { .. }), "{full:?}");
+        assert!(full.to_string().contains("intact"), "{full}");
+        let locked = map("jobs.redb", redb::Error::DatabaseAlreadyOpen);
+        assert_eq!(
+            locked,
+            StoreError::Locked {
+                path: "jobs.redb".into()
+            }
+        );
+        let corrupt = map("jobs.redb", redb::Error::Corrupted("bad page".into()));
+        assert!(corrupt.to_string().contains("bad page"), "{corrupt}");
+        let other = map("jobs.redb", redb::Error::Unsupported);
+        assert!(other.to_string().starts_with("jobs.redb: "), "{other}");
+    }
+}
