@@ -585,7 +585,7 @@ async fn run() {
         Err(JobError::Failed(failure)) => failure,
         other => panic!("a wrong password fails the job, got {other:?}"),
     };
-    println!("    {failure}: {}", failure.error());
+    println!("    {failure:#}");
     assert_eq!(failure.attempts(), 1, "a permanent error is not retried");
     assert_eq!(
         failure.downcast_ref::<AuthError>(),

@@ -295,7 +295,7 @@ fn summary(name: &str, outcome: &Outcome, attempts: u32) -> String {
             format!("cancelled: {}", reason.as_deref().unwrap_or("no reason"))
         }
         Err(JobError::TimedOut { budget }) => format!("timed out after {budget:?}"),
-        Err(other) => format!("did not run: {other}"),
+        Err(other) => format!("did not run: {other:#}"),
     };
     format!("{name:<12} {what}; attempts: {attempts}")
 }

@@ -103,11 +103,11 @@ async fn main() {
                 reason.as_deref().unwrap_or("no reason given")
             );
         }
-        Err(other) => println!("unexpected: {other}"),
+        Err(other) => println!("unexpected: {other:#}"),
         Ok(success) => println!("unexpected: it finished with {}", success.value),
     }
 
     // 3. Bad input is an error value, never a panic.
     let err = dispatcher.dispatch(Orphan).await.unwrap_err();
-    println!("rejected: {err}");
+    println!("rejected: {err:#}");
 }

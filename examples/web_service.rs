@@ -88,7 +88,7 @@ async fn start(State(app): State<App>, Query(query): Query<HashMap<String, Strin
     tokio::spawn(async move {
         let text = match handle.await {
             Ok(done) => format!("succeeded: {}", done.value),
-            Err(error) => format!("failed: {error}"),
+            Err(error) => format!("failed: {error:#}"),
         };
         let _ = outcome_tx.send(Some(text));
     });

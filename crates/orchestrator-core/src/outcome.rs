@@ -6,7 +6,7 @@
 //! [`JobHandle`](crate::JobHandle) resolves to `Result<Success<T>, JobError>` once.
 
 use alloc::borrow::Cow;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use core::error::Error;
 use core::fmt;
 use core::time::Duration;
@@ -51,8 +51,8 @@ impl<T> Success<T> {
 /// It is `Clone` (the executor's error is shared behind an `Arc`), `Display`s in lowercase and
 /// implements [`core::error::Error`]. Each message appears once along the `source()` chain:
 /// a failure displays as "job failed after N attempts" and its `source()` is the executor's
-/// error (print the chain to see it); the other variants display everything and have no
-/// source.
+/// error (print the chain to see it, or format with `{:#}`, which prints the whole chain on
+/// one line); the other variants display everything and have no source.
 ///
 /// ```
 /// use core::error::Error;
@@ -78,6 +78,7 @@ impl<T> Success<T> {
 /// let error = rt.block_on(dispatcher.dispatch(Fetch)).unwrap_err();
 /// assert_eq!(error.to_string(), "job failed after 1 attempt");
 /// assert_eq!(error.source().unwrap().to_string(), "connection reset");
+/// assert_eq!(format!("{error:#}"), "job failed after 1 attempt: connection reset");
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -140,6 +141,25 @@ impl JobError {
     }
 }
 
+/// Writes the messages along `error`'s `source()` chain after its own, `: `-separated, each
+/// once (a message that repeats its source's is not written twice).
+fn write_chain(f: &mut fmt::Formatter<'_>, mut next: Option<&(dyn Error + 'static)>) -> fmt::Result {
+    let mut last: Option<String> = None;
+    while let Some(error) = next {
+        let message = error.to_string();
+        if last.as_deref() != Some(message.as_str()) && !message.is_empty() {
+            write!(f, ": {message}")?;
+        }
+        last = Some(message);
+        next = error.source();
+    }
+    Ok(())
+}
+
+/// `{}` prints this error's own message (`job failed after 2 attempts`), as the Rust API
+/// guidelines ask, so that a reporter walking `source()` prints each message once. The
+/// alternate form `{:#}` prints the whole chain on one line:
+/// `job failed after 2 attempts: connection reset: broken pipe`.
 impl fmt::Display for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -216,6 +236,8 @@ impl fmt::Debug for Failure {
     }
 }
 
+/// `{}`: `job failed after N attempts`; `{:#}`: the same followed by the executor's error and
+/// its sources (see [`JobError`]'s `Display`).
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -223,7 +245,11 @@ impl fmt::Display for Failure {
             "job failed after {} attempt{}",
             self.attempts,
             if self.attempts == 1 { "" } else { "s" },
-        )
+        )?;
+        if f.alternate() {
+            write_chain(f, Some(&*self.error as &(dyn Error + 'static)))?;
+        }
+        Ok(())
     }
 }
 

@@ -157,3 +157,52 @@ fn a_spawn_rejection_names_the_runtime_reason_once() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn the_alternate_form_prints_the_whole_chain_on_one_line() {
+    use core::fmt;
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl fmt::Display for Outer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("upload failed")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    struct Upload;
+    impl orchestrator_core::Job for Upload {
+        type Output = ();
+    }
+    struct Uploader;
+    impl orchestrator_core::Executor<Upload> for Uploader {
+        type Error = Outer;
+        async fn execute(&self, _: &Upload, _: orchestrator_core::JobContext) -> Result<(), Outer> {
+            Err(Outer(std::io::Error::other("connection reset")))
+        }
+    }
+    let rt = orchestrator_core::testing::VirtualRuntime::new();
+    let dispatcher = orchestrator_core::Dispatcher::new(rt.clone());
+    dispatcher.register(Uploader);
+    let error = rt
+        .block_on(orchestrator_core::Dispatch::dispatch(&dispatcher, Upload))
+        .unwrap_err();
+    assert_eq!(error.to_string(), "job failed after 1 attempt");
+    assert_eq!(
+        format!("{error:#}"),
+        "job failed after 1 attempt: upload failed: connection reset"
+    );
+    let failure = error.failure().unwrap();
+    assert_eq!(
+        format!("{failure:#}"),
+        "job failed after 1 attempt: upload failed: connection reset"
+    );
+    // The other variants say everything in either form.
+    let timed_out = orchestrator_core::JobError::TimedOut {
+        budget: core::time::Duration::from_secs(1),
+    };
+    assert_eq!(format!("{timed_out:#}"), timed_out.to_string());
+}

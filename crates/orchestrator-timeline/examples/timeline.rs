@@ -131,13 +131,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "report: {}",
         report
             .await
-            .map_or_else(|e| e.to_string(), |_| "done".into())
+            .map_or_else(|e| format!("{e:#}"), |_| "done".into())
     );
     println!(
         "import: {}",
         import
             .await
-            .map_or_else(|e| e.to_string(), |_| "done".into())
+            .map_or_else(|e| format!("{e:#}"), |_| "done".into())
     );
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/timeline");

@@ -141,3 +141,11 @@ pub fn block_on<F: core::future::Future>(future: F) -> F::Output {
 pub fn block_on<F: core::future::Future>(future: F) -> F::Output {
     ::async_std::task::block_on(future)
 }
+
+/// The README's code, compiled and run as doc tests (on the runtime the features chose).
+#[cfg(all(
+    doctest,
+    any(feature = "tokio", feature = "smol", feature = "async-std")
+))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
