@@ -143,7 +143,10 @@ impl JobError {
 
 /// Writes the messages along `error`'s `source()` chain after its own, `: `-separated, each
 /// once (a message that repeats its source's is not written twice).
-fn write_chain(f: &mut fmt::Formatter<'_>, mut next: Option<&(dyn Error + 'static)>) -> fmt::Result {
+fn write_chain(
+    f: &mut fmt::Formatter<'_>,
+    mut next: Option<&(dyn Error + 'static)>,
+) -> fmt::Result {
     let mut last: Option<String> = None;
     while let Some(error) = next {
         let message = error.to_string();

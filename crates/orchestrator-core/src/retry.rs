@@ -52,6 +52,10 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Retries up to `max_retries` times, waiting `delay` before each retry.
+    ///
+    /// Every input is valid (unlike the [`builder`](Self::builder)'s, these cannot
+    /// contradict each other): waits saturate, so `Duration::MAX` waits until the job's total
+    /// budget or a cancellation ends it, and `u32::MAX` retries never overflow.
     pub fn fixed(max_retries: u32, delay: Duration) -> Self {
         Self {
             max_retries,
@@ -64,6 +68,8 @@ impl RetryPolicy {
     }
 
     /// Retries up to `max_retries` times, doubling the wait from `base_delay`, without cap.
+    ///
+    /// Every input is valid: waits saturate at `Duration::MAX` (see [`fixed`](Self::fixed)).
     pub fn exponential(max_retries: u32, base_delay: Duration) -> Self {
         Self {
             max_retries,

@@ -534,3 +534,22 @@ fn orchestrator_jobs_publish_no_progress_events_unless_asked() {
     rt.run_until_stalled();
     assert_eq!(o.state(), (0, 1), "the rejected job never ran");
 }
+
+#[test]
+fn an_orchestrator_whose_runtime_shut_down_is_stopped_not_running() {
+    use orchestrator_core::{Event, Orchestrator, OrchestratorContext, OrchestratorStatus, Origin};
+    struct Idle;
+    impl Orchestrator for Idle {
+        type State = u32;
+        fn on_event(&mut self, _: &Event, _: Origin, _: &mut OrchestratorContext<'_, u32>) {}
+    }
+    let rt = orchestrator_core::testing::VirtualRuntime::new();
+    let dispatcher = orchestrator_core::Dispatcher::new(rt.clone());
+    let idle = Idle.builder(0, &dispatcher).start().unwrap();
+    rt.run_until_stalled();
+    assert_eq!(idle.status(), OrchestratorStatus::Running);
+    rt.shutdown(); // drops the event loop's task unfinished
+    assert_eq!(idle.status(), OrchestratorStatus::Stopped);
+    assert!(!idle.is_running());
+    assert_eq!(idle.state(), 0, "its state stays readable");
+}

@@ -194,3 +194,43 @@ fn virtual_clock_only_moves_when_driven() {
     let stalled = rt.try_block_on(std::future::pending::<()>());
     assert!(stalled.is_err(), "nothing can wake a pending future");
 }
+
+#[test]
+fn the_retry_shortcuts_saturate_instead_of_failing() {
+    use orchestrator_core::{
+        Dispatch, Dispatcher, Executor, Job, JobContext, JobError, RetryPolicy,
+    };
+    struct Flaky;
+    impl Job for Flaky {
+        type Output = ();
+    }
+    struct Fails(std::sync::Arc<std::sync::atomic::AtomicU32>);
+    impl Executor<Flaky> for Fails {
+        type Error = std::io::Error;
+        async fn execute(&self, _: &Flaky, _: JobContext) -> Result<(), std::io::Error> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(std::io::Error::other("down"))
+        }
+    }
+    let rt = orchestrator_core::testing::VirtualRuntime::new();
+    let dispatcher = Dispatcher::new(rt.clone());
+    let runs = std::sync::Arc::default();
+    dispatcher.register(Fails(std::sync::Arc::clone(&runs)));
+    for policy in [
+        RetryPolicy::fixed(3, Duration::MAX),
+        RetryPolicy::exponential(u32::MAX, Duration::MAX),
+    ] {
+        runs.store(0, std::sync::atomic::Ordering::SeqCst);
+        let handle = dispatcher
+            .job(Flaky)
+            .retry(policy)
+            .timeout(Duration::from_secs(10))
+            .dispatch();
+        // The wait before the second attempt outlasts the budget: timed out, one run.
+        assert!(matches!(
+            rt.block_on(handle),
+            Err(JobError::TimedOut { .. })
+        ));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}

@@ -64,7 +64,8 @@ pub enum OrchestratorStatus {
     Running,
     /// Disposed: it handles nothing more; its state stays readable.
     Disposed,
-    /// Its bus closed: it handles nothing more; its state stays readable.
+    /// Its bus closed, or its runtime dropped its event loop (the runtime shut down): it
+    /// handles nothing more; its state stays readable.
     Stopped,
 }
 
@@ -839,6 +840,16 @@ async fn event_loop<O: Orchestrator>(
     mut subscription: Subscription,
     mut guard: GuardState,
 ) {
+    /// Ends the orchestrator when the loop ends, however it ends: also when its runtime drops
+    /// the loop's task unfinished (the runtime shut down), so its status is never `Running`
+    /// with no loop behind it.
+    struct EndOnDrop<'a, S: Clone>(&'a Shared<S>);
+    impl<S: Clone> Drop for EndOnDrop<'_, S> {
+        fn drop(&mut self) {
+            self.0.end(OrchestratorStatus::Stopped);
+        }
+    }
+    let _end = EndOnDrop(&*shared);
     let mut stop_listener: Option<EventListener> = None;
     'events: loop {
         let next = core::future::poll_fn(|cx| {
@@ -881,7 +892,6 @@ async fn event_loop<O: Orchestrator>(
             ambient.switch(Reaction::new(shared.name, &event));
         }
     }
-    shared.end(OrchestratorStatus::Stopped);
 }
 
 fn handle_event<O: Orchestrator>(
