@@ -102,6 +102,15 @@ mod on {
     pub(crate) fn breaker(job_type: &'static str, state: BreakerState) {
         tracing::warn!(target: "orchestrator", job_type, state = ?state, "circuit breaker");
     }
+
+    /// An executor was offered to a closed dispatcher.
+    pub(crate) fn registration_refused(job_type: &'static str) {
+        tracing::warn!(
+            target: "orchestrator",
+            job_type,
+            "executor not registered: the dispatcher is closed"
+        );
+    }
 }
 
 #[cfg(not(feature = "tracing"))]
@@ -133,6 +142,9 @@ mod on {
 
     #[inline(always)]
     pub(crate) fn breaker(_: &'static str, _: BreakerState) {}
+
+    #[inline(always)]
+    pub(crate) fn registration_refused(_: &'static str) {}
 }
 
-pub(crate) use on::{attempt, breaker, dropped, job, outcome, retry};
+pub(crate) use on::{attempt, breaker, dropped, job, outcome, registration_refused, retry};

@@ -563,3 +563,36 @@ fn a_panic_while_making_the_executors_future_is_a_failure_with_or_without_option
     );
     assert_eq!(dispatcher.in_flight(), 0);
 }
+
+#[test]
+fn an_executor_offered_after_shutdown_is_refused_and_counted() {
+    struct Late;
+    impl orchestrator_core::Job for Late {
+        type Output = ();
+    }
+    struct Runs;
+    impl orchestrator_core::Executor<Late> for Runs {
+        type Error = std::convert::Infallible;
+        async fn execute(
+            &self,
+            _: &Late,
+            _: orchestrator_core::JobContext,
+        ) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+    let rt = orchestrator_core::testing::VirtualRuntime::new();
+    let dispatcher = orchestrator_core::Dispatcher::new(rt.clone());
+    rt.block_on(dispatcher.shutdown(core::time::Duration::from_secs(1)));
+    dispatcher.register(Runs);
+    assert!(!dispatcher.is_registered::<Late>());
+    assert_eq!(dispatcher.refused_registrations(), 1);
+    assert!(format!("{dispatcher:?}").contains("refused_registrations: 1"));
+    let error = rt
+        .block_on(orchestrator_core::Dispatch::dispatch(&dispatcher, Late))
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        orchestrator_core::JobError::Rejected(orchestrator_core::Rejection::Shutdown)
+    ));
+}

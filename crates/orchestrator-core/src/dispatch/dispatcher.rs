@@ -251,6 +251,8 @@ pub(crate) struct Inner {
     breakers: Mutex<TypeMap<Breaker>>,
     /// Set once any breaker is configured: dispatches skip the breaker lock until then.
     has_breakers: AtomicBool,
+    /// Executors offered after the dispatcher closed (not registered: they could never run).
+    refused_registrations: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -279,6 +281,11 @@ impl<R: Runtime> Dispatcher<R> {
     /// There is one way to register: what a job publishes on success
     /// ([`Job::output_event`]) belongs to the job type, whatever runs it. Jobs of `J` are
     /// spawned on this dispatcher's runtime type `R` whichever entry point dispatches them.
+    ///
+    /// A closed dispatcher (after [`close`](Self::close) or [`shutdown`](Self::shutdown))
+    /// registers nothing: the executor could never run a job. The refusal is counted
+    /// ([`refused_registrations`](Self::refused_registrations)) and, with the `tracing`
+    /// feature, logged as a warning.
     pub fn register<J: Job, E: Executor<J>>(&self, executor: E) -> &Self {
         let executor = Arc::new(Threaded(executor));
         let runtime = self.runtime.clone();
@@ -572,6 +579,13 @@ impl<R> Dispatcher<R> {
         &self.inner.env.observers
     }
 
+    /// Returns how many executors were offered after the dispatcher closed
+    /// ([`close`](Self::close) or [`shutdown`](Self::shutdown)): they are not registered (a
+    /// closed dispatcher rejects every dispatch), and counted here so the mistake is seen.
+    pub fn refused_registrations(&self) -> usize {
+        self.inner.refused_registrations.load(Ordering::Relaxed)
+    }
+
     /// Returns the runtime jobs run on.
     pub fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.inner.env.runtime
@@ -585,6 +599,7 @@ impl<R> fmt::Debug for Dispatcher<R> {
             .field("executors", &executors)
             .field("closed", &self.is_closed())
             .field("in_flight", &self.in_flight())
+            .field("refused_registrations", &self.refused_registrations())
             .finish()
     }
 }
@@ -601,6 +616,12 @@ impl Drop for Inner {
 impl Inner {
     /// Puts `start` in the registry for `J`, replacing any previous executor of `J`.
     fn insert<J: Job>(&self, start: Arc<StartFn<J>>, local: bool) {
+        if self.closed.load(Ordering::Acquire) {
+            // It could never run a job: refused, counted and (with `tracing`) reported.
+            self.refused_registrations.fetch_add(1, Ordering::Relaxed);
+            trace::registration_refused(core::any::type_name::<J>());
+            return;
+        }
         let entry: Entry = Box::new(Registered::<J> { start, local });
         let replaced = self
             .executors
@@ -973,6 +994,7 @@ impl<R: Runtime> DispatcherBuilder<R> {
                 inflight: Mutex::new(HashMap::new()),
                 breakers: Mutex::new(type_map()),
                 has_breakers: AtomicBool::new(false),
+                refused_registrations: AtomicUsize::new(0),
             }),
             runtime: self.runtime,
         };
