@@ -1,7 +1,8 @@
-//! A web service on axum whose jobs show their progress live: `POST /jobs?frames=N` dispatches
-//! a render job and answers its id; `GET /jobs/{id}/events` streams its progress as
-//! Server-Sent Events, then its outcome; `GET /` is a page with a button and live progress
-//! bars (the browser's `EventSource`).
+//! A web service on axum whose jobs show their progress live: `POST /jobs?frames=N` (or a JSON
+//! body `{"frames": N}`; N from 1 to 200, default 10) dispatches a render job and answers
+//! `201 {"id": 7}`; `GET /jobs/{id}/events` streams its progress as Server-Sent Events, then
+//! its outcome; `GET /` is a page with a button and live progress bars (the browser's
+//! `EventSource`). Errors answer JSON too: `400 {"error": "..."}`, `404 {"error": "..."}`.
 //!
 //! ```text
 //! cargo run --example web_service          # then open http://127.0.0.1:3000
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -61,17 +63,64 @@ struct App {
     jobs: Arc<Mutex<HashMap<u64, Arc<Running>>>>,
 }
 
-async fn start(State(app): State<App>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let frames = match query.get("frames").map(|f| f.parse::<u32>()) {
-        None => 10,
-        Some(Ok(frames)) if (1..=200).contains(&frames) => frames,
-        Some(_) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                "frames must be a number from 1 to 200",
-            )
-                .into_response();
+/// A JSON answer.
+fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A JSON error answer: `{"error": "..."}`.
+fn error(status: StatusCode, message: &str) -> Response {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// The body `POST /jobs` accepts.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    frames: u32,
+}
+
+/// The frame count: from the query (`?frames=N`) or a JSON body (`{"frames": N}`), 10 if
+/// neither; both must agree.
+fn frames(query: &HashMap<String, String>, body: &[u8]) -> Result<u32, String> {
+    const RANGE: &str = "frames must be a number from 1 to 200";
+    let from_query = match query.get("frames") {
+        None => None,
+        Some(text) => Some(text.parse::<u32>().map_err(|_| RANGE.to_owned())?),
+    };
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let body: Body = serde_json::from_slice(body)
+            .map_err(|e| format!("the body must be {{\"frames\": N}}: {e}"))?;
+        Some(body.frames)
+    };
+    let frames = match (from_query, from_body) {
+        (Some(a), Some(b)) if a != b => {
+            return Err("frames differs in the query and the body".into());
         }
+        (a, b) => a.or(b).unwrap_or(10),
+    };
+    if (1..=200).contains(&frames) {
+        Ok(frames)
+    } else {
+        Err(RANGE.to_owned())
+    }
+}
+
+async fn start(
+    State(app): State<App>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let frames = match frames(&query, &body) {
+        Ok(frames) => frames,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let handle: JobHandle<String> = app.dispatcher.dispatch(Render { frames });
     let id = handle.id().as_u64();
@@ -94,7 +143,7 @@ async fn start(State(app): State<App>, Query(query): Query<HashMap<String, Strin
     });
     let running = Arc::new(Running { progress, outcome });
     app.jobs.lock().expect("not poisoned").insert(id, running);
-    (StatusCode::CREATED, format!("{{\"id\":{id}}}")).into_response()
+    json(StatusCode::CREATED, &serde_json::json!({ "id": id }))
 }
 
 fn progress_event(report: &Progress) -> SseEvent {
@@ -146,15 +195,22 @@ async fn next_event(mut r: Reader) -> Option<(Result<SseEvent, Infallible>, Read
 
 async fn events(
     State(app): State<App>,
-    Path(id): Path<u64>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, StatusCode> {
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Response> {
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            &format!("no job `{id}`: ids are the numbers POST /jobs answers"),
+        )
+    };
+    let number = id.parse::<u64>().map_err(|_| not_found())?;
     let running = app
         .jobs
         .lock()
         .expect("not poisoned")
-        .get(&id)
+        .get(&number)
         .cloned()
-        .ok_or(StatusCode::NOT_FOUND)?;
+        .ok_or_else(not_found)?;
     let reader = Reader {
         progress: running.progress.clone(),
         outcome: running.outcome.clone(),
