@@ -131,8 +131,9 @@ impl Journal<Charge> for Recorder {
         Box::pin(async { Ok(()) })
     }
 
-    fn retrying(&self, _: JobId, attempt: u32, error: &(dyn Error + 'static)) {
+    fn retrying(&self, _: JobId, attempt: u32, error: &(dyn Error + 'static)) -> JournalFuture {
         self.push(format!("retrying {attempt}: {error}"));
+        Box::pin(async { Ok(()) })
     }
 
     fn finish(&self, _: JobId, ending: Ending<'_, u32>, cx: &JobContext) -> JournalFuture {

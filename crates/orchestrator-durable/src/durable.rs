@@ -55,7 +55,8 @@ struct Pending {
 }
 
 /// Dispatches a pending job of one type on the dispatcher.
-type Resume = dyn Fn(&Arc<Shared>, Pending) -> Result<JobId, DurableError> + Send + Sync;
+type Resume =
+    dyn Fn(&Arc<Shared>, &Dispatcher, Pending) -> Result<JobId, DurableError> + Send + Sync;
 
 #[derive(Default)]
 struct Stats {
@@ -66,10 +67,15 @@ struct Stats {
     interrupted: AtomicU64,
 }
 
+/// What the journals of the durable job types share. It holds no dispatcher (the dispatcher
+/// holds the journals, which hold this: a dispatcher here would make a cycle that keeps the
+/// store, and its file, open forever).
 struct Shared {
-    store: Arc<dyn Store>,
+    /// `None` once closed: the file is let go of.
+    store: Mutex<Option<Arc<dyn Store>>>,
     registry: Arc<Registry>,
-    dispatcher: Dispatcher,
+    /// The dispatcher's bus, for the dead letters found at start-up.
+    bus: orchestrator_core::SignalBus,
     writer: Writer,
     poison_after: u32,
     retention: Duration,
@@ -92,7 +98,14 @@ impl Shared {
     /// Publishes a dead letter's event on the dispatcher's bus.
     fn announce(&self, event: DeadLettered) {
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        let _ = self.dispatcher.bus().emit(event);
+        let _ = self.bus.emit(event);
+    }
+
+    /// The store, unless closed.
+    fn store(&self) -> Result<Arc<dyn Store>, DurableError> {
+        lock(&self.store)
+            .clone()
+            .ok_or(DurableError::Store(orchestrator_store::StoreError::Closed))
     }
 
     /// Moves a stored job to the dead-letter list (it stays in the jobs table).
@@ -229,8 +242,11 @@ where
         }
     }
 
-    fn retrying(&self, id: JobId, attempt: u32, _error: &(dyn Error + 'static)) {
-        drop(self.counters(id, |c| c.failures = c.failures.max(attempt)));
+    fn retrying(&self, id: JobId, attempt: u32, _error: &(dyn Error + 'static)) -> JournalFuture {
+        match self.counters(id, |c| c.failures = c.failures.max(attempt)) {
+            Some(ticket) => ticket.wait(),
+            None => Ticket::done(Ok(())).wait(),
+        }
     }
 
     fn finish(
@@ -400,9 +416,10 @@ where
 #[derive(Clone)]
 pub struct Durable {
     shared: Arc<Shared>,
+    dispatcher: Dispatcher,
 }
 
-type Registration = Box<dyn FnOnce(&Arc<Shared>) -> Result<(), DurableError>>;
+type Registration = Box<dyn FnOnce(&Arc<Shared>, &Dispatcher) -> Result<(), DurableError>>;
 
 /// Configures a [`Durable`]: its job types, poison limit and retention.
 #[must_use = "a builder does nothing until `open` is called"]
@@ -452,8 +469,8 @@ impl DurableBuilder {
         J::Output: Serialize + DeserializeOwned,
         E: Executor<J>,
     {
-        self.registrations
-            .push(Box::new(move |shared: &Arc<Shared>| {
+        self.registrations.push(Box::new(
+            move |shared: &Arc<Shared>, dispatcher: &Dispatcher| {
                 let name = shared
                     .registry
                     .job_name::<J>()
@@ -463,13 +480,16 @@ impl DurableBuilder {
                     shared: shared.clone(),
                     _job: std::marker::PhantomData,
                 });
-                shared.dispatcher.register_journaled(executor, journal);
-                let resume: Arc<Resume> = Arc::new(|shared: &Arc<Shared>, pending: Pending| {
-                    redispatch::<J>(shared, &shared.dispatcher.clone(), pending)
-                });
+                dispatcher.register_journaled(executor, journal);
+                let resume: Arc<Resume> = Arc::new(
+                    |shared: &Arc<Shared>, dispatcher: &Dispatcher, pending: Pending| {
+                        redispatch::<J>(shared, dispatcher, pending)
+                    },
+                );
                 lock(&shared.types).insert(name, resume);
                 Ok(())
-            }));
+            },
+        ));
         self
     }
 
@@ -523,10 +543,11 @@ impl DurableBuilder {
         } else {
             Writer::start(self.store.clone(), self.retention, self.clock.clone())?
         };
+        let dispatcher = dispatcher.erase();
         let shared = Arc::new(Shared {
-            store: self.store,
+            store: Mutex::new(Some(self.store)),
             registry: self.registry,
-            dispatcher: dispatcher.erase(),
+            bus: dispatcher.bus().clone(),
             writer,
             poison_after: self.poison_after,
             retention: self.retention,
@@ -539,14 +560,15 @@ impl DurableBuilder {
         });
         let result = (|| {
             for registration in self.registrations {
-                registration(&shared)?;
+                registration(&shared, &dispatcher)?;
             }
-            load(&shared)
+            load(&shared, &dispatcher)
         })();
         match result {
             Ok(recovery) => Ok((
                 Durable {
                     shared: shared.clone(),
+                    dispatcher,
                 },
                 recovery,
             )),
@@ -560,8 +582,8 @@ impl DurableBuilder {
 
 /// Reads the stored jobs: the dead ones stay, the poisoned ones become dead, the rest are
 /// pending.
-fn load(shared: &Arc<Shared>) -> Result<Recovery, DurableError> {
-    let store = &shared.store;
+fn load(shared: &Arc<Shared>, dispatcher: &Dispatcher) -> Result<Recovery, DurableError> {
+    let store = shared.store()?;
     let damaged = |what: &str, detail: String| DurableError::Damaged(format!("{what}: {detail}"));
     let mut counters: HashMap<Vec<u8>, Counters> = HashMap::new();
     for (k, v) in store.scan(Table::Attempts)? {
@@ -610,6 +632,7 @@ fn load(shared: &Arc<Shared>) -> Result<Recovery, DurableError> {
     pending.sort_by_key(|p| (p.record.accepted_unix_ms, p.id));
     Ok(Recovery {
         shared: shared.clone(),
+        dispatcher: dispatcher.clone(),
         pending,
         unknown: Vec::new(),
         dead_lettered,
@@ -655,7 +678,7 @@ impl Durable {
     ///
     /// The store's error, or [`DurableError::Damaged`].
     pub fn outcome(&self, id: WireJobId) -> Result<Option<StoredOutcome>, DurableError> {
-        match self.shared.store.get(Table::Outcomes, &key(id))? {
+        match self.shared.store()?.get(Table::Outcomes, &key(id))? {
             None => Ok(None),
             Some(bytes) => decode(&bytes)
                 .map(Some)
@@ -669,7 +692,7 @@ impl Durable {
     ///
     /// The store's error, or [`DurableError::Damaged`].
     pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, DurableError> {
-        let store = &self.shared.store;
+        let store = self.shared.store()?;
         let mut letters = Vec::new();
         for (k, v) in store.scan(Table::Dead)? {
             let id = id_of(&k)
@@ -686,14 +709,14 @@ impl Durable {
     ///
     /// The store's error, or [`DurableError::Damaged`].
     pub fn dead_letter(&self, id: WireJobId) -> Result<Option<DeadLetter>, DurableError> {
-        match self.shared.store.get(Table::Dead, &key(id))? {
+        match self.shared.store()?.get(Table::Dead, &key(id))? {
             None => Ok(None),
             Some(v) => self.letter(id, &v).map(Some),
         }
     }
 
     fn letter(&self, id: WireJobId, dead: &[u8]) -> Result<DeadLetter, DurableError> {
-        let store = &self.shared.store;
+        let store = self.shared.store()?;
         let damaged = |e: String| DurableError::Damaged(format!("dead letter {id}: {e}"));
         let dead: DeadRecord = decode(dead).map_err(damaged)?;
         let record: JobRecord = decode(
@@ -728,11 +751,11 @@ impl Durable {
     /// its type is not durable here, the store's error.
     pub async fn retry_dead(&self, id: WireJobId) -> Result<JobId, DurableError> {
         let shared = &self.shared;
-        if shared.store.get(Table::Dead, &key(id))?.is_none() {
+        let store = shared.store()?;
+        if store.get(Table::Dead, &key(id))?.is_none() {
             return Err(DurableError::NotDead(id));
         }
-        let bytes = shared
-            .store
+        let bytes = store
             .get(Table::Jobs, &key(id))?
             .ok_or(DurableError::NotDead(id))?;
         let record: JobRecord =
@@ -752,6 +775,7 @@ impl Durable {
             .map_err(DurableError::Write)?;
         resume(
             shared,
+            &self.dispatcher,
             Pending {
                 id,
                 record,
@@ -768,7 +792,7 @@ impl Durable {
     /// The store's error.
     pub async fn discard(&self, id: WireJobId) -> Result<bool, DurableError> {
         let shared = &self.shared;
-        if shared.store.get(Table::Dead, &key(id))?.is_none() {
+        if shared.store()?.get(Table::Dead, &key(id))?.is_none() {
             return Ok(false);
         }
         shared
@@ -808,6 +832,7 @@ impl Durable {
     /// until the last commit is done.
     pub fn close(&self) {
         self.shared.writer.close();
+        drop(lock(&self.shared.store).take());
     }
 }
 
@@ -866,6 +891,7 @@ pub struct UnknownJob {
 #[must_use = "recovered jobs run when the recovery is resumed (or dropped)"]
 pub struct Recovery {
     shared: Arc<Shared>,
+    dispatcher: Dispatcher,
     pending: Vec<Pending>,
     unknown: Vec<UnknownJob>,
     dead_lettered: Vec<WireJobId>,
@@ -927,7 +953,7 @@ impl Recovery {
                 .cloned();
             match resume {
                 Some(resume) => {
-                    let _ = resume(&self.shared, pending);
+                    let _ = resume(&self.shared, &self.dispatcher, pending);
                 }
                 None => {
                     self.shared.stats.unknown.fetch_add(1, Ordering::Relaxed);

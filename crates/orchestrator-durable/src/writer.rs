@@ -79,7 +79,8 @@ struct Request {
 /// Commits made in the caller's thread, one per request (no group commit): for tests on
 /// virtual time and for hosts without threads.
 struct Inline {
-    store: Arc<dyn Store>,
+    /// `None` once closed.
+    store: Mutex<Option<Arc<dyn Store>>>,
     retention: Duration,
     clock: Clock,
     last_compaction: Mutex<Option<u64>>,
@@ -101,7 +102,7 @@ impl Writer {
             tx: Mutex::new(None),
             thread: Mutex::new(None),
             inline: Some(Inline {
-                store,
+                store: Mutex::new(Some(store)),
                 retention,
                 clock,
                 last_compaction: Mutex::new(None),
@@ -138,9 +139,14 @@ impl Writer {
     /// Queues `ops` for the next commit.
     pub(crate) fn submit(&self, mut ops: Vec<Op>) -> Arc<Ticket> {
         if let Some(inline) = &self.inline {
-            if inline.closed.load(Ordering::Acquire) {
+            let store = inline
+                .store
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let Some(store) = store.filter(|_| !inline.closed.load(Ordering::Acquire)) else {
                 return Ticket::done(Err(JournalError::new(StoreError::Closed.to_string())));
-            }
+            };
             let compact_now = {
                 let mut last = inline
                     .last_compaction
@@ -156,14 +162,14 @@ impl Writer {
             };
             if compact_now {
                 compact(
-                    &*inline.store,
+                    &*store,
                     inline.retention,
                     &inline.clock,
                     &mut ops,
                     &self.counts,
                 );
             }
-            return Ticket::done(commit(&*inline.store, &ops, &self.counts));
+            return Ticket::done(commit(&*store, &ops, &self.counts));
         }
         let ticket = Arc::new(Ticket::default());
         let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -184,6 +190,13 @@ impl Writer {
     pub(crate) fn close(&self) {
         if let Some(inline) = &self.inline {
             inline.closed.store(true, Ordering::Release);
+            drop(
+                inline
+                    .store
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take(),
+            );
         }
         drop(
             self.tx

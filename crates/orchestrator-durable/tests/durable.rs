@@ -734,3 +734,97 @@ fn an_orchestrator_adopts_recovered_jobs_and_sees_their_outcomes_as_its_own() {
     );
     assert_eq!(tally.running_jobs(), 0);
 }
+
+/// A memory store that says when it is dropped.
+#[derive(Clone)]
+struct Tracked(MemoryStore, Arc<AtomicU64>);
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+impl orchestrator_durable::Store for Tracked {
+    fn commit(
+        &self,
+        ops: &[orchestrator_durable::Op],
+    ) -> Result<(), orchestrator_durable::StoreError> {
+        self.0.commit(ops)
+    }
+    fn get(
+        &self,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, orchestrator_durable::StoreError> {
+        self.0.get(table, key)
+    }
+    fn scan(
+        &self,
+        table: Table,
+    ) -> Result<Vec<orchestrator_durable::Entry>, orchestrator_durable::StoreError> {
+        self.0.scan(table)
+    }
+    fn scan_below(
+        &self,
+        table: Table,
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<orchestrator_durable::Entry>, orchestrator_durable::StoreError> {
+        self.0.scan_below(table, end, limit)
+    }
+}
+
+/// Runs a job with nothing of the engine in it.
+struct Plain;
+impl Executor<Work> for Plain {
+    type Error = Failed;
+    async fn execute(&self, job: &Work, _: JobContext) -> Result<u32, Failed> {
+        Ok(job.n)
+    }
+}
+
+#[test]
+fn close_lets_go_of_the_store_and_dropping_everything_frees_it() {
+    for close in [true, false] {
+        let drops = Arc::new(AtomicU64::new(0));
+        let rt = VirtualRuntime::new();
+        let dispatcher = Dispatcher::new(rt.clone());
+        let mut registry = Registry::new(NodeId::new(1));
+        registry.register_job::<Work>("test.work").unwrap();
+        let (durable, recovery) = Durable::builder(
+            Tracked(MemoryStore::new(), drops.clone()),
+            Arc::new(registry),
+        )
+        .register::<Work, _>(Plain)
+        .inline_commits()
+        .open(&dispatcher)
+        .unwrap();
+        recovery.resume();
+        rt.block_on(dispatcher.dispatch(work(1))).unwrap();
+        if close {
+            durable.close();
+            assert_eq!(drops.load(Ordering::SeqCst), 1, "close let go of the store");
+            let refused = rt.block_on(dispatcher.dispatch(work(2)));
+            assert!(matches!(
+                refused,
+                Err(JobError::Rejected(Rejection::NotStored { .. }))
+            ));
+            assert!(matches!(
+                durable.outcome(WireJobId {
+                    node: NodeId::new(1),
+                    incarnation: 0,
+                    job: 1
+                }),
+                Err(DurableError::Store(_))
+            ));
+        } else {
+            drop(durable);
+            drop(dispatcher);
+            drop(rt);
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                1,
+                "nothing keeps the store alive"
+            );
+        }
+    }
+}

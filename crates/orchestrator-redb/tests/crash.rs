@@ -1592,14 +1592,11 @@ fn check(parent: &Parent, dir: &Path) -> Figures {
     fig
 }
 
-/// A defect of `orchestrator-durable`, kept here as its reproduction (it fails today; run
-/// it with `-- --ignored`): `Durable::close` says it lets go of the store so that the file
-/// can be opened again, but the file stays locked in this process until it exits, even
-/// once the `Durable` and the dispatcher are dropped. The engine's shared state holds the
-/// dispatcher, whose registered journals hold the shared state: a cycle that is never
-/// freed, and the store (the open redb file) with it.
+/// `Durable::close` lets go of the store, so the file can be opened again in this process,
+/// and dropping the `Durable` and the dispatcher frees everything. (A defect found by this
+/// test: the engine's shared state held the dispatcher, whose registered journals held the
+/// shared state, a cycle that kept the open file forever.)
 #[test]
-#[ignore = "defect in orchestrator-durable: close() does not release the file (a reference cycle)"]
 fn close_releases_the_file() {
     let dir = std::env::temp_dir().join(format!("orchestrator-redb-close-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -178,8 +178,10 @@ pub trait Journal<J: Job>: Send + Sync + 'static {
     /// error fails the attempt (the retry policy decides what follows).
     fn attempt(&self, id: JobId, attempt: u32) -> JournalFuture;
 
-    /// Attempt `attempt` of job `id` failed with `error` and will be retried.
-    fn retrying(&self, id: JobId, attempt: u32, error: &(dyn Error + 'static));
+    /// Attempt `attempt` of job `id` failed with `error` and will be retried; the backoff
+    /// starts once the future resolves (so that a crash after it never runs the failed
+    /// attempt again). An error is ignored: the retry goes ahead.
+    fn retrying(&self, id: JobId, attempt: u32, error: &(dyn Error + 'static)) -> JournalFuture;
 
     /// Job `id` ended; its handle resolves once the future does. `cx` publishes on the job's
     /// bus (before its terminal event).

@@ -387,7 +387,11 @@ async fn attempts<J: Job, E: LocalExecutor<J>>(
         let delay = policy.jittered_delay(attempt - 1, shared.id().as_u64());
         retrying(shared, attempt, delay, &failure);
         if let (Some(journal), AttemptFailure::Error(error)) = (journal, &failure) {
-            journal.retrying(shared.id(), attempt, &**error as &(dyn Error + 'static));
+            let recorded =
+                journal.retrying(shared.id(), attempt, &**error as &(dyn Error + 'static));
+            // A failed write does not stop the retry (the attempt may then run again after a
+            // crash, which at-least-once allows).
+            let _ = recorded.await;
         }
         if delay.is_zero() {
             // Attempts that fail without awaiting must still let the budget and cancellation
