@@ -28,17 +28,34 @@ impl std::fmt::Display for Failure {
 }
 impl std::error::Error for Failure {}
 
+/// The order's events: what each step's success tells the rest of the application.
+#[derive(Debug)]
+struct InStock;
+#[derive(Debug)]
+struct Charged;
+#[derive(Debug)]
+struct Shipped;
+
 struct CheckStock;
 impl Job for CheckStock {
     type Output = ();
+    fn output_event(&self, (): &()) -> Option<impl Send + Sync + 'static> {
+        Some(InStock)
+    }
 }
 struct Charge;
 impl Job for Charge {
     type Output = ();
+    fn output_event(&self, (): &()) -> Option<impl Send + Sync + 'static> {
+        Some(Charged)
+    }
 }
 struct Ship;
 impl Job for Ship {
     type Output = ();
+    fn output_event(&self, (): &()) -> Option<impl Send + Sync + 'static> {
+        Some(Shipped)
+    }
 }
 struct Report;
 impl Job for Report {
