@@ -423,10 +423,14 @@ async fn main() {
         .expect("echo is running");
     let ran = ticks.load(Ordering::Relaxed);
     println!(
-        "      stopped: {ran} Tick jobs ran, `echo` reacted to {} of them; \
-         {} events of the last one were dropped",
+        "      stopped at depth {}: {ran} Tick jobs ran (depths 0 to {}); `echo` reacted to \
+         the {} of depths 0 to {MAX_DEPTH}, and the {} events of the one at depth {} were \
+         dropped and counted",
+        MAX_DEPTH + 1,
+        MAX_DEPTH + 1,
         state.reactions,
-        echo.dropped_events()
+        echo.dropped_events(),
+        MAX_DEPTH + 1,
     );
     assert_eq!(
         state.reactions,

@@ -166,11 +166,16 @@ fn observer() -> Result<(), Box<dyn std::error::Error>> {
                 break;
             };
             seen += 1;
+            // An output event is published by the node that dispatched the job (node 1),
+            // whichever worker ran it.
             let from = event
                 .event()
                 .remote_node()
-                .map_or("here".into(), |n| format!("node {n}"));
-            println!("observer: {}² = {} (from {from})", event.n, event.square);
+                .map_or("this node".into(), |n| format!("node {n}"));
+            println!(
+                "observer: {}² = {} (the output of a job {from} dispatched)",
+                event.n, event.square
+            );
         }
         println!(
             "observer: {seen} of {JOBS} events seen; bridge {:?}",
