@@ -390,7 +390,17 @@ where
     }
     shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
     if !handle.is_finished() {
-        lock(&shared.handles).insert(id, Box::new(handle));
+        let mut handles = lock(&shared.handles);
+        handles.insert(id, Box::new(handle));
+        // Its end may have come between the check and the insert (its journal's `finish`
+        // removes the handle): then it must not stay here for ever.
+        let ended = handles
+            .get(&id)
+            .and_then(|h| h.downcast_ref::<JobHandle<J::Output>>())
+            .is_some_and(JobHandle::is_finished);
+        if ended {
+            handles.remove(&id);
+        }
     }
     Ok(local)
 }
@@ -649,7 +659,9 @@ impl Durable {
     }
 
     /// Returns the durable id of the job with local id `local` (a handle's
-    /// [`id`](JobHandle::id)).
+    /// [`id`](JobHandle::id)): for a job dispatched by this process, at any time; for a
+    /// recovered job, while it runs (its durable id is the one
+    /// [`take_handle`](Self::take_handle) was given).
     pub fn wire_id(&self, local: JobId) -> WireJobId {
         match lock(&self.shared.inflight).get(&local) {
             Some(flight) => flight.id,
