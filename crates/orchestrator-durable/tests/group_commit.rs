@@ -93,10 +93,13 @@ async fn concurrent_dispatches_share_one_commit() {
     assert_eq!(sum, 999 * 1000 / 2);
     let commits = store.commits.lock().unwrap().clone();
     let accepted: Vec<usize> = commits.iter().copied().filter(|&n| n > 0).collect();
-    // The first commit holds what was queued when the writer woke (at least one), and
-    // waits at the gate until all 1,000 are dispatched; every other acceptance was queued
-    // behind it by then, so the next commit holds all of them.
-    assert_eq!(accepted.len(), 2, "acceptances per commit: {commits:?}");
+    // The first commit holds what was queued when the writer woke (at least one, perhaps
+    // all), and waits at the gate until all 1,000 are dispatched; every other acceptance was
+    // queued behind it by then, so the next commit holds all of them: at most two commits.
+    assert!(
+        (1..=2).contains(&accepted.len()),
+        "acceptances per commit: {commits:?}"
+    );
     assert_eq!(accepted.iter().sum::<usize>(), 1000);
     let stats = durable.stats();
     assert_eq!(stats.accepted, 1000);
