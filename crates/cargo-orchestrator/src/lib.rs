@@ -258,6 +258,11 @@ fn why_bad(feature: &str) -> Option<String> {
             "a module `{module}` would shadow the crate `{module}`"
         ));
     }
+    if module == "lib" || module == "main" {
+        return Some(format!(
+            "src/{module}.rs is a crate root (its module would be a second crate root)"
+        ));
+    }
     if module.len() > MAX_NAME_LEN {
         return Some(format!(
             "`{module}` is longer than {MAX_NAME_LEN} characters"
@@ -317,8 +322,8 @@ impl Names {
     ///
     /// [`ScaffoldError::BadName`]: the name is empty, has characters other than ASCII
     /// letters, digits, `-` and `_`, does not start with a letter, is a keyword or the name of
-    /// a crate it would shadow (`std`, `core`, `alloc`, `orchestrator`) once in snake case, or
-    /// is longer than [`MAX_NAME_LEN`].
+    /// a crate it would shadow (`std`, `core`, `alloc`, `orchestrator`) or the name of a crate
+    /// root's file (`lib`, `main`) once in snake case, or is longer than [`MAX_NAME_LEN`].
     pub fn of(feature: &str) -> Result<Self, ScaffoldError> {
         if why_bad(feature).is_some() {
             return Err(ScaffoldError::BadName(feature.to_owned()));

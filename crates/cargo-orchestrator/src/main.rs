@@ -40,8 +40,9 @@ arguments:
                        {MAX_NAME_LEN} characters: `user-signup`, `UserSignup` and `user_signup` all give
                        module `user_signup` and types `UserSignupJob`, `UserSignupExecutor`,
                        `UserSignupOrchestrator`, `UserSignupState`. A name that Rust spells
-                       differently is reported; keywords, and `std`, `core`, `alloc` and
-                       `orchestrator` (the module would shadow the crate), are refused.
+                       differently is reported; keywords, `std`, `core`, `alloc` and
+                       `orchestrator` (the module would shadow the crate), and `lib` and
+                       `main` (crate roots' files) are refused.
 
 options:
   --runtime <runtime>  tokio (the default), smol or async-std: the feature of the

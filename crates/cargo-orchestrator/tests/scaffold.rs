@@ -76,6 +76,8 @@ fn bad_names_runtimes_and_places_are_errors_and_write_nothing() {
         "orchestrator",
         "Self",
         "a.b",
+        "lib",
+        "Main",
         too_long.as_str(),
     ] {
         assert!(
@@ -116,6 +118,7 @@ fn bad_names_say_why() {
     assert!(message("a b").contains("letters, digits"));
     assert!(message("Type").contains("keyword"), "{}", message("Type"));
     assert!(message("std").contains("shadow"), "{}", message("std"));
+    assert!(message("lib").contains("crate root"), "{}", message("lib"));
     assert!(
         message(&"a".repeat(MAX_NAME_LEN + 1))
             .contains(&format!("longer than {MAX_NAME_LEN} characters"))
