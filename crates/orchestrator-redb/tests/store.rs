@@ -135,3 +135,43 @@ fn a_damaged_store_file_is_an_error_at_open() {
         "{error:?}"
     );
 }
+
+/// The child side of `a_second_process_gets_a_clear_error`: opens the file named by
+/// `REDB_HOLD_FILE`, says so, and holds it until its stdin closes.
+#[test]
+fn hold_child() {
+    let Ok(path) = std::env::var("REDB_HOLD_FILE") else {
+        return; // not a child: nothing to do
+    };
+    let _store = RedbStore::open(&path).expect("the child opens the file");
+    println!("holding");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+}
+
+#[test]
+fn a_second_process_gets_a_clear_error() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let path = dir("process").join("jobs.redb");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "hold_child", "--nocapture", "--test-threads=1"])
+        .env("REDB_HOLD_FILE", &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let held = lines.any(|line| line.is_ok_and(|l| l.contains("holding")));
+    assert!(held, "the child did not open the file");
+    let error = RedbStore::open(&path).unwrap_err();
+    assert!(matches!(error, StoreError::Locked { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("open in another process"),
+        "{error}"
+    );
+    // Once the other process has let go, the file opens here.
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    child.wait().unwrap();
+    RedbStore::open(&path).expect("opens after the other process exited");
+}
