@@ -83,6 +83,7 @@ mod bus;
 mod cache;
 mod cancel;
 mod cause;
+mod connectivity;
 mod dispatch;
 mod event;
 mod id;
@@ -120,6 +121,7 @@ pub use cache::{
 };
 pub use cancel::{CancellationToken, WaitForCancellation, WaitForCancellationOwned};
 pub use cause::{CausalChain, CauseStep};
+pub use connectivity::{AlwaysOnline, Connectivity, ManualConnectivity};
 pub use dispatch::builder::{Dispatch, JobBuilder};
 pub use dispatch::context::JobContext;
 pub use dispatch::control::EmitError;

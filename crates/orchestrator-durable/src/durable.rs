@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use orchestrator_core::{
-    Accepting, Dispatch, Dispatcher, Ending, Executor, Job, JobContext, JobHandle, JobId, Journal,
-    JournalError, JournalFuture, Receipt, StoredAlready,
+    Accepting, AlwaysOnline, Connectivity, Dispatch, Dispatcher, Ending, Executor, Job, JobContext,
+    JobHandle, JobId, Journal, JournalError, JournalFuture, Receipt, StoredAlready,
 };
 use orchestrator_remote::{Registry, WireJobId};
 use orchestrator_store::{Op, Store, Table};
@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::DurableError;
+use crate::gate::Gate;
 use crate::record::{
     Clock, Counters, DeadLetter, DeadLettered, DeadRecord, End, JobRecord, RECORD_VERSION,
     RetryRecord, StoredOutcome, decode, encode, expiry_key, hex, id_of, key, ms, parse_hex,
@@ -45,6 +46,8 @@ struct Flight {
     id: WireJobId,
     counters: Counters,
     placeholder: Option<serde_json::Value>,
+    /// Its place in the order of acceptance (a network-bound job waits for its turn by it).
+    seq: u64,
 }
 
 /// A stored job to run again.
@@ -81,6 +84,10 @@ struct Shared {
     retention: Duration,
     clock: Clock,
     inflight: Mutex<HashMap<JobId, Flight>>,
+    /// The next acceptance's place in the order.
+    next_seq: AtomicU64,
+    /// The network-bound job types' gates.
+    gates: Mutex<Vec<Arc<Gate>>>,
     /// Recovered jobs being dispatched: their counters, until their dispatch is accepted.
     recovering: Mutex<HashMap<WireJobId, Counters>>,
     types: Mutex<HashMap<String, Arc<Resume>>>,
@@ -99,6 +106,20 @@ impl Shared {
     fn announce(&self, event: DeadLettered) {
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         let _ = self.bus.emit(event);
+    }
+
+    /// Changes the counters of job `local` (of this process) and writes them.
+    fn bump(&self, local: JobId, change: impl FnOnce(&mut Counters)) -> Option<Arc<Ticket>> {
+        let (id, counters) = {
+            let mut inflight = lock(&self.inflight);
+            let flight = inflight.get_mut(&local)?;
+            change(&mut flight.counters);
+            (flight.id, flight.counters)
+        };
+        Some(
+            self.writer
+                .submit(vec![Op::put(Table::Attempts, key(id), counters.to_bytes())]),
+        )
     }
 
     /// The store, unless closed.
@@ -131,6 +152,8 @@ impl Shared {
 /// The journal of one durable job type.
 struct TypeJournal<J> {
     shared: Arc<Shared>,
+    /// A network-bound type's turns, and after how many failed attempts a job is poisoned.
+    online: Option<(Arc<Gate>, u32)>,
     _job: std::marker::PhantomData<fn(J)>,
 }
 
@@ -165,21 +188,6 @@ where
                 .collect(),
         })
     }
-
-    /// Writes `counters` of job `id` and returns the write's ticket.
-    fn counters(&self, local: JobId, change: impl FnOnce(&mut Counters)) -> Option<Arc<Ticket>> {
-        let (id, counters) = {
-            let mut inflight = lock(&self.shared.inflight);
-            let flight = inflight.get_mut(&local)?;
-            change(&mut flight.counters);
-            (flight.id, flight.counters)
-        };
-        Some(self.shared.writer.submit(vec![Op::put(
-            Table::Attempts,
-            key(id),
-            counters.to_bytes(),
-        )]))
-    }
 }
 
 impl<J> Journal<J> for TypeJournal<J>
@@ -200,12 +208,14 @@ where
                     Some(value) => serde_json::to_value(value).ok(),
                     None => None,
                 };
+                let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
                 lock(&shared.inflight).insert(
                     dispatch.id(),
                     Flight {
                         id,
                         counters,
                         placeholder,
+                        seq,
                     },
                 );
                 return Ok(Arc::new(StoredAlready));
@@ -224,26 +234,53 @@ where
         }
         let ticket = shared.writer.submit(ops);
         shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
         lock(&shared.inflight).insert(
             dispatch.id(),
             Flight {
                 id,
                 counters,
                 placeholder: record.placeholder,
+                seq,
             },
         );
         Ok(ticket)
     }
 
     fn attempt(&self, id: JobId, _attempt: u32) -> JournalFuture {
-        match self.counters(id, |c| c.starts = c.starts.saturating_add(1)) {
+        let start = move |shared: &Shared| match shared
+            .bump(id, |c| c.starts = c.starts.saturating_add(1))
+        {
             Some(ticket) => ticket.wait(),
             None => Ticket::done(Ok(())).wait(),
+        };
+        let Some((gate, max_failures)) = &self.online else {
+            return start(&self.shared);
+        };
+        let (seq, failures) = match lock(&self.shared.inflight).get(&id) {
+            Some(flight) => (flight.seq, flight.counters.failures),
+            None => return Ticket::done(Ok(())).wait(),
+        };
+        if failures >= *max_failures {
+            let poisoned = JournalError::fatal(format!(
+                "poisoned: it failed {failures} times (the limit of its job type)"
+            ));
+            return Box::pin(std::future::ready(Err(poisoned)));
         }
+        // Sent when the network is up and its turn comes: first accepted, first sent.
+        let turn = gate.turn(id, seq);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            turn.await;
+            start(&shared).await
+        })
     }
 
     fn retrying(&self, id: JobId, attempt: u32, _error: &(dyn Error + 'static)) -> JournalFuture {
-        match self.counters(id, |c| c.failures = c.failures.max(attempt)) {
+        match self
+            .shared
+            .bump(id, |c| c.failures = c.failures.max(attempt))
+        {
             Some(ticket) => ticket.wait(),
             None => Ticket::done(Ok(())).wait(),
         }
@@ -256,6 +293,9 @@ where
         cx: &JobContext,
     ) -> JournalFuture {
         let shared = &self.shared;
+        if let Some((gate, _)) = &self.online {
+            gate.release(local);
+        }
         let Some(flight) = lock(&shared.inflight).remove(&local) else {
             return Ticket::done(Ok(())).wait();
         };
@@ -362,6 +402,13 @@ where
         .job(job)
         .first_attempt(counters.failures.saturating_add(1))
         .metadata(DURABLE_ID, hex(id));
+    // Its optimistic value is announced again: the state that showed it was lost with the
+    // process too.
+    if let Some(value) = record.placeholder.as_ref() {
+        if let Ok(value) = serde_json::from_value::<J::Output>(value.clone()) {
+            builder = builder.placeholder(value);
+        }
+    }
     for (k, v) in record.metadata.iter().filter(|(k, _)| k != DURABLE_ID) {
         builder = builder.metadata(k.clone(), v.clone());
     }
@@ -429,7 +476,27 @@ pub struct Durable {
     dispatcher: Dispatcher,
 }
 
-type Registration = Box<dyn FnOnce(&Arc<Shared>, &Dispatcher) -> Result<(), DurableError>>;
+type Registration =
+    Box<dyn FnOnce(&Arc<Shared>, &Dispatcher, &Arc<dyn Connectivity>) -> Result<(), DurableError>>;
+
+/// How a network-bound job type is sent (see [`DurableBuilder::register_online`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Online {
+    /// How many of its jobs may be sent at once (at least 1; default 1, one at a time).
+    pub concurrency: usize,
+    /// After how many failed attempts a job is poisoned: dead-lettered, with its
+    /// [`DeadLettered`] event (default 5).
+    pub max_failures: u32,
+}
+
+impl Default for Online {
+    fn default() -> Self {
+        Self {
+            concurrency: 1,
+            max_failures: 5,
+        }
+    }
+}
 
 /// Configures a [`Durable`]: its job types, poison limit and retention.
 #[must_use = "a builder does nothing until `open` is called"]
@@ -440,6 +507,7 @@ pub struct DurableBuilder {
     retention: Duration,
     inline: bool,
     clock: Clock,
+    connectivity: Arc<dyn Connectivity>,
     registrations: Vec<Registration>,
 }
 
@@ -464,6 +532,7 @@ impl Durable {
             retention: DEFAULT_RETENTION,
             inline: false,
             clock: Arc::new(std::time::SystemTime::now),
+            connectivity: Arc::new(AlwaysOnline::new()),
             registrations: Vec::new(),
         }
     }
@@ -473,21 +542,62 @@ impl DurableBuilder {
     /// Makes job type `J` durable, run by `executor` (registered on the dispatcher given to
     /// [`open`](Self::open), replacing any executor of `J` there). `J` must have a wire name
     /// in the registry.
-    pub fn register<J, E>(mut self, executor: E) -> Self
+    pub fn register<J, E>(self, executor: E) -> Self
+    where
+        J: Job + Serialize + DeserializeOwned,
+        J::Output: Serialize + DeserializeOwned,
+        E: Executor<J>,
+    {
+        self.add::<J, E>(executor, None)
+    }
+
+    /// Makes job type `J` durable and network-bound: before each attempt, its jobs wait until
+    /// the [`connectivity`](Self::connectivity) says online, then for their turn (first
+    /// accepted, first sent; `online.concurrency` at a time). While offline a dispatch is
+    /// stored (`JobHandle::stored` resolves: it is queued) and its placeholder, if it has one,
+    /// is published at once; its handle resolves when it has been sent and answered. A job
+    /// that failed `online.max_failures` attempts is poisoned: dead-lettered with a
+    /// [`DeadLettered`] event that carries its placeholder, so an optimistic state can roll
+    /// back.
+    pub fn register_online<J, E>(self, executor: E, online: Online) -> Self
+    where
+        J: Job + Serialize + DeserializeOwned,
+        J::Output: Serialize + DeserializeOwned,
+        E: Executor<J>,
+    {
+        self.add::<J, E>(executor, Some(online))
+    }
+
+    /// Tells network-bound job types whether the network can be reached (default
+    /// [`AlwaysOnline`]).
+    pub fn connectivity(mut self, connectivity: impl Connectivity) -> Self {
+        self.connectivity = Arc::new(connectivity);
+        self
+    }
+
+    fn add<J, E>(mut self, executor: E, online: Option<Online>) -> Self
     where
         J: Job + Serialize + DeserializeOwned,
         J::Output: Serialize + DeserializeOwned,
         E: Executor<J>,
     {
         self.registrations.push(Box::new(
-            move |shared: &Arc<Shared>, dispatcher: &Dispatcher| {
+            move |shared: &Arc<Shared>,
+                  dispatcher: &Dispatcher,
+                  connectivity: &Arc<dyn Connectivity>| {
                 let name = shared
                     .registry
                     .job_name::<J>()
                     .ok_or(DurableError::Unregistered(std::any::type_name::<J>()))?
                     .to_owned();
+                let online = online.map(|o: Online| {
+                    let gate = Arc::new(Gate::new(connectivity.clone(), o.concurrency));
+                    lock(&shared.gates).push(gate.clone());
+                    (gate, o.max_failures)
+                });
                 let journal = Arc::new(TypeJournal::<J> {
                     shared: shared.clone(),
+                    online,
                     _job: std::marker::PhantomData,
                 });
                 dispatcher.register_journaled(executor, journal);
@@ -563,6 +673,8 @@ impl DurableBuilder {
             retention: self.retention,
             clock: self.clock,
             inflight: Mutex::new(HashMap::new()),
+            next_seq: AtomicU64::new(0),
+            gates: Mutex::new(Vec::new()),
             recovering: Mutex::new(HashMap::new()),
             types: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
@@ -570,7 +682,7 @@ impl DurableBuilder {
         });
         let result = (|| {
             for registration in self.registrations {
-                registration(&shared, &dispatcher)?;
+                registration(&shared, &dispatcher, &self.connectivity)?;
             }
             load(&shared, &dispatcher)
         })();
@@ -836,6 +948,7 @@ impl Durable {
             failed_commits: get(&w.failed_commits),
             compacted: get(&w.compacted),
             in_flight: lock(&self.shared.inflight).len(),
+            waiting_for_network: lock(&self.shared.gates).iter().map(|g| g.waiting()).sum(),
         }
     }
 
@@ -880,8 +993,10 @@ pub struct DurableStats {
     pub failed_commits: u64,
     /// Expired outcomes deleted.
     pub compacted: u64,
-    /// Durable jobs running now.
+    /// Durable jobs running now (waiting for the network included).
     pub in_flight: usize,
+    /// Network-bound jobs waiting for the network or for their turn.
+    pub waiting_for_network: usize,
 }
 
 /// A stored job whose type is not durable in this process: it is kept, never dropped, and

@@ -62,6 +62,7 @@
 
 mod durable;
 mod error;
+mod gate;
 mod record;
 mod writer;
 
@@ -69,7 +70,7 @@ use std::time::SystemTime;
 
 pub use durable::{
     DEFAULT_POISON_AFTER, DEFAULT_RETENTION, DURABLE_ID, Durable, DurableBuilder, DurableStats,
-    Recovery, UnknownJob,
+    Online, Recovery, UnknownJob,
 };
 pub use error::DurableError;
 pub use orchestrator_store::{Entry, MemoryStore, Op, Store, StoreError, Table};

@@ -25,6 +25,7 @@ use super::options::JobOptions;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalError {
     message: Cow<'static, str>,
+    fatal: bool,
 }
 
 impl JournalError {
@@ -32,7 +33,23 @@ impl JournalError {
     pub fn new(message: impl Into<Cow<'static, str>>) -> Self {
         Self {
             message: message.into(),
+            fatal: false,
         }
+    }
+
+    /// An error that ends the job: returned by [`Journal::attempt`], the job fails with it at
+    /// once instead of running the attempt, whatever its retry policy (a job its journal has
+    /// poisoned).
+    pub fn fatal(message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            message: message.into(),
+            fatal: true,
+        }
+    }
+
+    /// Returns `true` for an error made by [`fatal`](Self::fatal).
+    pub fn is_fatal(&self) -> bool {
+        self.fatal
     }
 
     /// Returns the message.
@@ -174,8 +191,10 @@ pub trait Journal<J: Job>: Send + Sync + 'static {
         dispatch: &Accepting<'_, J>,
     ) -> Result<Arc<dyn Receipt>, JournalError>;
 
-    /// Attempt `attempt` of job `id` is about to run; it runs once the future resolves. An
-    /// error fails the attempt (the retry policy decides what follows).
+    /// Attempt `attempt` of job `id` is about to run; it runs once the future resolves (a
+    /// journal may hold it back: a network-bound job waits for the network). An error fails
+    /// the attempt (the retry policy decides what follows); a [fatal](JournalError::fatal)
+    /// one ends the job as failed with it.
     fn attempt(&self, id: JobId, attempt: u32) -> JournalFuture;
 
     /// Attempt `attempt` of job `id` failed with `error` and will be retried; the backoff

@@ -367,6 +367,10 @@ async fn attempts<J: Job, E: LocalExecutor<J>>(
             Some(journal) => journal.attempt(shared.id(), attempt).await,
         };
         let failure = match recorded {
+            Err(error) if error.is_fatal() => {
+                let attempts = attempt.saturating_sub(1);
+                return Err(JobError::Failed(Failure::new(Arc::new(error), attempts)));
+            }
             Err(error) => AttemptFailure::Error(Arc::new(error)),
             Ok(()) => {
                 match one_attempt(executor, job, shared, attempt, options.attempt_timeout()).await {
