@@ -311,3 +311,26 @@ fn a_queued_job_cancelled_while_offline_ends_and_lets_the_next_go() {
     assert_eq!(app.rt.block_on(second).unwrap().value.number, Some(1));
     assert_eq!(*server.received.lock().unwrap(), ["second"]);
 }
+
+#[test]
+fn a_dispatch_with_the_dedup_key_of_a_queued_job_joins_it() {
+    let store = MemoryStore::new();
+    let network = ManualConnectivity::new(false);
+    let server = Server::default();
+    let (app, recovery) = start(&store, &network, &server, 1);
+    recovery.resume();
+    let dedup = |text: &str| {
+        app.outbox
+            .job(Send { text: text.into() })
+            .dedup("draft-42")
+            .dispatch()
+    };
+    let first = dedup("draft v1");
+    let second = dedup("draft v2"); // joins the queued one: same job, same outcome
+    assert_eq!(first.id(), second.id());
+    assert!(app.rt.block_on(second.stored()).is_err(), "a join stores nothing of its own");
+    network.set_online(true);
+    let (a, b) = (app.rt.block_on(first).unwrap(), app.rt.block_on(second).unwrap());
+    assert_eq!(a.value, b.value);
+    assert_eq!(*server.received.lock().unwrap(), ["draft v1"], "sent once");
+}
