@@ -146,6 +146,9 @@ use orchestrator_core::runtime::{
 
 #[cfg(target_arch = "wasm32")]
 mod js;
+mod online;
+
+pub use online::BrowserConnectivity;
 
 /// Stand-ins for the JavaScript side on targets without JavaScript.
 #[cfg(not(target_arch = "wasm32"))]
