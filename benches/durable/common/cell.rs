@@ -76,12 +76,15 @@ impl Sample {
 /// What a closed loop measured.
 pub struct Measured {
     pub samples: Vec<Sample>,
+    /// Jobs the system refused or failed (not counted in the throughput).
+    pub failed: u64,
     pub elapsed: Duration,
     pub cpu_ticks: u64,
 }
 
 /// Runs jobs `first..first + jobs` (or fewer, if `secs` pass first) through `job`, with
-/// `in_flight` of them at a time, on the current tokio runtime.
+/// `in_flight` of them at a time, on the current tokio runtime. A job yields its sample, or
+/// `None` if the system failed it (counted, and the loop goes on).
 pub async fn closed_loop<F, Fut>(
     in_flight: usize,
     first: u64,
@@ -91,7 +94,7 @@ pub async fn closed_loop<F, Fut>(
 ) -> Measured
 where
     F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Sample> + Send + 'static,
+    Fut: Future<Output = Option<Sample>> + Send + 'static,
 {
     closed_loop_keeping(in_flight, first, jobs, secs, true, job).await
 }
@@ -108,7 +111,7 @@ pub async fn closed_loop_keeping<F, Fut>(
 ) -> Measured
 where
     F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Sample> + Send + 'static,
+    Fut: Future<Output = Option<Sample>> + Send + 'static,
 {
     let next = Arc::new(AtomicU64::new(first));
     let end = first + jobs;
@@ -121,6 +124,7 @@ where
         let job = job.clone();
         tasks.push(tokio::spawn(async move {
             let mut samples = Vec::new();
+            let mut failed = 0u64;
             loop {
                 if Instant::now() >= deadline {
                     break;
@@ -132,20 +136,26 @@ where
                 let sample = tokio::time::timeout(PATIENCE, job(seq))
                     .await
                     .unwrap_or_else(|_| panic!("job {seq} took longer than {PATIENCE:?}"));
-                if keep {
-                    samples.push(sample);
+                match sample {
+                    Some(sample) if keep => samples.push(sample),
+                    Some(_) => {}
+                    None => failed += 1,
                 }
             }
-            samples
+            (samples, failed)
         }));
     }
     let mut samples = Vec::new();
+    let mut failed = 0;
     for task in tasks {
-        samples.extend(task.await.expect("a client task panicked"));
+        let (some, lost) = task.await.expect("a client task panicked");
+        samples.extend(some);
+        failed += lost;
     }
     let elapsed = start.elapsed();
     Measured {
         samples,
+        failed,
         elapsed,
         cpu_ticks: cpu_ticks() - cpu_before,
     }
@@ -161,7 +171,7 @@ pub async fn run_cell<F, Fut>(
 ) -> Measured
 where
     F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Sample> + Send + 'static,
+    Fut: Future<Output = Option<Sample>> + Send + 'static,
 {
     let warm = if plan.warm_jobs > 0 {
         closed_loop(plan.in_flight, 0, plan.warm_jobs, plan.warm_secs, job.clone())
@@ -186,7 +196,7 @@ pub fn result_line(system: &str, plan: &Plan, m: &Measured, extra: &str) -> Stri
     format!(
         "RESULT system={system} in_flight={} jobs={n} secs={:.3} throughput={:.1} \
          stored_p50_us={:.1} stored_p99_us={:.1} outcome_p50_us={:.1} outcome_p99_us={:.1} \
-         cpu_us_per_job={cpu_us:.1} {extra}",
+         cpu_us_per_job={cpu_us:.1} failed={} {extra}",
         plan.in_flight,
         m.elapsed.as_secs_f64(),
         n as f64 / m.elapsed.as_secs_f64(),
@@ -194,6 +204,7 @@ pub fn result_line(system: &str, plan: &Plan, m: &Measured, extra: &str) -> Stri
         percentile(&mut stored, 0.99),
         percentile(&mut outcome, 0.50),
         percentile(&mut outcome, 0.99),
+        m.failed,
     )
 }
 

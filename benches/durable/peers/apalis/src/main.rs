@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_int, c_void};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
 use apalis_sqlite::{Config, SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
@@ -129,6 +129,12 @@ fn main() {
     let plan = cell::Plan::from_args(&args);
     std::fs::create_dir_all(&plan.dir).expect("the cell's directory");
     let path = plan.dir.join("apalis.db");
+    // The fallback poll of the worker (apalis-sqlite's README: a stream of wake-ups and a
+    // 500 ms interval).
+    let poll_ms: u64 = std::env::var("APALIS_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500);
     let rt = cell::runtime();
     rt.block_on(async {
         let tracker = Arc::new(Tracker::default());
@@ -141,7 +147,6 @@ fn main() {
                 let tracker = tracker.clone();
                 move |conn, _| {
                     let tracker = tracker.clone();
-                    let wake = wake_tx.clone();
                     Box::pin(async move {
                         let mut handle = conn.lock_handle().await?;
                         let touched = Arc::new(Mutex::new(Vec::new()));
@@ -151,14 +156,8 @@ fn main() {
                                 if ev.table != "Jobs" {
                                     return;
                                 }
-                                match ev.operation {
-                                    SqliteOperation::Insert => {
-                                        let _ = wake.unbounded_send(());
-                                    }
-                                    SqliteOperation::Update => {
-                                        touched.lock().unwrap().push(ev.rowid);
-                                    }
-                                    _ => {}
+                                if let SqliteOperation::Update = ev.operation {
+                                    touched.lock().unwrap().push(ev.rowid);
                                 }
                             }
                         });
@@ -187,7 +186,11 @@ fn main() {
             .expect("apalis-sqlite sets up");
         let backend = SqliteStorage::<u64>::new(&pool)
             .with_config(Config::default().queue(QUEUE))
-            .poll_with_stream(wake_rx);
+            .poll_with_strategy(
+                Strategy::new()
+                    .stream(wake_rx)
+                    .interval(Duration::from_millis(poll_ms)),
+            );
         let worker = WorkerBuilder::new("bench-worker")
             .backend(backend)
             .concurrency(plan.in_flight)
@@ -203,27 +206,43 @@ fn main() {
             move |seq: u64| {
                 let pool = pool.clone();
                 let tracker = tracker.clone();
+                let wake = wake_tx.clone();
                 async move {
                     let start = Instant::now();
-                    let task = TaskBuilder::new(serde_json::to_vec(&seq).expect("a payload")).build();
-                    let mut tx = pool.begin().await.expect("a transaction");
-                    apalis_sqlite::queries::push_tasks(&mut *tx, QUEUE, &[task])
-                        .await
-                        .expect("apalis stores the job");
-                    let row: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
-                        .fetch_one(&mut *tx)
-                        .await
-                        .expect("the job's row");
-                    tx.commit().await.expect("the job's commit");
+                    let row = match push(&pool, seq).await {
+                        Ok(row) => row,
+                        Err(e) => {
+                            eprintln!("job {seq} was not stored: {e}");
+                            return None;
+                        }
+                    };
                     let stored = Instant::now();
+                    // The job is committed: wake the worker (apalis-sqlite's own hook fires at
+                    // the insert, before the commit, when a fetch may not see the row yet).
+                    let _ = wake.unbounded_send(());
                     let ended = tracker.wait(row).await.expect("the job's outcome");
-                    cell::Sample::of(start, stored, ended)
+                    Some(cell::Sample::of(start, stored, ended))
                 }
             }
         };
         cell::run_cell("apalis", &plan, job, |_| String::new()).await;
         println!("{}", report(&pool, &tracker).await);
     });
+}
+
+/// Stores job `seq` as `SqliteStorage::push` does (apalis-sqlite's insert, in a transaction of
+/// its own), and returns its row.
+async fn push(pool: &SqlitePool, seq: u64) -> Result<i64, sqlx::Error> {
+    let task = TaskBuilder::new(serde_json::to_vec(&seq).expect("a payload")).build();
+    let mut tx = pool.begin().await?;
+    apalis_sqlite::queries::push_tasks(&mut *tx, QUEUE, &[task])
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let row: i64 = sqlx::query_scalar("SELECT last_insert_rowid()")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(row)
 }
 
 /// The jobs' states in the table, and what each pooled connection's `synchronous` is

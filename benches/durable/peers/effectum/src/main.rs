@@ -71,7 +71,7 @@ fn main() {
                         .expect("effectum stores the job");
                     let stored = Instant::now();
                     let ended = rx.await.expect("the job ran");
-                    cell::Sample::of(start, stored, ended)
+                    Some(cell::Sample::of(start, stored, ended))
                 }
             }
         };
