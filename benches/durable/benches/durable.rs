@@ -28,9 +28,12 @@
 //! are interleaved; the tables show medians (throughput: median and range).
 //!
 //! Then: fsyncs per job of each system (`strace -f -c -e trace=fsync,fdatasync` over a run of
-//! N jobs, less a run of none), ours' memory and file size over 1,000,000 jobs with a
-//! one-second retention (`/proc/self/status` and the file's size, sampled every second), and,
-//! with `DURABLE_BENCH_CALLGRIND=1`, instructions per job under callgrind.
+//! N jobs, less a run of none); ours' memory and file size over 1,000,000 jobs
+//! (`/proc/self/status` and the file's size, sampled every second) three ways: as fast as it
+//! goes with a one-second retention, paced below the compaction's cap with the same retention,
+//! and as fast as it goes keeping no outcomes; and, with `DURABLE_BENCH_CALLGRIND=1`,
+//! instructions per job under callgrind. The figures of a full run and what they mean:
+//! `docs/durability-benchmark.md`.
 //!
 //! Run with `cargo bench --manifest-path benches/durable/Cargo.toml` (it builds the peers with
 //! cargo first). `BENCH_QUICK=1`, `--quick` or a debug build runs tiny counts: a smoke test
