@@ -328,9 +328,15 @@ fn a_dispatch_with_the_dedup_key_of_a_queued_job_joins_it() {
     let first = dedup("draft v1");
     let second = dedup("draft v2"); // joins the queued one: same job, same outcome
     assert_eq!(first.id(), second.id());
-    assert!(app.rt.block_on(second.stored()).is_err(), "a join stores nothing of its own");
+    assert!(
+        app.rt.block_on(second.stored()).is_err(),
+        "a join stores nothing of its own"
+    );
     network.set_online(true);
-    let (a, b) = (app.rt.block_on(first).unwrap(), app.rt.block_on(second).unwrap());
+    let (a, b) = (
+        app.rt.block_on(first).unwrap(),
+        app.rt.block_on(second).unwrap(),
+    );
     assert_eq!(a.value, b.value);
     assert_eq!(*server.received.lock().unwrap(), ["draft v1"], "sent once");
 }
