@@ -299,18 +299,17 @@ where
         let Some(flight) = lock(&shared.inflight).remove(&local) else {
             return Ticket::done(Ok(())).wait();
         };
-        let untaken = lock(&shared.handles).remove(&flight.id);
-        drop(untaken);
         let k = key(flight.id);
         let outcome = match ending {
             Ending::Interrupted => {
                 shared.stats.interrupted.fetch_add(1, Ordering::Relaxed);
                 let mut counters = flight.counters;
                 counters.released = counters.released.saturating_add(1);
-                return shared
-                    .writer
-                    .submit(vec![Op::put(Table::Attempts, k, counters.to_bytes())])
-                    .wait();
+                let ticket =
+                    shared
+                        .writer
+                        .submit(vec![Op::put(Table::Attempts, k, counters.to_bytes())]);
+                return forget_handle_after(shared.clone(), flight.id, ticket);
             }
             Ending::Outcome(outcome) => outcome,
         };
@@ -368,8 +367,18 @@ where
                 ));
             }
         }
-        shared.writer.submit(ops).wait()
+        forget_handle_after(shared.clone(), flight.id, shared.writer.submit(ops))
     }
+}
+
+/// Waits for the end's write, then lets go of the kept handle of recovered job `id` (an
+/// untaken handle is taken until then: its outcome is readable as soon as it is gone).
+fn forget_handle_after(shared: Arc<Shared>, id: WireJobId, ticket: Arc<Ticket>) -> JournalFuture {
+    Box::pin(async move {
+        let written = ticket.wait().await;
+        drop(lock(&shared.handles).remove(&id));
+        written
+    })
 }
 
 /// Dispatches `pending` (a job of type `J`) through `via`, with what is left of its budget,
@@ -802,12 +811,19 @@ impl Durable {
     ///
     /// The store's error, or [`DurableError::Damaged`].
     pub fn outcome(&self, id: WireJobId) -> Result<Option<StoredOutcome>, DurableError> {
-        match self.shared.store()?.get(Table::Outcomes, &key(id))? {
-            None => Ok(None),
-            Some(bytes) => decode(&bytes)
-                .map(Some)
-                .map_err(|e| DurableError::Damaged(format!("outcome of {id}: {e}"))),
+        let Some(bytes) = self.shared.store()?.get(Table::Outcomes, &key(id))? else {
+            return Ok(None);
+        };
+        let outcome: StoredOutcome =
+            decode(&bytes).map_err(|e| DurableError::Damaged(format!("outcome of {id}: {e}")))?;
+        // Expired but not deleted yet: as good as gone.
+        let expires = outcome
+            .finished_unix_ms
+            .saturating_add(ms(self.shared.retention));
+        if expires <= self.shared.now() {
+            return Ok(None);
         }
+        Ok(Some(outcome))
     }
 
     /// Returns the dead-letter list, oldest job first.

@@ -2,7 +2,7 @@
 //! each job's [`Ticket`] when its writes are durable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -16,8 +16,10 @@ use crate::record::{Clock, unix_ms};
 /// At most this many writes go in one commit (a larger burst takes several).
 const MAX_BATCH_OPS: usize = 16_384;
 
-/// At most this many expired outcomes are deleted per commit.
-const COMPACT_PER_COMMIT: usize = 1_024;
+/// At most this many expired outcomes are deleted per commit. While a pass finds this many,
+/// the next commit compacts again (without waiting for the interval), and an idle writer
+/// wakes at each interval to compact: deletion keeps up with any rate of outcomes.
+const COMPACT_PER_COMMIT: usize = 4_096;
 
 type Slot = (Option<Result<(), JournalError>>, Vec<Waker>);
 
@@ -83,7 +85,8 @@ struct Inline {
     store: Mutex<Option<Arc<dyn Store>>>,
     retention: Duration,
     clock: Clock,
-    last_compaction: Mutex<Option<u64>>,
+    /// When it last compacted, and whether that pass left expired outcomes behind.
+    last_compaction: Mutex<(Option<u64>, bool)>,
     closed: std::sync::atomic::AtomicBool,
 }
 
@@ -105,7 +108,7 @@ impl Writer {
                 store: Mutex::new(Some(store)),
                 retention,
                 clock,
-                last_compaction: Mutex::new(None),
+                last_compaction: Mutex::new((None, false)),
                 closed: std::sync::atomic::AtomicBool::new(false),
             }),
             counts: Arc::new(Counts::default()),
@@ -147,28 +150,23 @@ impl Writer {
             let Some(store) = store.filter(|_| !inline.closed.load(Ordering::Acquire)) else {
                 return Ticket::done(Err(JournalError::new(StoreError::Closed.to_string())));
             };
-            let compact_now = {
-                let mut last = inline
-                    .last_compaction
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let now = unix_ms((inline.clock)());
-                let every = crate::record::ms(compact_interval(inline.retention));
-                let due = last.is_none_or(|at| now.saturating_sub(at) >= every);
-                if due {
-                    *last = Some(now);
-                }
-                due
-            };
-            if compact_now {
-                compact(
+            let mut last = inline
+                .last_compaction
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = unix_ms((inline.clock)());
+            let every = crate::record::ms(compact_interval(inline.retention));
+            if last.1 || last.0.is_none_or(|at| now.saturating_sub(at) >= every) {
+                let backlog = compact(
                     &*store,
                     inline.retention,
                     &inline.clock,
                     &mut ops,
                     &self.counts,
                 );
+                *last = (Some(now), backlog);
             }
+            drop(last);
             return Ticket::done(commit(&*store, &ops, &self.counts));
         }
         let ticket = Arc::new(Ticket::default());
@@ -223,8 +221,26 @@ fn run(
     counts: &Counts,
 ) {
     let mut last_compaction: Option<Instant> = None;
+    let mut backlog = false;
     let compact_every = compact_interval(retention);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(compact_every) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {
+                // Idle: expired outcomes are deleted all the same.
+                if retention.is_zero() {
+                    continue;
+                }
+                let mut ops = Vec::new();
+                backlog = compact(store, retention, clock, &mut ops, counts);
+                last_compaction = Some(Instant::now());
+                if !ops.is_empty() {
+                    let _ = commit(store, &ops, counts);
+                }
+                continue;
+            }
+        };
         let mut ops = first.ops;
         let mut tickets = vec![first.ticket];
         while ops.len() < MAX_BATCH_OPS {
@@ -236,9 +252,9 @@ fn run(
                 Err(_) => break,
             }
         }
-        if last_compaction.is_none_or(|at| at.elapsed() >= compact_every) {
+        if backlog || last_compaction.is_none_or(|at| at.elapsed() >= compact_every) {
             last_compaction = Some(Instant::now());
-            compact(store, retention, clock, &mut ops, counts);
+            backlog = compact(store, retention, clock, &mut ops, counts);
         }
         let result = commit(store, &ops, counts);
         for ticket in tickets {
@@ -268,19 +284,23 @@ fn commit(store: &dyn Store, ops: &[Op], counts: &Counts) -> Result<(), JournalE
 }
 
 /// Adds the deletes of outcomes whose retention has ended (an expiry key starts with the
-/// outcome's end time, big-endian, then its job's key).
+/// outcome's end time, big-endian, then its job's key); returns `true` if more may be left.
 fn compact(
     store: &dyn Store,
     retention: Duration,
     clock: &Clock,
     ops: &mut Vec<Op>,
     counts: &Counts,
-) {
+) -> bool {
+    if retention.is_zero() {
+        return false;
+    }
     let cutoff = unix_ms(clock()).saturating_sub(crate::record::ms(retention));
     let end = cutoff.to_be_bytes();
     let Ok(expired) = store.scan_below(Table::Expiry, &end, COMPACT_PER_COMMIT) else {
-        return;
+        return false;
     };
+    let full = expired.len() == COMPACT_PER_COMMIT;
     for (k, _) in expired {
         if let Some(id) = k.get(8..) {
             ops.push(Op::delete(Table::Outcomes, id.to_vec()));
@@ -288,4 +308,5 @@ fn compact(
         ops.push(Op::delete(Table::Expiry, k));
         counts.compacted.fetch_add(1, Ordering::Relaxed);
     }
+    full
 }

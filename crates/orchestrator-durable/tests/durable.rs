@@ -828,3 +828,43 @@ fn close_lets_go_of_the_store_and_dropping_everything_frees_it() {
         }
     }
 }
+
+#[test]
+fn compaction_keeps_up_with_any_number_of_expired_outcomes() {
+    let world = World::new();
+    let (process, _) = world.start(3);
+    let handles: Vec<_> = (0..10_000)
+        .map(|n| process.dispatcher.dispatch(work(n)))
+        .collect();
+    for handle in handles {
+        process.rt.block_on(handle).unwrap();
+    }
+    assert_eq!(world.store.len(Table::Outcomes), 10_000);
+    world.clock.advance(Duration::from_secs(3601));
+    // Expired outcomes read as gone at once, deleted or not.
+    assert!(
+        process
+            .durable
+            .outcome(WireJobId {
+                node: NodeId::new(1),
+                incarnation: 0,
+                job: 1
+            })
+            .unwrap()
+            .is_none()
+    );
+    // Each commit deletes a bounded batch, and the next commit goes on while some are left.
+    for n in 0..3 {
+        process
+            .rt
+            .block_on(process.dispatcher.dispatch(work(n)))
+            .unwrap();
+    }
+    assert_eq!(process.durable.stats().compacted, 10_000);
+    assert_eq!(
+        world.store.len(Table::Outcomes),
+        3,
+        "only the three new outcomes"
+    );
+    assert_eq!(world.store.len(Table::Expiry), 3);
+}

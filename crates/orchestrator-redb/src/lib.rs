@@ -39,6 +39,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 /// The layout version this build writes (and the newest it reads).
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The page cache [`RedbStore::open`] gives redb: 64 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 const META: TableDefinition<'static, &'static str, u32> = TableDefinition::new("orchestrator.meta");
 const FORMAT_KEY: &str = "format";
 
@@ -91,9 +94,23 @@ impl RedbStore {
     /// newer version wrote it, [`StoreError::Corrupt`] if it is not a store or is damaged, and
     /// [`StoreError::Other`] for an I/O error. The file is changed only when it is new.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens the store like [`open`](Self::open), with a page cache of at most `bytes` (redb's
+    /// own default is 1 GiB; a job store's working set is small, so [`open`](Self::open) uses
+    /// [`DEFAULT_CACHE_BYTES`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with_cache(path: impl AsRef<Path>, bytes: usize) -> Result<Self, StoreError> {
         let path_ref = path.as_ref();
         let shown = path_ref.display().to_string();
-        let db = Database::create(path_ref).map_err(|e| map(&shown, e.into()))?;
+        let db = Database::builder()
+            .set_cache_size(bytes)
+            .create(path_ref)
+            .map_err(|e| map(&shown, e.into()))?;
         let store = Self { db, path: shown };
         store.check_format()?;
         Ok(store)
