@@ -1,17 +1,14 @@
-//! The engine: [`Durable`] (the journal of every durable job type, the dead-letter list and
-//! the outcomes), [`DurableBuilder`] and [`Recovery`].
+//! [`Durable`] (durable jobs' handles, outcomes and dead letters), [`DurableBuilder`] and
+//! what opening a store reads (`load`).
 
-use std::any::Any;
 use std::collections::HashMap;
-use std::error::Error;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator_core::{
-    Accepting, AlwaysOnline, Connectivity, Dispatch, Dispatcher, Ending, Executor, Job, JobContext,
-    JobHandle, JobId, Journal, JournalError, JournalFuture, Receipt, StoredAlready,
+    AlwaysOnline, Connectivity, Dispatcher, Executor, Job, JobContext, JobHandle, JobId,
 };
 use orchestrator_remote::{Registry, WireJobId};
 use orchestrator_store::{Op, Store, Table};
@@ -21,11 +18,13 @@ use serde::de::DeserializeOwned;
 use crate::error::DurableError;
 use crate::gate::Gate;
 use crate::record::{
-    Clock, Counters, DeadLetter, DeadLettered, DeadRecord, End, JobRecord, RECORD_VERSION,
-    RetryRecord, StoredOutcome, decode, encode, expiry_key, hex, id_of, key, ms, parse_hex,
-    unix_ms,
+    Clock, Counters, DeadLetter, DeadRecord, JobRecord, RECORD_VERSION, StoredOutcome, decode,
+    id_of, key, ms, parse_hex,
 };
-use crate::writer::{Ticket, Writer};
+use crate::writer::Writer;
+
+use crate::journal::{Pending, Resume, Shared, Stats, TypeJournal, lock, redispatch};
+use crate::recovery::Recovery;
 
 /// The metadata key under which a recovered job carries its durable id (see
 /// [`Durable::job_id`]).
@@ -37,430 +36,6 @@ pub const DEFAULT_POISON_AFTER: u32 = 3;
 /// How long finished jobs' outcomes are kept, by default (a day).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A durable job running in this process.
-struct Flight {
-    id: WireJobId,
-    counters: Counters,
-    placeholder: Option<serde_json::Value>,
-    /// Its place in the order of acceptance (a network-bound job waits for its turn by it).
-    seq: u64,
-}
-
-/// A stored job to run again.
-struct Pending {
-    id: WireJobId,
-    record: JobRecord,
-    counters: Counters,
-}
-
-/// Dispatches a pending job of one type on the dispatcher.
-type Resume =
-    dyn Fn(&Arc<Shared>, &Dispatcher, Pending) -> Result<JobId, DurableError> + Send + Sync;
-
-#[derive(Default)]
-struct Stats {
-    accepted: AtomicU64,
-    recovered: AtomicU64,
-    dead_lettered: AtomicU64,
-    unknown: AtomicU64,
-    interrupted: AtomicU64,
-}
-
-/// What the journals of the durable job types share. It holds no dispatcher (the dispatcher
-/// holds the journals, which hold this: a dispatcher here would make a cycle that keeps the
-/// store, and its file, open forever).
-struct Shared {
-    /// `None` once closed: the file is let go of.
-    store: Mutex<Option<Arc<dyn Store>>>,
-    registry: Arc<Registry>,
-    /// The dispatcher's bus, for the dead letters found at start-up.
-    bus: orchestrator_core::SignalBus,
-    writer: Writer,
-    poison_after: u32,
-    retention: Duration,
-    clock: Clock,
-    inflight: Mutex<HashMap<JobId, Flight>>,
-    /// The next acceptance's place in the order.
-    next_seq: AtomicU64,
-    /// The network-bound job types' gates.
-    gates: Mutex<Vec<Arc<Gate>>>,
-    /// Recovered jobs being dispatched: their counters, until their dispatch is accepted.
-    recovering: Mutex<HashMap<WireJobId, Counters>>,
-    types: Mutex<HashMap<String, Arc<Resume>>>,
-    /// Handles of recovered jobs, until taken or until the job ends.
-    handles: Mutex<HashMap<WireJobId, Box<dyn Any + Send>>>,
-    stats: Stats,
-}
-
-impl Shared {
-    /// The wall clock, in milliseconds since the Unix epoch.
-    fn now(&self) -> u64 {
-        unix_ms((self.clock)())
-    }
-
-    /// Publishes a dead letter's event on the dispatcher's bus.
-    fn announce(&self, event: DeadLettered) {
-        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-        let _ = self.bus.emit(event);
-    }
-
-    /// Changes the counters of job `local` (of this process) and writes them.
-    fn bump(&self, local: JobId, change: impl FnOnce(&mut Counters)) -> Option<Arc<Ticket>> {
-        let (id, counters) = {
-            let mut inflight = lock(&self.inflight);
-            let flight = inflight.get_mut(&local)?;
-            change(&mut flight.counters);
-            (flight.id, flight.counters)
-        };
-        Some(
-            self.writer
-                .submit(vec![Op::put(Table::Attempts, key(id), counters.to_bytes())]),
-        )
-    }
-
-    /// The store, unless closed.
-    fn store(&self) -> Result<Arc<dyn Store>, DurableError> {
-        lock(&self.store)
-            .clone()
-            .ok_or(DurableError::Store(orchestrator_store::StoreError::Closed))
-    }
-
-    /// Moves a stored job to the dead-letter list (it stays in the jobs table).
-    fn dead_letter(&self, id: WireJobId, record: &JobRecord, counters: Counters, reason: String) {
-        let dead = DeadRecord {
-            reason: reason.clone(),
-            dead_unix_ms: self.now(),
-        };
-        let Ok(bytes) = encode(&dead) else { return };
-        drop(self.writer.submit(vec![
-            Op::put(Table::Dead, key(id), bytes),
-            Op::put(Table::Attempts, key(id), counters.to_bytes()),
-        ]));
-        self.announce(DeadLettered {
-            id,
-            job_type: record.request.job_type.clone(),
-            reason,
-            placeholder: record.placeholder.clone(),
-        });
-    }
-}
-
-/// The journal of one durable job type.
-struct TypeJournal<J> {
-    shared: Arc<Shared>,
-    /// A network-bound type's turns, and after how many failed attempts a job is poisoned.
-    online: Option<(Arc<Gate>, u32)>,
-    _job: std::marker::PhantomData<fn(J)>,
-}
-
-impl<J> TypeJournal<J>
-where
-    J: Job + Serialize + DeserializeOwned,
-    J::Output: Serialize + DeserializeOwned,
-{
-    fn record(&self, job: &J, dispatch: &Accepting<'_, J>) -> Result<JobRecord, String> {
-        let registry = &self.shared.registry;
-        let request = registry
-            .encode_job(dispatch.id(), job, dispatch.first_attempt(), None)
-            .map_err(|e| e.to_string())?;
-        let accepted = self.shared.now();
-        let placeholder = match dispatch.placeholder() {
-            Some(value) => Some(serde_json::to_value(value).map_err(|e| e.to_string())?),
-            None => None,
-        };
-        Ok(JobRecord {
-            version: RECORD_VERSION,
-            request,
-            accepted_unix_ms: accepted,
-            due_unix_ms: accepted.saturating_add(dispatch.delay().map_or(0, ms)),
-            timeout_ms: dispatch.timeout().map(ms),
-            attempt_timeout_ms: dispatch.attempt_timeout().map(ms),
-            retry: dispatch.retry().map(RetryRecord::of),
-            placeholder,
-            metadata: dispatch
-                .metadata()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        })
-    }
-}
-
-impl<J> Journal<J> for TypeJournal<J>
-where
-    J: Job + Serialize + DeserializeOwned,
-    J::Output: Serialize + DeserializeOwned,
-{
-    fn accept(
-        &self,
-        job: &J,
-        dispatch: &Accepting<'_, J>,
-    ) -> Result<Arc<dyn Receipt>, JournalError> {
-        let shared = &self.shared;
-        if let Some(id) = dispatch.metadata_value(DURABLE_ID).and_then(parse_hex) {
-            if let Some(counters) = lock(&shared.recovering).remove(&id) {
-                // A recovered job: stored already, under its first dispatch's id.
-                let placeholder = match dispatch.placeholder() {
-                    Some(value) => serde_json::to_value(value).ok(),
-                    None => None,
-                };
-                let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
-                lock(&shared.inflight).insert(
-                    dispatch.id(),
-                    Flight {
-                        id,
-                        counters,
-                        placeholder,
-                        seq,
-                    },
-                );
-                return Ok(Arc::new(StoredAlready));
-            }
-        }
-        let record = self.record(job, dispatch).map_err(JournalError::new)?;
-        let bytes = encode(&record).map_err(JournalError::new)?;
-        let id = record.request.id;
-        let counters = Counters {
-            failures: dispatch.first_attempt().saturating_sub(1),
-            ..Counters::default()
-        };
-        let mut ops = vec![Op::put(Table::Jobs, key(id), bytes)];
-        if counters != Counters::default() {
-            ops.push(Op::put(Table::Attempts, key(id), counters.to_bytes()));
-        }
-        let ticket = shared.writer.submit(ops);
-        shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let seq = shared.next_seq.fetch_add(1, Ordering::Relaxed);
-        lock(&shared.inflight).insert(
-            dispatch.id(),
-            Flight {
-                id,
-                counters,
-                placeholder: record.placeholder,
-                seq,
-            },
-        );
-        Ok(ticket)
-    }
-
-    fn attempt(&self, id: JobId, _attempt: u32) -> JournalFuture {
-        let start = move |shared: &Shared| match shared
-            .bump(id, |c| c.starts = c.starts.saturating_add(1))
-        {
-            Some(ticket) => ticket.wait(),
-            None => Ticket::done(Ok(())).wait(),
-        };
-        let Some((gate, max_failures)) = &self.online else {
-            return start(&self.shared);
-        };
-        let (seq, failures) = match lock(&self.shared.inflight).get(&id) {
-            Some(flight) => (flight.seq, flight.counters.failures),
-            None => return Ticket::done(Ok(())).wait(),
-        };
-        if failures >= *max_failures {
-            let poisoned = JournalError::fatal(format!(
-                "poisoned: it failed {failures} times (the limit of its job type)"
-            ));
-            return Box::pin(std::future::ready(Err(poisoned)));
-        }
-        // Sent when the network is up and its turn comes: first accepted, first sent.
-        let turn = gate.turn(id, seq);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            turn.await;
-            start(&shared).await
-        })
-    }
-
-    fn retrying(&self, id: JobId, attempt: u32, _error: &(dyn Error + 'static)) -> JournalFuture {
-        match self
-            .shared
-            .bump(id, |c| c.failures = c.failures.max(attempt))
-        {
-            Some(ticket) => ticket.wait(),
-            None => Ticket::done(Ok(())).wait(),
-        }
-    }
-
-    fn finish(
-        &self,
-        local: JobId,
-        ending: Ending<'_, J::Output>,
-        cx: &JobContext,
-    ) -> JournalFuture {
-        let shared = &self.shared;
-        if let Some((gate, _)) = &self.online {
-            gate.release(local);
-        }
-        let Some(flight) = lock(&shared.inflight).remove(&local) else {
-            return Ticket::done(Ok(())).wait();
-        };
-        let k = key(flight.id);
-        let outcome = match ending {
-            Ending::Interrupted => {
-                shared.stats.interrupted.fetch_add(1, Ordering::Relaxed);
-                let mut counters = flight.counters;
-                counters.released = counters.released.saturating_add(1);
-                let ticket =
-                    shared
-                        .writer
-                        .submit(vec![Op::put(Table::Attempts, k, counters.to_bytes())]);
-                return forget_handle_after(shared.clone(), flight.id, ticket);
-            }
-            Ending::Outcome(outcome) => outcome,
-        };
-        let end = match End::of(outcome) {
-            Ok(end) => end,
-            Err(error) => End::Rejected {
-                reason: format!("the output could not be encoded: {error}"),
-            },
-        };
-        let mut ops = Vec::with_capacity(4);
-        let job_type = shared
-            .registry
-            .job_name::<J>()
-            .unwrap_or_default()
-            .to_owned();
-        if let End::Failed { error, attempts } = &end {
-            // Out of attempts: the job goes to the dead-letter list instead of away.
-            let counters = Counters {
-                failures: flight.counters.failures.max(*attempts),
-                ..flight.counters
-            };
-            let dead = DeadRecord {
-                reason: error.clone(),
-                dead_unix_ms: shared.now(),
-            };
-            if let Ok(bytes) = encode(&dead) {
-                ops.push(Op::put(Table::Dead, k.clone(), bytes));
-                ops.push(Op::put(Table::Attempts, k.clone(), counters.to_bytes()));
-            }
-            shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            let _ = cx.emit(DeadLettered {
-                id: flight.id,
-                job_type: job_type.clone(),
-                reason: error.clone(),
-                placeholder: flight.placeholder.clone(),
-            });
-        } else {
-            ops.push(Op::delete(Table::Jobs, k.clone()));
-            ops.push(Op::delete(Table::Attempts, k.clone()));
-        }
-        if !shared.retention.is_zero() {
-            let finished = shared.now();
-            let stored = StoredOutcome {
-                id: flight.id,
-                job_type,
-                finished_unix_ms: finished,
-                end,
-            };
-            if let Ok(bytes) = encode(&stored) {
-                ops.push(Op::put(Table::Outcomes, k, bytes));
-                ops.push(Op::put(
-                    Table::Expiry,
-                    expiry_key(finished, flight.id),
-                    Vec::new(),
-                ));
-            }
-        }
-        forget_handle_after(shared.clone(), flight.id, shared.writer.submit(ops))
-    }
-}
-
-/// Waits for the end's write, then lets go of the kept handle of recovered job `id` (an
-/// untaken handle is taken until then: its outcome is readable as soon as it is gone).
-fn forget_handle_after(shared: Arc<Shared>, id: WireJobId, ticket: Arc<Ticket>) -> JournalFuture {
-    Box::pin(async move {
-        let written = ticket.wait().await;
-        drop(lock(&shared.handles).remove(&id));
-        written
-    })
-}
-
-/// Dispatches `pending` (a job of type `J`) through `via`, with what is left of its budget,
-/// its retry policy continued and its due time kept.
-fn redispatch<J>(
-    shared: &Arc<Shared>,
-    via: &impl Dispatch,
-    pending: Pending,
-) -> Result<JobId, DurableError>
-where
-    J: Job + Serialize + DeserializeOwned,
-    J::Output: Serialize + DeserializeOwned + Send,
-{
-    let Pending {
-        id,
-        record,
-        counters,
-    } = pending;
-    let job: J = match shared.registry.decode_job::<J>(&record.request) {
-        Ok(job) => job,
-        Err(error) => {
-            let reason = format!("the stored job no longer decodes: {error}");
-            shared.dead_letter(id, &record, counters, reason.clone());
-            return Err(DurableError::Codec(reason));
-        }
-    };
-    lock(&shared.recovering).insert(id, counters);
-    let now = shared.now();
-    let mut builder = via
-        .job(job)
-        .first_attempt(counters.failures.saturating_add(1))
-        .metadata(DURABLE_ID, hex(id));
-    // Its optimistic value is announced again: the state that showed it was lost with the
-    // process too.
-    if let Some(value) = record.placeholder.as_ref() {
-        if let Ok(value) = serde_json::from_value::<J::Output>(value.clone()) {
-            builder = builder.placeholder(value);
-        }
-    }
-    for (k, v) in record.metadata.iter().filter(|(k, _)| k != DURABLE_ID) {
-        builder = builder.metadata(k.clone(), v.clone());
-    }
-    if record.due_unix_ms > now {
-        builder = builder.delay(Duration::from_millis(record.due_unix_ms - now));
-    }
-    if let Some(timeout) = record.timeout_ms {
-        // The budget counts from when the job was first due: a job past its deadline ends
-        // timed out instead of running.
-        let deadline = record.due_unix_ms.saturating_add(timeout);
-        let left = deadline.saturating_sub(now.max(record.due_unix_ms));
-        builder = builder.timeout(Duration::from_millis(left));
-    }
-    if let Some(limit) = record.attempt_timeout_ms {
-        builder = builder.attempt_timeout(Duration::from_millis(limit));
-    }
-    if let Some(policy) = record.retry.as_ref().and_then(RetryRecord::policy) {
-        builder = builder.retry(policy);
-    }
-    let handle: JobHandle<J::Output> = builder.dispatch();
-    let local = handle.id();
-    if lock(&shared.recovering).remove(&id).is_some() {
-        // Refused before its journal saw it (a closed dispatcher, a disposed orchestrator):
-        // it stays stored and runs at the next start.
-        return Err(DurableError::NotDispatched(id));
-    }
-    shared.stats.recovered.fetch_add(1, Ordering::Relaxed);
-    if !handle.is_finished() {
-        let mut handles = lock(&shared.handles);
-        handles.insert(id, Box::new(handle));
-        // Its end may have come between the check and the insert (its journal's `finish`
-        // removes the handle): then it must not stay here for ever.
-        let ended = handles
-            .get(&id)
-            .and_then(|h| h.downcast_ref::<JobHandle<J::Output>>())
-            .is_some_and(JobHandle::is_finished);
-        if ended {
-            handles.remove(&id);
-        }
-    }
-    Ok(local)
-}
-
 /// Durable jobs on a [`Store`]: the journal of every durable job type, their recovery, the
 /// dead-letter list and the outcomes of finished jobs.
 ///
@@ -468,7 +43,7 @@ where
 /// returns the jobs that a previous run left unfinished ([`Recovery`]). Jobs are then
 /// dispatched as any other, through the dispatcher, an orchestrator or a job's context:
 ///
-/// - A dispatch is written before [`JobHandle::stored`] resolves (the writes of concurrent
+/// - A dispatch is written before [`JobHandle::stored`](orchestrator_core::JobHandle::stored) resolves (the writes of concurrent
 ///   dispatches share one commit). Each attempt's start is written before it runs, and the
 ///   outcome before the handle resolves.
 /// - At the next start, every accepted job without an outcome runs again, with its attempt
@@ -477,7 +52,7 @@ where
 ///   once). Execution is at least once: make executors idempotent with [`Durable::job_id`].
 /// - A job whose runs the process died in `poison_after` times, or whose last attempt failed,
 ///   goes to the dead-letter list ([`dead_letters`](Self::dead_letters)) and a
-///   [`DeadLettered`] event says so.
+///   [`DeadLettered`](crate::DeadLettered) event says so.
 /// - Outcomes are kept for the retention ([`outcome`](Self::outcome)), then compacted away.
 #[derive(Clone)]
 pub struct Durable {
@@ -494,7 +69,7 @@ pub struct Online {
     /// How many of its jobs may be sent at once (at least 1; default 1, one at a time).
     pub concurrency: usize,
     /// After how many failed attempts a job is poisoned: dead-lettered, with its
-    /// [`DeadLettered`] event (default 5).
+    /// [`DeadLettered`](crate::DeadLettered) event (default 5).
     pub max_failures: u32,
 }
 
@@ -566,7 +141,7 @@ impl DurableBuilder {
     /// stored (`JobHandle::stored` resolves: it is queued) and its placeholder, if it has one,
     /// is published at once; its handle resolves when it has been sent and answered. A job
     /// that failed `online.max_failures` attempts is poisoned: dead-lettered with a
-    /// [`DeadLettered`] event that carries its placeholder, so an optimistic state can roll
+    /// [`DeadLettered`](crate::DeadLettered) event that carries its placeholder, so an optimistic state can roll
     /// back.
     pub fn register_online<J, E>(self, executor: E, online: Online) -> Self
     where
@@ -1013,114 +588,4 @@ pub struct DurableStats {
     pub in_flight: usize,
     /// Network-bound jobs waiting for the network or for their turn.
     pub waiting_for_network: usize,
-}
-
-/// A stored job whose type is not durable in this process: it is kept, never dropped, and
-/// runs once a process that knows its type starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownJob {
-    /// The job's durable id.
-    pub id: WireJobId,
-    /// Its type's wire name.
-    pub job_type: String,
-}
-
-/// The jobs a previous run left unfinished, waiting to run again.
-///
-/// [`adopt`](Self::adopt) dispatches those of one type through an orchestrator (so that it
-/// tracks them as its own); [`resume`](Self::resume), or dropping the recovery, dispatches the
-/// rest through the dispatcher. Jobs whose type is not durable here are kept in the store and
-/// reported (what [`resume`](Self::resume) returns).
-#[must_use = "recovered jobs run when the recovery is resumed (or dropped)"]
-pub struct Recovery {
-    shared: Arc<Shared>,
-    dispatcher: Dispatcher,
-    pending: Vec<Pending>,
-    unknown: Vec<UnknownJob>,
-    dead_lettered: Vec<WireJobId>,
-}
-
-impl Recovery {
-    /// Returns the durable ids of the jobs waiting to run, in the order they were accepted.
-    pub fn ids(&self) -> Vec<WireJobId> {
-        self.pending.iter().map(|p| p.id).collect()
-    }
-
-    /// Returns how many jobs wait to run.
-    pub fn len(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Returns `true` if no job waits to run.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
-    /// Returns the jobs dead-lettered when the store was opened (the process died in too
-    /// many of their runs).
-    pub fn dead_lettered(&self) -> &[WireJobId] {
-        &self.dead_lettered
-    }
-
-    /// Dispatches the waiting jobs of type `J` through `via` (an orchestrator's handle, so
-    /// that its state sees their outcomes as its own); returns their local ids. Their handles:
-    /// [`Durable::take_handle`].
-    pub fn adopt<J>(&mut self, via: &impl Dispatch) -> Vec<JobId>
-    where
-        J: Job + Serialize + DeserializeOwned,
-        J::Output: Serialize + DeserializeOwned + Send,
-    {
-        let Some(name) = self.shared.registry.job_name::<J>().map(str::to_owned) else {
-            return Vec::new();
-        };
-        let (mine, rest): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|p| p.record.request.job_type == name);
-        self.pending = rest;
-        mine.into_iter()
-            .filter_map(|p| redispatch::<J>(&self.shared, via, p).ok())
-            .collect()
-    }
-
-    /// Dispatches every waiting job through the dispatcher; returns the jobs whose type is
-    /// not durable here (kept in the store, reported).
-    pub fn resume(mut self) -> Vec<UnknownJob> {
-        self.resume_all();
-        std::mem::take(&mut self.unknown)
-    }
-
-    fn resume_all(&mut self) {
-        for pending in std::mem::take(&mut self.pending) {
-            let resume = lock(&self.shared.types)
-                .get(&pending.record.request.job_type)
-                .cloned();
-            match resume {
-                Some(resume) => {
-                    let _ = resume(&self.shared, &self.dispatcher, pending);
-                }
-                None => {
-                    self.shared.stats.unknown.fetch_add(1, Ordering::Relaxed);
-                    self.unknown.push(UnknownJob {
-                        id: pending.id,
-                        job_type: pending.record.request.job_type,
-                    });
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Recovery {
-    fn drop(&mut self) {
-        self.resume_all();
-    }
-}
-
-impl fmt::Debug for Recovery {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Recovery")
-            .field("pending", &self.ids())
-            .field("dead_lettered", &self.dead_lettered)
-            .finish()
-    }
 }

@@ -63,18 +63,21 @@
 mod durable;
 mod error;
 mod gate;
+mod journal;
 mod record;
+mod recovery;
 mod writer;
 
 use std::time::SystemTime;
 
 pub use durable::{
     DEFAULT_POISON_AFTER, DEFAULT_RETENTION, DURABLE_ID, Durable, DurableBuilder, DurableStats,
-    Online, Recovery, UnknownJob,
+    Online,
 };
 pub use error::DurableError;
 pub use orchestrator_store::{Entry, MemoryStore, Op, Store, StoreError, Table};
 pub use record::{DeadLetter, DeadLettered, End, StoredOutcome};
+pub use recovery::{Recovery, UnknownJob};
 
 use orchestrator_core::{Job, JobBuilder};
 use orchestrator_remote::WireJobId;
