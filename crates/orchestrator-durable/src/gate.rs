@@ -53,25 +53,28 @@ impl Gate {
 
     /// Job `id` has ended: its turn goes to the next job.
     pub(crate) fn release(&self, id: JobId) {
-        let next = {
-            let mut state = self.state();
-            if !state.holders.remove(&id) {
-                return;
-            }
-            state
-                .waiting
-                .values_mut()
-                .next()
-                .and_then(|(_, waker)| waker.take())
-        };
-        if let Some(waker) = next {
-            waker.wake();
+        let mut state = self.state();
+        if state.holders.remove(&id) {
+            wake_next(state);
         }
     }
 
     /// Returns how many jobs wait for the network or their turn.
     pub(crate) fn waiting(&self) -> usize {
         self.state().waiting.len()
+    }
+}
+
+/// Wakes the first job in line (after the lock is let go of).
+fn wake_next(mut state: MutexGuard<'_, State>) {
+    let next = state
+        .waiting
+        .values_mut()
+        .next()
+        .and_then(|(_, waker)| waker.take());
+    drop(state);
+    if let Some(waker) = next {
+        waker.wake();
     }
 }
 
@@ -110,17 +113,9 @@ impl Future for Turn {
         if online && my_turn && state.holders.len() < this.gate.concurrency {
             state.waiting.remove(&this.seq);
             state.holders.insert(this.id);
-            // The next in line may have a turn too (concurrency above one).
-            let next = state
-                .waiting
-                .values_mut()
-                .next()
-                .and_then(|(_, waker)| waker.take());
-            drop(state);
             this.done = true;
-            if let Some(waker) = next {
-                waker.wake();
-            }
+            // The next in line may have a turn too (concurrency above one).
+            wake_next(state);
             return Poll::Ready(());
         }
         state
@@ -136,17 +131,8 @@ impl Drop for Turn {
             return;
         }
         // Given up while waiting (the job was cancelled or timed out): the next may go.
-        let next = {
-            let mut state = self.gate.state();
-            state.waiting.remove(&self.seq);
-            state
-                .waiting
-                .values_mut()
-                .next()
-                .and_then(|(_, waker)| waker.take())
-        };
-        if let Some(waker) = next {
-            waker.wake();
-        }
+        let mut state = self.gate.state();
+        state.waiting.remove(&self.seq);
+        wake_next(state);
     }
 }

@@ -150,6 +150,15 @@ fn start(
     )
 }
 
+/// A first start on a new store, its recovery (empty) resumed.
+fn fresh(online: bool, concurrency: usize) -> (App, ManualConnectivity, Server) {
+    let network = ManualConnectivity::new(online);
+    let server = Server::default();
+    let (app, recovery) = start(&MemoryStore::new(), &network, &server, concurrency);
+    recovery.resume();
+    (app, network, server)
+}
+
 fn send(app: &App, text: &str) -> orchestrator_core::JobHandle<Row> {
     app.outbox
         .job(Send { text: text.into() })
@@ -245,11 +254,7 @@ fn queued_offline_answered_at_once_kept_across_a_crash_sent_in_order_and_rolled_
 
 #[test]
 fn flapping_connectivity_sends_each_job_once_at_a_time_and_loses_none() {
-    let store = MemoryStore::new();
-    let network = ManualConnectivity::new(false);
-    let server = Server::default();
-    let (app, recovery) = start(&store, &network, &server, 2);
-    recovery.resume();
+    let (app, network, server) = fresh(false, 2);
     let texts: Vec<String> = (0..20).map(|n| format!("m{n}")).collect();
     let handles: Vec<_> = texts.iter().map(|t| send(&app, t)).collect();
     // The network flips every 30 ms (of virtual time) while the sends (100 ms each) go out.
@@ -274,11 +279,7 @@ fn flapping_connectivity_sends_each_job_once_at_a_time_and_loses_none() {
 
 #[test]
 fn going_offline_while_a_job_is_sent_does_not_lose_it() {
-    let store = MemoryStore::new();
-    let network = ManualConnectivity::new(true);
-    let server = Server::default();
-    let (app, recovery) = start(&store, &network, &server, 1);
-    recovery.resume();
+    let (app, network, server) = fresh(true, 1);
     let first = send(&app, "first");
     let second = send(&app, "second");
     app.rt.run_until_stalled();
@@ -294,11 +295,7 @@ fn going_offline_while_a_job_is_sent_does_not_lose_it() {
 
 #[test]
 fn a_queued_job_cancelled_while_offline_ends_and_lets_the_next_go() {
-    let store = MemoryStore::new();
-    let network = ManualConnectivity::new(false);
-    let server = Server::default();
-    let (app, recovery) = start(&store, &network, &server, 1);
-    recovery.resume();
+    let (app, network, server) = fresh(false, 1);
     let first = send(&app, "first");
     let second = send(&app, "second");
     app.rt.run_until_stalled();
@@ -314,11 +311,7 @@ fn a_queued_job_cancelled_while_offline_ends_and_lets_the_next_go() {
 
 #[test]
 fn a_dispatch_with_the_dedup_key_of_a_queued_job_joins_it() {
-    let store = MemoryStore::new();
-    let network = ManualConnectivity::new(false);
-    let server = Server::default();
-    let (app, recovery) = start(&store, &network, &server, 1);
-    recovery.resume();
+    let (app, network, server) = fresh(false, 1);
     let dedup = |text: &str| {
         app.outbox
             .job(Send { text: text.into() })
