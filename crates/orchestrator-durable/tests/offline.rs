@@ -279,7 +279,7 @@ fn flapping_connectivity_sends_each_job_once_at_a_time_and_loses_none() {
 
 #[test]
 fn going_offline_while_a_job_is_sent_does_not_lose_it() {
-    let (app, network, server) = fresh(true, 1);
+    let (app, network, _server) = fresh(true, 1);
     let first = send(&app, "first");
     let second = send(&app, "second");
     app.rt.run_until_stalled();
