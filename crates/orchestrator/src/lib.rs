@@ -40,16 +40,16 @@
 //!
 //! | feature | what it adds |
 //! | --- | --- |
-//! | `tokio` (default) | [`tokio`]: `TokioRuntime`, `LocalSetRuntime` |
-//! | `smol` | [`smol`]: `SmolRuntime` |
-//! | `async-std` | [`async_std`]: `AsyncStdRuntime` |
-//! | `wasm` | [`wasm`]: `WasmRuntime` (the browser) |
-//! | `embassy` | [`embassy`]: `EmbassyRuntime` (`no_std`; made from embassy's spawner, so no `DefaultRuntime`) |
+//! | `tokio` (default) | `orchestrator::tokio`: `TokioRuntime`, `LocalSetRuntime` |
+//! | `smol` | `orchestrator::smol`: `SmolRuntime` |
+//! | `async-std` | `orchestrator::async_std`: `AsyncStdRuntime` |
+//! | `wasm` | `orchestrator::wasm`: `WasmRuntime` (the browser) |
+//! | `embassy` | `orchestrator::embassy`: `EmbassyRuntime` (`no_std`; made from embassy's spawner, so no `DefaultRuntime`) |
 //! | `std` | the standard library (on with every runtime but embassy); without it the crate is `no_std` + `alloc` |
 //! | `serde`, `tracing`, `metrics`, `test-util` | the core's features of the same names |
-//! | `durable` | [`durable`]: durable jobs on any store (`orchestrator-durable`) |
-//! | `redb` | [`redb`]: the redb file store (needs Rust 1.90) |
-//! | `remote` | [`remote`]: the wire model of jobs and events between processes |
+//! | `durable` | `orchestrator::durable`: durable jobs on any store (`orchestrator-durable`) |
+//! | `redb` | `orchestrator::redb`: the redb file store (needs Rust 1.90) |
+//! | `remote` | `orchestrator::remote`: the wire model of jobs and events between processes |
 //!
 //! With several runtime features on, [`DefaultRuntime`] and [`block_on`] are the first of
 //! tokio, smol, async-std, wasm; every adapter that is on stays reachable by its module.
