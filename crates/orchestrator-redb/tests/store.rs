@@ -6,24 +6,41 @@ use orchestrator_redb::{FORMAT_VERSION, RedbStore};
 use orchestrator_store::{Op, Store, StoreError, Table, conformance};
 use redb::{ReadableDatabase, ReadableTable};
 
-/// A fresh directory for one test.
-fn dir(name: &str) -> PathBuf {
+/// A fresh directory for one test, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+fn dir(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("orchestrator-redb-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 #[test]
 fn the_redb_store_passes_the_conformance_suite() {
-    let path = dir("conformance").join("jobs.redb");
+    let scratch = dir("conformance");
+    let path = scratch.join("jobs.redb");
     let cases = conformance::run(|| RedbStore::open(&path));
     assert_eq!(cases, conformance::CASES);
 }
 
 #[test]
 fn a_file_open_twice_is_refused_with_a_clear_error_and_nothing_changes() {
-    let path = dir("twice").join("jobs.redb");
+    let scratch = dir("twice");
+    let path = scratch.join("jobs.redb");
     let first = RedbStore::open(&path).unwrap();
     first
         .commit(&[Op::put(Table::Jobs, b"k".to_vec(), b"v".to_vec())])
@@ -40,7 +57,8 @@ fn a_file_open_twice_is_refused_with_a_clear_error_and_nothing_changes() {
 
 #[test]
 fn a_file_of_a_newer_format_is_refused_and_left_as_it_was() {
-    let path = dir("newer").join("jobs.redb");
+    let scratch = dir("newer");
+    let path = scratch.join("jobs.redb");
     {
         // Written by "a newer version": the same layout with a higher version number.
         let db = redb::Database::create(&path).unwrap();
@@ -114,7 +132,8 @@ fn a_file_that_is_not_a_store_is_an_error_not_a_panic() {
 
 #[test]
 fn a_damaged_store_file_is_an_error_at_open() {
-    let path = dir("damaged").join("jobs.redb");
+    let scratch = dir("damaged");
+    let path = scratch.join("jobs.redb");
     {
         let store = RedbStore::open(&path).unwrap();
         for n in 0..100u32 {
@@ -153,7 +172,8 @@ fn hold_child() {
 fn a_second_process_gets_a_clear_error() {
     use std::io::{BufRead, BufReader, Write};
     use std::process::{Command, Stdio};
-    let path = dir("process").join("jobs.redb");
+    let scratch = dir("process");
+    let path = scratch.join("jobs.redb");
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "hold_child", "--nocapture", "--test-threads=1"])
         .env("REDB_HOLD_FILE", &path)
