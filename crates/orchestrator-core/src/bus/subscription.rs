@@ -242,6 +242,15 @@ pub struct TypedEvent<P> {
 }
 
 impl<P: 'static> TypedEvent<P> {
+    /// The typed view of `event`, if its payload is a `P`.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
+    pub(crate) fn from_event(event: Event) -> Option<Self> {
+        event.is::<P>().then_some(TypedEvent {
+            event,
+            _payload: PhantomData,
+        })
+    }
+
     /// Returns the envelope (correlation id, timestamp, job type, source).
     pub fn event(&self) -> &Event {
         &self.event

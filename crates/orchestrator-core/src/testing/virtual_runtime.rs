@@ -1,67 +1,4 @@
-//! A deterministic runtime with a virtual clock, for tests (feature `test-util`).
-//!
-//! [`VirtualRuntime`] implements [`Spawn`] and [`Timer`] like any adapter, but its tasks run
-//! only when the test drives them, and its clock moves only when the test (or
-//! [`block_on`](VirtualRuntime::block_on)'s auto-advance) moves it. Timeouts, backoff
-//! schedules and cancellation races are therefore tested instantly and reproducibly.
-//!
-//! ```
-//! use core::time::Duration;
-//! use orchestrator_core::runtime::Timer;
-//! use orchestrator_core::testing::VirtualRuntime;
-//!
-//! let rt = VirtualRuntime::new();
-//! let start = rt.now();
-//! rt.block_on(rt.sleep(Duration::from_secs(3600))); // returns at once
-//! assert_eq!(rt.now().saturating_duration_since(start), Duration::from_secs(3600));
-//! ```
-//!
-//! # Ownership
-//!
-//! The value [`VirtualRuntime::new`] returns is the runtime's **owner**; its clones are
-//! **handles**, as with tokio's `Runtime` and `Handle`. Any of them spawns, drives the tasks
-//! and moves the clock, but only the owner keeps the tasks alive. Give the dispatcher a clone
-//! (`Dispatcher::new(rt.clone())`) and keep the owner in the test: a job's task and an
-//! orchestrator's event loop hold their dispatcher, which holds the runtime it was given, so a
-//! dispatcher holding the owner would keep its own tasks alive.
-//!
-//! Dropping the owner shuts the runtime down like [`VirtualRuntime::shutdown`]: unfinished
-//! tasks are dropped (their jobs resolve as cancelled) and the handles refuse later tasks with
-//! [`SpawnErrorKind::Shutdown`](crate::runtime::SpawnErrorKind::Shutdown), so dispatches are
-//! rejected and orchestrators fail to start, without panicking. Dropping the owner, the
-//! dispatchers and the orchestrator handles frees everything, with or without a `shutdown`
-//! call.
-//!
-//! ```
-//! use orchestrator_core::Dispatch;
-//! use orchestrator_core::testing::VirtualRuntime;
-//! use orchestrator_core::{Dispatcher, Executor, Job, JobContext};
-//!
-//! struct Park;
-//! impl Job for Park {
-//!     type Output = ();
-//! }
-//! struct Parker;
-//! impl Executor<Park> for Parker {
-//!     type Error = core::convert::Infallible;
-//!     async fn execute(&self, _: &Park, _: JobContext) -> Result<(), Self::Error> {
-//!         core::future::pending().await // never done
-//!     }
-//! }
-//!
-//! let rt = VirtualRuntime::new();
-//! let handle = rt.clone();
-//! let dispatcher = Dispatcher::new(rt.clone());
-//! dispatcher.register(Parker);
-//! let parked = dispatcher.dispatch(Park);
-//! rt.run_until_stalled();
-//! assert_eq!(rt.pool().len(), 1);
-//!
-//! drop(rt); // the owner: its task is dropped, the job is cancelled
-//! assert!(handle.block_on(parked).unwrap_err().is_cancelled());
-//! let late = handle.block_on(dispatcher.dispatch(Park)).unwrap_err();
-//! assert!(late.is_rejected());
-//! ```
+//! [`VirtualRuntime`]: a runtime whose tasks and clock the test drives.
 
 use core::fmt;
 use core::future::Future;
@@ -78,7 +15,7 @@ use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 /// A runtime whose tasks and clock are driven by the test.
 ///
 /// Cheap to clone; clones share tasks and clock. The value [`new`](Self::new) returns owns the
-/// tasks and its clones are handles: see [Ownership](self#ownership). Time starts at
+/// tasks and its clones are handles: see [Ownership](super#ownership). Time starts at
 /// [`Instant::ZERO`].
 #[derive(Clone)]
 pub struct VirtualRuntime {
