@@ -165,7 +165,15 @@ pub fn data_source<T: fmt::Debug>(
     match result {
         Ok(success) if success.data_source == source => Ok(()),
         _ => Err(Mismatch::new(
-            format!("the job to succeed with a {} value", source_name(source)),
+            format!(
+                "the job to succeed with a{} {} value",
+                if source == DataSource::Optimistic {
+                    "n"
+                } else {
+                    ""
+                },
+                source_name(source)
+            ),
             describe(result),
         )),
     }

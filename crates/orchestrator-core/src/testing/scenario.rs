@@ -14,8 +14,8 @@ use super::fakes::Recorder;
 use super::virtual_runtime::{Stalled, VirtualRuntime};
 use crate::dispatch::builder::Dispatch;
 use crate::dispatch::dispatcher::Dispatcher;
-use crate::dispatch::handle::JobHandle;
 use crate::event::Event;
+use crate::id::JobId;
 use crate::job::Job;
 use crate::observer::DroppedEvent;
 use crate::orchestrator::{Orchestrator, OrchestratorContext, OrchestratorHandle, Origin};
@@ -348,9 +348,10 @@ pub struct Act<'a, S> {
 
 impl<S: Clone + Send + Sync + 'static> Act<'_, S> {
     /// Dispatches `job` through the orchestrator (it is tracked: its events are active) and
-    /// returns its handle. The job runs when the runtime next runs.
-    pub fn dispatch<J: Job>(&self, job: J) -> JobHandle<J::Output> {
-        self.orchestrator.dispatch(job)
+    /// returns its id; the job runs when the runtime next runs. For its handle, or options,
+    /// dispatch through [`orchestrator`](Self::orchestrator).
+    pub fn dispatch<J: Job>(&self, job: J) -> JobId {
+        self.orchestrator.dispatch(job).id()
     }
 
     /// Publishes `payload` on the orchestrator's bus (handled when the runtime next runs). A
