@@ -58,7 +58,9 @@ async fn fakes_checks_and_waits_on_a_multi_threaded_runtime() {
 #[tokio::test(start_paused = true)]
 async fn a_wait_that_never_matches_times_out_on_tokios_clock() {
     let dispatcher = Dispatcher::new(TokioRuntime::default());
-    dispatcher.register(FakeExecutor::<Charge>::fail(FakeError::new("card declined")));
+    dispatcher.register(FakeExecutor::<Charge>::fail(FakeError::new(
+        "card declined",
+    )));
     let events = EventCapture::on(&dispatcher).with_limit(Duration::from_secs(10));
 
     let outcome = dispatcher.dispatch(Charge(5)).await;
@@ -74,6 +76,9 @@ async fn a_wait_that_never_matches_times_out_on_tokios_clock() {
     );
 
     let hanging = dispatcher.register(FakeExecutor::<Charge>::never());
-    let job = hanging.job(Charge(1)).timeout(Duration::from_secs(2)).dispatch();
+    let job = hanging
+        .job(Charge(1))
+        .timeout(Duration::from_secs(2))
+        .dispatch();
     assert_eq!(expect::timed_out(&job.await), Ok(Duration::from_secs(2)));
 }
