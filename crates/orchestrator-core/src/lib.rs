@@ -103,6 +103,7 @@ mod state;
 mod sync;
 mod trace;
 mod typemap;
+mod undo;
 mod watch;
 
 #[cfg(feature = "test-util")]
@@ -151,4 +152,10 @@ pub use progress::Progress;
 pub use retry::{InvalidRetryPolicy, RetryPolicy, RetryPolicyBuilder};
 pub use saga::{CompensationFailure, RollbackReport, Saga, StepError};
 pub use state::{AsyncState, JobResult, JobResultExt};
+pub use undo::{
+    DEFAULT_HISTORY_LIMIT, EntryFailure, EntryId, EntryState, FailureReason, History,
+    HistoryAction, HistoryEntry, HistoryStep, HookDecision, InvalidHistoryLimit, RecordError,
+    RedoError, Reversible, RunError, UndoError, UndoStack, UndoStackBuilder, UndoStrategy,
+    UndoToError, UndoToReport,
+};
 pub use watch::{StateClosed, StateStream, WaitForState};
