@@ -6,23 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use orchestrator_core::testing::VirtualRuntime;
+use orchestrator_core::testing::{FakeError, FakeExecutor, VirtualRuntime, expect};
 use orchestrator_core::{
-    Dispatch, Dispatcher, DropReason, DroppedEvent, Event, Executor, Job, JobContext, JobError,
-    JobId, JobLifecycle, LoopGuard, Observer, Orchestrator, OrchestratorContext, OrchestratorError,
-    OrchestratorGroup, OrchestratorHandle, Origin, Rejection, SignalBus,
+    Dispatch, Dispatcher, DropReason, DroppedEvent, Event, Job, JobId, JobLifecycle, LoopGuard,
+    Observer, Orchestrator, OrchestratorContext, OrchestratorError, OrchestratorGroup,
+    OrchestratorHandle, Origin, Rejection, SignalBus,
 };
 
-#[derive(Debug)]
-struct Never;
-impl std::fmt::Display for Never {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("never")
-    }
-}
-impl std::error::Error for Never {}
-
 /// Adds `n` to the cart after `delay`; its output event is `ItemAdded(n)`.
+#[derive(Clone)]
 struct AddItem {
     n: u32,
     delay: Duration,
@@ -35,13 +27,11 @@ impl Job for AddItem {
 }
 #[derive(Debug, Clone, PartialEq)]
 struct ItemAdded(u32);
-struct AddItemExec;
-impl Executor<AddItem> for AddItemExec {
-    type Error = Never;
-    async fn execute(&self, job: &AddItem, cx: JobContext) -> Result<u32, Never> {
+fn add_item_exec() -> FakeExecutor<AddItem> {
+    FakeExecutor::from_fn(|job: AddItem, cx| async move {
         cx.sleep(job.delay).await;
         Ok(job.n)
-    }
+    })
 }
 
 /// Records what it sees; keeps the cart total as state.
@@ -88,7 +78,7 @@ impl Orchestrator for Cart {
 fn setup() -> (VirtualRuntime, Dispatcher<VirtualRuntime>) {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
-    d.register(AddItemExec);
+    d.register(add_item_exec());
     (rt, d)
 }
 
@@ -242,14 +232,11 @@ fn dispose_stops_handling_but_running_jobs_finish_and_others_are_unaffected() {
         "the other orchestrator saw everything"
     );
     assert_eq!(b.state(), 4);
-    let refused = rt.block_on(a.dispatch(item(1))).unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            JobError::Rejected(Rejection::Disposed { orchestrator }) if orchestrator == a.name()
-        ),
-        "{refused:?}"
-    );
+    let refused = rt.block_on(a.dispatch(item(1)));
+    let disposed = Rejection::Disposed {
+        orchestrator: a.name(),
+    };
+    assert_eq!(expect::rejected(&refused), Ok(&disposed));
     assert_eq!(a.start().unwrap_err(), OrchestratorError::Disposed);
 }
 
@@ -258,14 +245,11 @@ fn dispatch_before_start_is_refused_and_start_twice_is_an_error() {
     let (rt, d) = setup();
     let seen = Seen::default();
     let a = Cart { seen }.builder(0, &d).build();
-    let refused = rt.block_on(a.dispatch(item(1))).unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            JobError::Rejected(Rejection::NotStarted { orchestrator }) if orchestrator == a.name()
-        ),
-        "{refused:?}"
-    );
+    let refused = rt.block_on(a.dispatch(item(1)));
+    let not_started = Rejection::NotStarted {
+        orchestrator: a.name(),
+    };
+    assert_eq!(expect::rejected(&refused), Ok(&not_started));
     a.start().unwrap();
     assert_eq!(a.start().unwrap_err(), OrchestratorError::AlreadyStarted);
     assert!(
@@ -296,7 +280,7 @@ fn the_storm_guard_throttles_an_orchestrator_that_redispatches_on_its_own_events
     let d = Dispatcher::builder(rt.clone())
         .observer(Reporter(reports.clone()))
         .build();
-    d.register(AddItemExec);
+    d.register(add_item_exec());
     let looper = Looper
         .builder(0, &d)
         .name("looper")
@@ -425,21 +409,20 @@ fn a_group_starts_and_disposes_together_and_a_failed_start_disposes_the_started(
 }
 
 /// Reports progress `reports` times, then fails.
+#[derive(Clone)]
 struct Chatty {
     reports: u32,
 }
 impl Job for Chatty {
     type Output = ();
 }
-struct ChattyExec;
-impl Executor<Chatty> for ChattyExec {
-    type Error = Never;
-    async fn execute(&self, job: &Chatty, cx: JobContext) -> Result<(), Never> {
+fn chatty_exec() -> FakeExecutor<Chatty> {
+    FakeExecutor::from_fn(|job: Chatty, cx| async move {
         for i in 0..job.reports {
             cx.report_progress(f64::from(i) / f64::from(job.reports));
         }
-        Err(Never)
-    }
+        Err(FakeError::new("never"))
+    })
 }
 
 struct TerminalCounter;
@@ -463,7 +446,7 @@ impl Orchestrator for TerminalCounter {
 fn a_chatty_job_cannot_use_up_the_guard_budget_of_its_own_terminal_event() {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
-    d.register(ChattyExec);
+    d.register(chatty_exec());
     // The default guard drops nothing by rate: the burst is delivered in full.
     let o = TerminalCounter.builder((0, 0), &d).start().unwrap();
     // All lifecycle events, progress included, asked for explicitly.
@@ -506,7 +489,7 @@ fn a_chatty_job_cannot_use_up_the_guard_budget_of_its_own_terminal_event() {
 fn orchestrator_jobs_publish_no_progress_events_unless_asked() {
     let rt = VirtualRuntime::new();
     let d = Dispatcher::new(rt.clone());
-    d.register(ChattyExec);
+    d.register(chatty_exec());
     let o = TerminalCounter.builder((0, 0), &d).start().unwrap();
     let handle = o.dispatch(Chatty { reports: 100 });
     let id = handle.id();
@@ -525,11 +508,9 @@ fn orchestrator_jobs_publish_no_progress_events_unless_asked() {
         .lifecycle_events(false)
         .dispatch();
     let id = off.id();
-    let err = rt.block_on(off).unwrap_err();
-    assert!(
-        matches!(err, JobError::Rejected(Rejection::Invalid { .. })),
-        "{err:?}"
-    );
+    let err = rt.block_on(off);
+    let invalid = expect::rejected(&err).unwrap();
+    assert!(matches!(invalid, Rejection::Invalid { .. }), "{invalid:?}");
     assert!(!o.is_job_running(id));
     rt.run_until_stalled();
     assert_eq!(o.state(), (0, 1), "the rejected job never ran");

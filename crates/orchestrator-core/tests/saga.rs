@@ -5,12 +5,13 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::executor::block_on;
 use futures::task::noop_waker_ref;
-use orchestrator_core::testing::VirtualRuntime;
+use orchestrator_core::testing::{FakeError, FakeExecutor, VirtualRuntime};
 use orchestrator_core::{
-    CompensationFailure, Dispatch, Dispatcher, Executor, Job, JobContext, JobError, Saga, StepError,
+    CompensationFailure, Dispatch, Dispatcher, Job, JobError, Saga, StepError,
 };
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -397,86 +398,56 @@ struct Books {
     undo_jobs: Vec<&'static str>,
 }
 
-#[derive(Debug, PartialEq)]
-struct Declined;
-impl std::fmt::Display for Declined {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("card declined")
-    }
+/// The error of the declined charge and of shipping.
+fn declined() -> FakeError {
+    FakeError::new("card declined")
 }
-impl std::error::Error for Declined {}
 
+#[derive(Clone)]
 struct Reserve(u32);
 impl Job for Reserve {
     type Output = u32;
 }
+#[derive(Clone)]
 struct Release(u32);
 impl Job for Release {
     type Output = ();
 }
+#[derive(Clone)]
 struct Charge(u32);
 impl Job for Charge {
     type Output = u32;
 }
+#[derive(Clone)]
 struct Refund(u32);
 impl Job for Refund {
     type Output = ();
 }
+#[derive(Clone)]
 struct Ship;
 impl Job for Ship {
     type Output = ();
 }
 
-/// Runs every job against the books; charges above `limit` are declined, shipping fails.
-#[derive(Clone)]
-struct Shop {
-    books: Arc<Mutex<Books>>,
-    limit: u32,
-}
-impl Executor<Reserve> for Shop {
-    type Error = Declined;
-    async fn execute(&self, job: &Reserve, cx: JobContext) -> Result<u32, Declined> {
-        cx.sleep(std::time::Duration::from_millis(5)).await;
-        self.books.lock().unwrap().stock -= job.0;
-        Ok(job.0)
-    }
-}
-impl Executor<Release> for Shop {
-    type Error = Declined;
-    async fn execute(&self, job: &Release, cx: JobContext) -> Result<(), Declined> {
-        cx.sleep(std::time::Duration::from_millis(5)).await;
-        let mut books = self.books.lock().unwrap();
-        books.stock += job.0;
-        books.undo_jobs.push("release");
-        Ok(())
-    }
-}
-impl Executor<Charge> for Shop {
-    type Error = Declined;
-    async fn execute(&self, job: &Charge, _cx: JobContext) -> Result<u32, Declined> {
-        if job.0 > self.limit {
-            return Err(Declined);
+/// A fake that waits `latency_ms` (if any) on the virtual clock, then runs `f` on the books.
+fn on_books<J: Job + Clone>(
+    books: &Arc<Mutex<Books>>,
+    latency_ms: u64,
+    f: impl Fn(&J, &mut Books) -> Result<J::Output, FakeError> + Send + Sync + 'static,
+) -> FakeExecutor<J> {
+    let (books, f) = (books.clone(), Arc::new(f));
+    FakeExecutor::from_fn(move |job: J, cx| {
+        let (books, f) = (books.clone(), f.clone());
+        async move {
+            if latency_ms > 0 {
+                cx.sleep(Duration::from_millis(latency_ms)).await;
+            }
+            f(&job, &mut books.lock().unwrap())
         }
-        self.books.lock().unwrap().charged += job.0;
-        Ok(job.0)
-    }
-}
-impl Executor<Refund> for Shop {
-    type Error = Declined;
-    async fn execute(&self, job: &Refund, _cx: JobContext) -> Result<(), Declined> {
-        let mut books = self.books.lock().unwrap();
-        books.charged -= job.0;
-        books.undo_jobs.push("refund");
-        Ok(())
-    }
-}
-impl Executor<Ship> for Shop {
-    type Error = Declined;
-    async fn execute(&self, _job: &Ship, _cx: JobContext) -> Result<(), Declined> {
-        Err(Declined)
-    }
+    })
 }
 
+/// Runs every job against the books; charges above `limit` are declined, shipping fails.
 fn shop(
     limit: u32,
 ) -> (
@@ -490,15 +461,28 @@ fn shop(
         stock: 10,
         ..Books::default()
     }));
-    let shop = Shop {
-        books: books.clone(),
-        limit,
-    };
-    dispatcher.register::<Reserve, _>(shop.clone());
-    dispatcher.register::<Release, _>(shop.clone());
-    dispatcher.register::<Charge, _>(shop.clone());
-    dispatcher.register::<Refund, _>(shop.clone());
-    dispatcher.register::<Ship, _>(shop);
+    dispatcher.register(on_books(&books, 5, |job: &Reserve, books| {
+        books.stock -= job.0;
+        Ok(job.0)
+    }));
+    dispatcher.register(on_books(&books, 5, |job: &Release, books| {
+        books.stock += job.0;
+        books.undo_jobs.push("release");
+        Ok(())
+    }));
+    dispatcher.register(on_books(&books, 0, move |job: &Charge, books| {
+        if job.0 > limit {
+            return Err(declined());
+        }
+        books.charged += job.0;
+        Ok(job.0)
+    }));
+    dispatcher.register(on_books(&books, 0, |job: &Refund, books| {
+        books.charged -= job.0;
+        books.undo_jobs.push("refund");
+        Ok(())
+    }));
+    dispatcher.register(FakeExecutor::<Ship>::fail(declined()));
     (rt, dispatcher, books)
 }
 
@@ -550,8 +534,8 @@ fn dispatched_jobs_roll_back_through_undo_jobs_when_a_later_step_fails() {
     assert_eq!(
         err.error
             .failure()
-            .and_then(|f| f.downcast_ref::<Declined>()),
-        Some(&Declined)
+            .and_then(|f| f.downcast_ref::<FakeError>()),
+        Some(&declined())
     );
     assert_eq!(err.rollback.compensated(), ["charge", "reserve"]);
     assert!(err.rollback.is_clean());
