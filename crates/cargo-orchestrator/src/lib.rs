@@ -383,7 +383,9 @@ const TEMPLATE: &str = r#"//! The `{{module}}` feature: a job, its executor, and
 //! Nothing here names a runtime. The tests run the feature on `VirtualRuntime`, a
 //! deterministic runtime with a virtual clock (the `test-util` feature of `orchestrator`,
 //! in `[dev-dependencies]`), and on `DefaultRuntime`, the runtime the features of
-//! `orchestrator` chose (`{{runtime}}` when this was generated).
+//! `orchestrator` chose (`{{runtime}}` when this was generated). They use the test kit of
+//! `orchestrator::testing`: outcome checks (`expect`), a fake executor and a `Scenario`
+//! that checks the states the orchestrator goes through.
 
 use orchestrator::runtime::Runtime;
 use orchestrator::{
@@ -491,8 +493,8 @@ pub fn dispatcher<R: Runtime>(runtime: R) -> Dispatcher<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator::testing::VirtualRuntime;
-    use orchestrator::{DefaultRuntime, Dispatch, JobError};
+    use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime, expect};
+    use orchestrator::{DefaultRuntime, Dispatch};
 
     /// Dispatches a job through the orchestrator (its state counts the output), then one with
     /// an empty input (it fails).
@@ -516,12 +518,8 @@ mod tests {
         let empty = {{Prefix}}Job {
             input: String::new(),
         };
-        match dispatcher.dispatch(empty).await {
-            Err(JobError::Failed(failure)) => {
-                assert_eq!(failure.error().to_string(), "the input is empty");
-            }
-            other => panic!("an empty input fails, got {other:?}"),
-        }
+        let outcome = dispatcher.dispatch(empty).await;
+        expect::failed_after(&outcome, 1, "the input is empty").unwrap();
         feature.dispose();
     }
 
@@ -536,6 +534,33 @@ mod tests {
     #[test]
     fn runs_on_the_default_runtime() {
         orchestrator::block_on(exercise(dispatcher(DefaultRuntime::default())));
+    }
+
+    /// The orchestrator alone, with a fake executor: the states it goes through.
+    #[test]
+    fn counts_what_a_fake_executor_returns() {
+        type Fake = FakeExecutor<{{Prefix}}Job>;
+        let fake = Fake::succeed("HELLO".to_string());
+        let recorder = fake.recorder();
+        let job = {{Prefix}}Job {
+            input: "hello".into(),
+        };
+        let done = {{Prefix}}State {
+            done: 1,
+            last: Some("HELLO".into()),
+        };
+        let feature = {{Prefix}}Orchestrator;
+        Scenario::new(feature, Default::default())
+            .given(move |dispatcher| {
+                dispatcher.register(fake);
+            })
+            .when(move |act| {
+                act.dispatch(job);
+            })
+            .then_states([done])
+            .run()
+            .unwrap();
+        assert_eq!(recorder.attempts(), 1);
     }
 }
 "#;

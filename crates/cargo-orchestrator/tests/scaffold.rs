@@ -36,9 +36,10 @@ fn it_writes_the_module_declares_it_and_lists_what_is_missing() {
         "impl Executor<UserSignupJob> for UserSignupExecutor",
         "pub struct UserSignupState",
         "impl Orchestrator for UserSignupOrchestrator",
-        "use orchestrator::testing::VirtualRuntime;",
+        "use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime, expect};",
         "fn updates_its_state_and_rejects_empty_input()",
         "fn runs_on_the_default_runtime()",
+        "fn counts_what_a_fake_executor_returns()",
     ] {
         assert!(module.contains(item), "missing {item}");
     }
@@ -197,8 +198,8 @@ fn the_generated_code_depends_on_the_facade_only() {
         }
         for used in [
             "use orchestrator::{\n",
-            "use orchestrator::testing::VirtualRuntime;",
-            "use orchestrator::{DefaultRuntime, Dispatch, JobError};",
+            "use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime, expect};",
+            "use orchestrator::{DefaultRuntime, Dispatch};",
             "orchestrator::block_on(",
         ] {
             assert!(module.contains(used), "{runtime:?}: {used}");
