@@ -2,6 +2,7 @@
 //! [`UndoStack::undo_to`](crate::UndoStack::undo_to).
 
 use alloc::borrow::Cow;
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::error::Error;
 use core::fmt;
@@ -100,7 +101,7 @@ macro_rules! operation_error {
             Busy,
             /// The entry could not be changed (a hook vetoed, or its job did not succeed);
             /// it stays where it was.
-            Entry(EntryFailure),
+            Entry(Box<EntryFailure>),
         }
 
         impl $name {
@@ -127,7 +128,7 @@ macro_rules! operation_error {
             /// Returns the entry's failure (a veto or a job that did not succeed).
             pub fn entry_failure(&self) -> Option<&EntryFailure> {
                 match self {
-                    Self::Entry(failure) => Some(failure),
+                    Self::Entry(failure) => Some(&**failure),
                     _ => None,
                 }
             }
@@ -249,7 +250,7 @@ pub enum UndoToError {
         position: usize,
     },
     /// At least one entry could not be undone; the report says what was done about it.
-    Failed(UndoToReport),
+    Failed(Box<UndoToReport>),
 }
 
 impl UndoToError {
@@ -266,7 +267,7 @@ impl UndoToError {
     /// Returns the report, if entries were tried.
     pub fn report(&self) -> Option<&UndoToReport> {
         match self {
-            UndoToError::Failed(report) => Some(report),
+            UndoToError::Failed(report) => Some(&**report),
             _ => None,
         }
     }

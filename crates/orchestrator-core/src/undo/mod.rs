@@ -341,7 +341,7 @@ impl Inner {
 enum StepError {
     /// The entry was not there to take (cannot happen while the operation holds the stack).
     Missing,
-    Entry(EntryFailure),
+    Entry(Box<EntryFailure>),
 }
 
 /// A running undo, redo or `undo_to`: holds the stack (invariant 3 of `stack`) and the
@@ -457,11 +457,11 @@ impl Operation<'_> {
         for hook in self.inner.hooks.before(action) {
             if let HookDecision::Veto(reason) = hook(entry) {
                 self.put_back();
-                return Err(StepError::Entry(EntryFailure {
+                return Err(StepError::Entry(Box::new(EntryFailure {
                     action,
                     entry: entry.clone(),
                     reason: FailureReason::Vetoed(reason),
-                }));
+                })));
             }
         }
         Ok(())
@@ -474,11 +474,11 @@ impl Operation<'_> {
         error: crate::outcome::JobError,
     ) -> StepError {
         self.put_back();
-        StepError::Entry(EntryFailure {
+        StepError::Entry(Box::new(EntryFailure {
             action,
             entry,
             reason: FailureReason::Job(error),
-        })
+        }))
     }
 }
 
@@ -803,7 +803,7 @@ impl UndoStack {
                 Err(StepError::Missing) => return Err(UndoToError::Busy),
                 Err(StepError::Entry(failure)) => failure,
             };
-            report.failures.push(failure);
+            report.failures.push(*failure);
             match strategy {
                 UndoStrategy::StopAtFirstError => break,
                 UndoStrategy::SkipFailed => skipped += 1,
@@ -813,7 +813,7 @@ impl UndoStack {
                             Ok(step) => report.reapplied.push(step),
                             Err(StepError::Missing) => break,
                             Err(StepError::Entry(failure)) => {
-                                report.reapply_failure = Some(failure);
+                                report.reapply_failure = Some(*failure);
                                 break;
                             }
                         }
@@ -825,7 +825,7 @@ impl UndoStack {
         report.position = op.position();
         match report.failures.is_empty() {
             true => Ok(report),
-            false => Err(UndoToError::Failed(report)),
+            false => Err(UndoToError::Failed(Box::new(report))),
         }
     }
 
