@@ -54,7 +54,9 @@
 //!   implementation (for example critical-section's own `std` feature).
 //! - `serde`: `Serialize`/`Deserialize` for the plain data types (`AsyncState`, `DataSource`,
 //!   `JobId`, `Progress`).
-//! - `test-util`: `testing::VirtualRuntime`, a deterministic runtime with a virtual clock.
+//! - `test-util`: the test kit, `testing`: `VirtualRuntime` (a deterministic runtime with a
+//!   virtual clock), fake executors, an event capture, orchestrator scenarios and outcome
+//!   checks (`docs/testing.md` is the guide).
 //! - `conformance`: the conformance suite that every runtime adapter runs (implies
 //!   `test-util` and `std`).
 //! - `tracing`: a `job` span per job (made at dispatch under the caller's span, entered
