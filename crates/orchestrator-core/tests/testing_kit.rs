@@ -192,7 +192,7 @@ fn a_fake_with_the_users_error_type_fails_with_it() {
     .unwrap();
     assert_eq!(*error, PayError::Declined { code: 51 });
     let wrong_code = expect::failed_with(&outcome, 1, |e: &PayError| {
-        matches!(e, PayError::Declined { code: 05 })
+        matches!(e, PayError::Declined { code: 5 })
     });
     assert_eq!(
         wrong_code.unwrap_err().to_string(),
