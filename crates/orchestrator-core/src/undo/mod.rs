@@ -1,149 +1,7 @@
-//! Undo and redo of reversible jobs: a history of completed jobs whose inverses are
-//! dispatched to undo them.
-//!
-//! A job type is [`Reversible`] when the inverse of a completed job can be made from the job
-//! and its output (an added cart line is removed by its line id; a deleted text range is
-//! inserted again from the text the deletion returned). An [`UndoStack`] records completed
-//! reversible jobs, each with a description and a source, and moves a cursor through them:
-//!
-//! - [`undo`](UndoStack::undo) dispatches the inverse of the newest done entry through the
-//!   dispatcher and, once it succeeded, marks the entry undone;
-//! - [`redo`](UndoStack::redo) dispatches the oldest undone entry's job again (a clone: a new
-//!   job id, the same payload) and, once it succeeded, marks it done; the next undo inverts
-//!   that new run's output;
-//! - [`undo_to`](UndoStack::undo_to) undoes entries down to a position, with an
-//!   [`UndoStrategy`] for an entry that cannot be undone.
-//!
-//! ```
-//! use orchestrator_core::testing::VirtualRuntime;
-//! use orchestrator_core::{Dispatcher, Executor, Job, JobContext, Reversible, UndoStack};
-//! use std::sync::{Arc, Mutex};
-//!
-//! /// Appends text to a document; its output is where the text starts.
-//! #[derive(Clone)]
-//! struct Append(String);
-//! impl Job for Append {
-//!     type Output = usize;
-//! }
-//! /// Cuts the document at a length.
-//! struct Truncate(usize);
-//! impl Job for Truncate {
-//!     type Output = ();
-//! }
-//! impl Reversible for Append {
-//!     type Inverse = Truncate;
-//!     fn inverse(&self, start: &usize) -> Truncate {
-//!         Truncate(*start)
-//!     }
-//! }
-//!
-//! #[derive(Clone, Default)]
-//! struct Doc(Arc<Mutex<String>>);
-//! impl Executor<Append> for Doc {
-//!     type Error = core::convert::Infallible;
-//!     async fn execute(&self, job: &Append, _: JobContext) -> Result<usize, Self::Error> {
-//!         let mut text = self.0.lock().unwrap();
-//!         let start = text.len();
-//!         text.push_str(&job.0);
-//!         Ok(start)
-//!     }
-//! }
-//! impl Executor<Truncate> for Doc {
-//!     type Error = core::convert::Infallible;
-//!     async fn execute(&self, job: &Truncate, _: JobContext) -> Result<(), Self::Error> {
-//!         self.0.lock().unwrap().truncate(job.0);
-//!         Ok(())
-//!     }
-//! }
-//!
-//! let rt = VirtualRuntime::new();
-//! let dispatcher = Dispatcher::new(rt.clone());
-//! let doc = Doc::default();
-//! dispatcher.register::<Append, _>(doc.clone());
-//! dispatcher.register::<Truncate, _>(doc.clone());
-//! let stack = UndoStack::new(&dispatcher);
-//!
-//! rt.block_on(async {
-//!     stack.run(Append("hello".into()), "type `hello`", "keyboard").await.unwrap();
-//!     stack.run(Append(" world".into()), "type ` world`", "keyboard").await.unwrap();
-//!     assert_eq!(*doc.0.lock().unwrap(), "hello world");
-//!
-//!     let step = stack.undo().await.unwrap();
-//!     assert_eq!(step.entry.description, "type ` world`");
-//!     assert_eq!(*doc.0.lock().unwrap(), "hello");
-//!
-//!     stack.redo().await.unwrap();
-//!     assert_eq!(*doc.0.lock().unwrap(), "hello world");
-//!     assert!(stack.redo().await.unwrap_err().is_nothing_to_redo());
-//! });
-//! assert_eq!(stack.history().position, 2);
-//! ```
-//!
-//! ## A new record discards the redo branch
-//!
-//! Recording a job after some undos discards the undone entries (they are counted in
-//! [`History::truncated`]): redo then has nothing to redo, as in every editor. Keeping them
-//! and reviving them later would let an entry be undone (or redone) twice for one change.
-//!
-//! ## One operation at a time
-//!
-//! An undo, a redo or an `undo_to` holds the stack until it ends. Another one started
-//! meanwhile fails at once with a busy error (nothing waits in a queue: a second Ctrl+Z aimed
-//! at what the screen showed must not run against a history that changed under it), and so
-//! does a [`record`](UndoStack::record) (the error gives the job and its output back).
-//! [`History::busy`] tells a UI to disable its buttons meanwhile.
-//!
-//! ## Failures
-//!
-//! Nothing here panics on bad input; every refusal is an error value, and the history is
-//! consistent after each one:
-//!
-//! - nothing to undo or redo: [`UndoError::NothingToUndo`], [`RedoError::NothingToRedo`];
-//! - a before-hook vetoes: nothing is dispatched, the history is unchanged, and the error
-//!   [`is_vetoed`](UndoError::is_vetoed) with the hook's reason;
-//! - the inverse (or the job again) does not succeed: the entry stays where it was, and the
-//!   error names the entry and carries the [`JobError`](crate::JobError) as its source:
-//!   ``undo of entry 3 (`add milk`) failed``, or with `{:#}`,
-//!   ``undo of entry 3 (`add milk`) failed: job failed after 1 attempt: out of stock``;
-//! - a history limit of 0: [`UndoStackBuilder::build`] returns [`InvalidHistoryLimit`].
-//!
-//! ## Coalescing
-//!
-//! With a window ([`UndoStackBuilder::coalesce_window`]), a job recorded no longer than the
-//! window after the previous record (on the dispatcher's clock) merges into that entry when
-//! both have the same job type, the same source and the same
-//! [`coalesce_key`](Reversible::coalesce_key) (which is `None`, never merging, unless the job
-//! type says otherwise), and no undo or redo came in between. Each merge restarts the window.
-//! The merged entry undoes to the state from before its **first** job (it keeps the first
-//! job's inverse) and redoes by dispatching its **last** job again: right for jobs that set a
-//! value (a volume, a title, a position), which is what a key should be given for. Jobs that
-//! add to what is there (append a character) keep `None` and stay separate entries.
-//!
-//! ## Limit
-//!
-//! The history keeps at most [`limit`](UndoStackBuilder::limit) entries
-//! ([`DEFAULT_HISTORY_LIMIT`] by default); a record past it drops the oldest entry, counted
-//! in [`History::dropped`].
-//!
-//! ## Observing
-//!
-//! - Each successful undo or redo publishes a [`HistoryStep`] on the dispatcher's bus, after
-//!   the history changed (an event the bus refuses, once it is closed, is counted in
-//!   [`History::undelivered_events`]).
-//! - [`history`](UndoStack::history) is a snapshot of the entries, their state and the
-//!   cursor; [`states`](UndoStack::states) is a stream of those snapshots, the current one
-//!   first, then one per change, for a UI to re-render.
-//! - Hooks run before and after each undo and redo ([`UndoStackBuilder::before_undo`] and
-//!   the others), in the task that runs the operation, with no lock held.
-//!
-//! ## Cancel safety
-//!
-//! Dropping an undo, redo or `undo_to` future before it ends cancels the job it waits for
-//! (see [`JobHandle::cancel`](crate::JobHandle::cancel)), keeps the entry where it was and
-//! frees the stack. An executor that already made its change before the cancellation reached
-//! it leaves the change in place while the history says it was not made: do not drop these
-//! futures when that matters.
+//! Undo and redo of reversible jobs: the [`UndoStack`] and the [`Reversible`] trait; the
+//! stack's docs are the guide.
 
+mod builder;
 mod error;
 mod payload;
 mod stack;
@@ -153,7 +11,6 @@ use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
-use core::time::Duration;
 
 use crate::dispatch::builder::Dispatch;
 use crate::dispatch::dispatcher::Dispatcher;
@@ -171,6 +28,9 @@ pub use view::{
     EntryId, EntryState, History, HistoryAction, HistoryEntry, HistoryStep, HookDecision,
 };
 
+pub use builder::UndoStackBuilder;
+
+use builder::Hooks;
 use payload::{Payload, Record};
 use stack::{NewEntry, Stack};
 
@@ -211,7 +71,7 @@ pub trait Reversible: Job + Clone {
     fn inverse(&self, output: &Self::Output) -> Self::Inverse;
 
     /// Returns the key under which this job may be merged with the previous entry when the
-    /// stack coalesces (see [Coalescing](self#coalescing)); `None` (the default) never merges.
+    /// stack coalesces (see [Coalescing](UndoStack#coalescing)); `None` (the default) never merges.
     ///
     /// Give a key only to jobs that set a value: a merged entry undoes with its first job's
     /// inverse and redoes with its last job. Jobs with different keys (two different fields)
@@ -221,49 +81,155 @@ pub trait Reversible: Job + Clone {
     }
 }
 
-type BeforeHook = Box<dyn Fn(&HistoryEntry) -> HookDecision + Send + Sync>;
-type AfterHook = Box<dyn Fn(&HistoryStep) + Send + Sync>;
-
-#[derive(Default)]
-struct Hooks {
-    before_undo: Vec<BeforeHook>,
-    before_redo: Vec<BeforeHook>,
-    after_undo: Vec<AfterHook>,
-    after_redo: Vec<AfterHook>,
-}
-
-impl Hooks {
-    fn before(&self, action: HistoryAction) -> &[BeforeHook] {
-        match action {
-            HistoryAction::Undo => &self.before_undo,
-            HistoryAction::Redo => &self.before_redo,
-        }
-    }
-
-    fn after(&self, action: HistoryAction) -> &[AfterHook] {
-        match action {
-            HistoryAction::Undo => &self.after_undo,
-            HistoryAction::Redo => &self.after_redo,
-        }
-    }
-}
-
-/// A history of completed reversible jobs, and the cursor that undo and redo move; see the
-/// [module docs](self).
+/// A history of completed reversible jobs, and the cursor that undo and redo move: undo
+/// dispatches the inverse of a completed job, redo dispatches the job again.
 ///
 /// Cheap to clone: clones share the history. The stack dispatches on the dispatcher it was
 /// built with and publishes its [`HistoryStep`]s on that dispatcher's bus.
 ///
+/// A job type is [`Reversible`] when the inverse of a completed job can be made from the job
+/// and its output (an added cart line is removed by its line id; a deleted text range is
+/// inserted again from the text the deletion returned). An [`UndoStack`] records completed
+/// reversible jobs, each with a description and a source, and moves a cursor through them:
+///
+/// - [`undo`](UndoStack::undo) dispatches the inverse of the newest done entry through the
+///   dispatcher and, once it succeeded, marks the entry undone;
+/// - [`redo`](UndoStack::redo) dispatches the oldest undone entry's job again (a clone: a new
+///   job id, the same payload) and, once it succeeded, marks it done; the next undo inverts
+///   that new run's output;
+/// - [`undo_to`](UndoStack::undo_to) undoes entries down to a position, with an
+///   [`UndoStrategy`] for an entry that cannot be undone.
+///
 /// ```
 /// use orchestrator_core::testing::VirtualRuntime;
-/// use orchestrator_core::{Dispatcher, UndoStack};
+/// use orchestrator_core::{Dispatcher, Executor, Job, JobContext, Reversible, UndoStack};
+/// use std::sync::{Arc, Mutex};
+///
+/// /// Appends text to a document; its output is where the text starts.
+/// #[derive(Clone)]
+/// struct Append(String);
+/// impl Job for Append {
+///     type Output = usize;
+/// }
+/// /// Cuts the document at a length.
+/// struct Truncate(usize);
+/// impl Job for Truncate {
+///     type Output = ();
+/// }
+/// impl Reversible for Append {
+///     type Inverse = Truncate;
+///     fn inverse(&self, start: &usize) -> Truncate {
+///         Truncate(*start)
+///     }
+/// }
+///
+/// #[derive(Clone, Default)]
+/// struct Doc(Arc<Mutex<String>>);
+/// impl Executor<Append> for Doc {
+///     type Error = core::convert::Infallible;
+///     async fn execute(&self, job: &Append, _: JobContext) -> Result<usize, Self::Error> {
+///         let mut text = self.0.lock().unwrap();
+///         let start = text.len();
+///         text.push_str(&job.0);
+///         Ok(start)
+///     }
+/// }
+/// impl Executor<Truncate> for Doc {
+///     type Error = core::convert::Infallible;
+///     async fn execute(&self, job: &Truncate, _: JobContext) -> Result<(), Self::Error> {
+///         self.0.lock().unwrap().truncate(job.0);
+///         Ok(())
+///     }
+/// }
 ///
 /// let rt = VirtualRuntime::new();
-/// let stack = UndoStack::new(&Dispatcher::new(rt.clone()));
-/// let error = rt.block_on(stack.undo()).unwrap_err();
-/// assert!(error.is_nothing_to_undo());
-/// assert_eq!(error.to_string(), "nothing to undo");
+/// let dispatcher = Dispatcher::new(rt.clone());
+/// let doc = Doc::default();
+/// dispatcher.register::<Append, _>(doc.clone());
+/// dispatcher.register::<Truncate, _>(doc.clone());
+/// let stack = UndoStack::new(&dispatcher);
+///
+/// rt.block_on(async {
+///     stack.run(Append("hello".into()), "type `hello`", "keyboard").await.unwrap();
+///     stack.run(Append(" world".into()), "type ` world`", "keyboard").await.unwrap();
+///     assert_eq!(*doc.0.lock().unwrap(), "hello world");
+///
+///     let step = stack.undo().await.unwrap();
+///     assert_eq!(step.entry.description, "type ` world`");
+///     assert_eq!(*doc.0.lock().unwrap(), "hello");
+///
+///     stack.redo().await.unwrap();
+///     assert_eq!(*doc.0.lock().unwrap(), "hello world");
+///     assert!(stack.redo().await.unwrap_err().is_nothing_to_redo());
+/// });
+/// assert_eq!(stack.history().position, 2);
 /// ```
+///
+/// ## A new record discards the redo branch
+///
+/// Recording a job after some undos discards the undone entries (they are counted in
+/// [`History::truncated`]): redo then has nothing to redo, as in every editor. Keeping them
+/// and reviving them later would let an entry be undone (or redone) twice for one change.
+///
+/// ## One operation at a time
+///
+/// An undo, a redo or an `undo_to` holds the stack until it ends. Another one started
+/// meanwhile fails at once with a busy error (nothing waits in a queue: a second Ctrl+Z aimed
+/// at what the screen showed must not run against a history that changed under it), and so
+/// does a [`record`](UndoStack::record) (the error gives the job and its output back).
+/// [`History::busy`] tells a UI to disable its buttons meanwhile.
+///
+/// ## Failures
+///
+/// Nothing here panics on bad input; every refusal is an error value, and the history is
+/// consistent after each one:
+///
+/// - nothing to undo or redo: [`UndoError::NothingToUndo`], [`RedoError::NothingToRedo`];
+/// - a before-hook vetoes: nothing is dispatched, the history is unchanged, and the error
+///   [`is_vetoed`](UndoError::is_vetoed) with the hook's reason;
+/// - the inverse (or the job again) does not succeed: the entry stays where it was, and the
+///   error names the entry and carries the [`JobError`](crate::JobError) as its source:
+///   ``undo of entry 3 (`add milk`) failed``, or with `{:#}`,
+///   ``undo of entry 3 (`add milk`) failed: job failed after 1 attempt: out of stock``;
+/// - a history limit of 0: [`UndoStackBuilder::build`] returns [`InvalidHistoryLimit`].
+///
+/// ## Coalescing
+///
+/// With a window ([`UndoStackBuilder::coalesce_window`]), a job recorded no longer than the
+/// window after the previous record (on the dispatcher's clock) merges into that entry when
+/// both have the same job type, the same source and the same
+/// [`coalesce_key`](Reversible::coalesce_key) (which is `None`, never merging, unless the job
+/// type says otherwise), and no undo or redo came in between. Each merge restarts the window.
+/// The merged entry undoes to the state from before its **first** job (it keeps the first
+/// job's inverse) and redoes by dispatching its **last** job again: right for jobs that set a
+/// value (a volume, a title, a position), which is what a key should be given for. Jobs that
+/// add to what is there (append a character) keep `None` and stay separate entries.
+///
+/// ## Limit
+///
+/// The history keeps at most [`limit`](UndoStackBuilder::limit) entries
+/// ([`DEFAULT_HISTORY_LIMIT`] by default); a record past it drops the oldest entry, counted
+/// in [`History::dropped`].
+///
+/// ## Observing
+///
+/// - Each successful undo or redo publishes a [`HistoryStep`] on the dispatcher's bus, after
+///   the history changed (an event the bus refuses, once it is closed, is counted in
+///   [`History::undelivered_events`]).
+/// - [`history`](UndoStack::history) is a snapshot of the entries, their state and the
+///   cursor; [`states`](UndoStack::states) is a stream of those snapshots, the current one
+///   first, then one per change, for a UI to re-render.
+/// - Hooks run before and after each undo and redo ([`UndoStackBuilder::before_undo`] and
+///   the others), in the task that runs the operation, with no lock held.
+///
+/// ## Cancel safety
+///
+/// Dropping an undo, redo or `undo_to` future before it ends cancels the job it waits for
+/// (see [`JobHandle::cancel`](crate::JobHandle::cancel)), keeps the entry where it was and
+/// frees the stack. An executor that already made its change before the cancellation reached
+/// it leaves the change in place while the history says it was not made: do not drop these
+/// futures when that matters.
+
 #[derive(Clone)]
 pub struct UndoStack {
     inner: Arc<Inner>,
@@ -532,10 +498,10 @@ impl UndoStack {
 
     /// Records a completed job and its output as the newest done entry, and returns the
     /// entry's id (an existing entry's if the job was merged into it; see
-    /// [Coalescing](self#coalescing)).
+    /// [Coalescing](UndoStack#coalescing)).
     ///
     /// Undone entries are discarded first (see
-    /// [the redo branch](self#a-new-record-discards-the-redo-branch)); past the limit the
+    /// [the redo branch](UndoStack#a-new-record-discards-the-redo-branch)); past the limit the
     /// oldest entry is dropped.
     ///
     /// # Errors
@@ -675,7 +641,7 @@ impl UndoStack {
     ///
     /// # Cancel safety
     ///
-    /// See [Cancel safety](self#cancel-safety): dropped, the inverse is cancelled and the
+    /// See [Cancel safety](UndoStack#cancel-safety): dropped, the inverse is cancelled and the
     /// entry stays done.
     ///
     /// ```
@@ -715,7 +681,7 @@ impl UndoStack {
     ///
     /// # Cancel safety
     ///
-    /// See [Cancel safety](self#cancel-safety): dropped, the job is cancelled and the entry
+    /// See [Cancel safety](UndoStack#cancel-safety): dropped, the job is cancelled and the entry
     /// stays undone.
     ///
     /// ```
@@ -889,101 +855,6 @@ impl fmt::Debug for UndoStack {
             .field("entries", &history.entries.len())
             .field("position", &history.position)
             .field("busy", &history.busy)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Options of an [`UndoStack`]: its limit, coalescing and hooks. Made by
-/// [`UndoStack::builder`].
-///
-/// ```
-/// use core::time::Duration;
-/// use orchestrator_core::testing::VirtualRuntime;
-/// use orchestrator_core::{Dispatcher, HookDecision, UndoStack};
-///
-/// let dispatcher = Dispatcher::new(VirtualRuntime::new());
-/// let stack = UndoStack::builder(&dispatcher)
-///     .limit(50)
-///     .coalesce_window(Duration::from_millis(500))
-///     .before_undo(|entry| match entry.source.as_ref() {
-///         "sync" => HookDecision::veto("changes from other devices are undone there"),
-///         _ => HookDecision::Proceed,
-///     })
-///     .after_undo(|step| println!("undid {}", step.entry.description))
-///     .build()
-///     .unwrap();
-/// assert_eq!(stack.history().limit, 50);
-/// ```
-pub struct UndoStackBuilder {
-    dispatcher: Dispatcher,
-    limit: usize,
-    window: Option<Duration>,
-    hooks: Hooks,
-}
-
-impl UndoStackBuilder {
-    /// Keeps at most `limit` entries (default [`DEFAULT_HISTORY_LIMIT`]); 0 is refused by
-    /// [`build`](Self::build).
-    pub fn limit(mut self, limit: usize) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// Merges jobs recorded within `window` of the previous record into its entry (see
-    /// [Coalescing](self#coalescing)); off by default.
-    pub fn coalesce_window(mut self, window: Duration) -> Self {
-        self.window = Some(window);
-        self
-    }
-
-    /// Adds a hook asked before each undo; a [`HookDecision::Veto`] stops the undo.
-    pub fn before_undo(
-        mut self,
-        hook: impl Fn(&HistoryEntry) -> HookDecision + Send + Sync + 'static,
-    ) -> Self {
-        self.hooks.before_undo.push(Box::new(hook));
-        self
-    }
-
-    /// Adds a hook asked before each redo; a [`HookDecision::Veto`] stops the redo.
-    pub fn before_redo(
-        mut self,
-        hook: impl Fn(&HistoryEntry) -> HookDecision + Send + Sync + 'static,
-    ) -> Self {
-        self.hooks.before_redo.push(Box::new(hook));
-        self
-    }
-
-    /// Adds a hook run after each successful undo (after its event is published).
-    pub fn after_undo(mut self, hook: impl Fn(&HistoryStep) + Send + Sync + 'static) -> Self {
-        self.hooks.after_undo.push(Box::new(hook));
-        self
-    }
-
-    /// Adds a hook run after each successful redo, a rollback's re-applies included.
-    pub fn after_redo(mut self, hook: impl Fn(&HistoryStep) + Send + Sync + 'static) -> Self {
-        self.hooks.after_redo.push(Box::new(hook));
-        self
-    }
-
-    /// Builds the stack.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidHistoryLimit`] if the limit is 0.
-    pub fn build(self) -> Result<UndoStack, InvalidHistoryLimit> {
-        match self.limit {
-            0 => Err(InvalidHistoryLimit),
-            _ => Ok(UndoStack::from_builder(self)),
-        }
-    }
-}
-
-impl fmt::Debug for UndoStackBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UndoStackBuilder")
-            .field("limit", &self.limit)
-            .field("window", &self.window)
             .finish_non_exhaustive()
     }
 }
