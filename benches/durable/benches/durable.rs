@@ -51,7 +51,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
-use orchestrator_durable::{Durable, MemoryStore, Op, Store, StoreError, Table};
+use orchestrator_durable::{Commit, Durable, MemoryStore, Op, Store, StoreError, Table};
 use orchestrator_redb::RedbStore;
 use orchestrator_remote::{NodeId, Registry};
 use orchestrator_tokio::TokioRuntime;
@@ -441,7 +441,7 @@ struct Sizing {
 }
 
 impl Store for Sizing {
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+    fn commit(&self, ops: &[Op]) -> Commit {
         let mut sizes = self.sizes.lock().unwrap();
         for op in ops {
             if let Op::Put { table, key, value } = op {

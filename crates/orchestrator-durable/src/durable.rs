@@ -114,8 +114,9 @@ impl Durable {
             registry,
             poison_after: DEFAULT_POISON_AFTER,
             retention: DEFAULT_RETENTION,
-            inline: false,
-            clock: Arc::new(std::time::SystemTime::now),
+            // A browser has no threads to write on: its commits are made where they are asked.
+            inline: cfg!(target_arch = "wasm32"),
+            clock: Arc::new(crate::record::wall_now),
             connectivity: Arc::new(AlwaysOnline::new()),
             registrations: Vec::new(),
         }
@@ -215,7 +216,8 @@ impl DurableBuilder {
     /// thread that puts the writes of concurrent jobs in one commit. Slower under load (one
     /// commit per write), but needs no thread: for tests on virtual time
     /// (`orchestrator_core::testing::VirtualRuntime` cannot see a thread's
-    /// progress) and for hosts without threads.
+    /// progress) and for hosts without threads. In a browser (`wasm32`) commits are always
+    /// inline; a store whose commits end later (IndexedDB) has them started in order there.
     pub fn inline_commits(mut self) -> Self {
         self.inline = true;
         self

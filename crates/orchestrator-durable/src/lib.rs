@@ -75,7 +75,7 @@ pub use durable::{
     Online,
 };
 pub use error::DurableError;
-pub use orchestrator_store::{Entry, MemoryStore, Op, Store, StoreError, Table};
+pub use orchestrator_store::{Commit, Entry, MemoryStore, Op, Store, StoreError, Table};
 pub use record::{DeadLetter, DeadLettered, End, StoredOutcome};
 pub use recovery::{Recovery, UnknownJob};
 
@@ -104,7 +104,7 @@ pub trait ScheduleExt: Sized {
 impl<J: Job> ScheduleExt for JobBuilder<'_, J> {
     fn run_at(self, at: SystemTime) -> Self {
         let left = at
-            .duration_since(SystemTime::now())
+            .duration_since(record::wall_now())
             .unwrap_or(std::time::Duration::ZERO);
         self.delay(left)
     }

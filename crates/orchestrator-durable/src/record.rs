@@ -15,6 +15,18 @@ pub(crate) const RECORD_VERSION: u32 = 1;
 /// The wall clock the engine reads (the system's, or a test's).
 pub(crate) type Clock = std::sync::Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
+/// The wall clock: `SystemTime::now()`, or in a browser (where that panics) `Date.now()`.
+pub(crate) fn wall_now() -> SystemTime {
+    #[cfg(target_arch = "wasm32")]
+    {
+        UNIX_EPOCH + Duration::from_millis(js_sys::Date::now() as u64)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        SystemTime::now()
+    }
+}
+
 /// Milliseconds since the Unix epoch at `time`.
 pub(crate) fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)

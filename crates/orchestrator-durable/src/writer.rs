@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use orchestrator_core::{JournalError, JournalFuture, Receipt};
-use orchestrator_store::{Op, Store, StoreError, Table};
+use orchestrator_store::{Commit, Op, Store, StoreError, Table};
 
 use crate::record::{Clock, unix_ms};
 
@@ -21,7 +21,12 @@ const MAX_BATCH_OPS: usize = 16_384;
 /// wakes at each interval to compact: deletion keeps up with any rate of outcomes.
 const COMPACT_PER_COMMIT: usize = 4_096;
 
-type Slot = (Option<Result<(), JournalError>>, Vec<Waker>);
+/// A commit that ends later (the store's writes end in a callback), counted when it does.
+type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JournalError>> + Send>>;
+
+/// A ticket's state: its result once known, the wakers of those waiting, and the store's
+/// commit while it is pending (polled by whoever waits).
+type Slot = (Option<Result<(), JournalError>>, Vec<Waker>, Option<Later>);
 
 /// The promise of one request's writes: pending, then durable or failed.
 #[derive(Default)]
@@ -32,7 +37,19 @@ pub(crate) struct Ticket {
 impl Ticket {
     pub(crate) fn done(result: Result<(), JournalError>) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new((Some(result), Vec::new())),
+            state: Mutex::new((Some(result), Vec::new(), None)),
+        })
+    }
+
+    /// A ticket that ends when the store's `commit` does.
+    fn of(mut commit: Commit, writes: usize, counts: &Arc<Counts>) -> Arc<Self> {
+        if let Some(result) = commit.try_result() {
+            return Self::done(count(result, writes, counts));
+        }
+        let counts = counts.clone();
+        let later: Later = Box::pin(async move { count(commit.await, writes, &counts) });
+        Arc::new(Self {
+            state: Mutex::new((None, Vec::new(), Some(later))),
         })
     }
 
@@ -57,6 +74,16 @@ impl Receipt for Ticket {
         if let Some(result) = &state.0 {
             return Poll::Ready(result.clone());
         }
+        if let Some(later) = &mut state.2
+            && let Poll::Ready(result) = later.as_mut().poll(cx)
+        {
+            state.2 = None;
+            state.0 = Some(result.clone());
+            let wakers = std::mem::take(&mut state.1);
+            drop(state);
+            wakers.into_iter().for_each(Waker::wake);
+            return Poll::Ready(result);
+        }
         if !state.1.iter().any(|w| w.will_wake(cx.waker())) {
             state.1.push(cx.waker().clone());
         }
@@ -79,7 +106,8 @@ struct Request {
 }
 
 /// Commits made in the caller's thread, one per request (no group commit): for tests on
-/// virtual time and for hosts without threads.
+/// virtual time and for hosts without threads. A store whose commits end later (IndexedDB)
+/// has them started here, in order, and each ticket ends when its commit does.
 struct Inline {
     /// `None` once closed.
     store: Mutex<Option<Arc<dyn Store>>>,
@@ -167,7 +195,8 @@ impl Writer {
                 *last = (Some(now), backlog);
             }
             drop(last);
-            return Ticket::done(commit(&*store, &ops, &self.counts));
+            let writes = ops.len();
+            return Ticket::of(store.commit(&ops), writes, &self.counts);
         }
         let ticket = Arc::new(Ticket::default());
         let tx = self.tx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -268,13 +297,21 @@ fn compact_interval(retention: Duration) -> Duration {
     (retention / 16).clamp(Duration::from_millis(100), Duration::from_secs(60))
 }
 
-/// Commits `ops` and counts it.
+/// Commits `ops`, waiting in this thread until they are durable, and counts it.
 fn commit(store: &dyn Store, ops: &[Op], counts: &Counts) -> Result<(), JournalError> {
-    let result = store.commit(ops);
+    count(store.commit(ops).wait(), ops.len(), counts)
+}
+
+/// Counts a commit of `writes` writes that ended with `result`.
+fn count(
+    result: Result<(), StoreError>,
+    writes: usize,
+    counts: &Counts,
+) -> Result<(), JournalError> {
     match &result {
         Ok(()) => {
             counts.commits.fetch_add(1, Ordering::Relaxed);
-            counts.writes.fetch_add(ops.len() as u64, Ordering::Relaxed);
+            counts.writes.fetch_add(writes as u64, Ordering::Relaxed);
         }
         Err(_) => {
             counts.failed_commits.fetch_add(1, Ordering::Relaxed);

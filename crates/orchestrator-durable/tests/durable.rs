@@ -744,10 +744,7 @@ impl Drop for Tracked {
     }
 }
 impl orchestrator_durable::Store for Tracked {
-    fn commit(
-        &self,
-        ops: &[orchestrator_durable::Op],
-    ) -> Result<(), orchestrator_durable::StoreError> {
+    fn commit(&self, ops: &[orchestrator_durable::Op]) -> orchestrator_durable::Commit {
         self.0.commit(ops)
     }
     fn get(

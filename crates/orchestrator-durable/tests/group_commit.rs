@@ -3,7 +3,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 
 use orchestrator_core::{Dispatch, Dispatcher, Executor, Job, JobContext};
-use orchestrator_durable::{Durable, Entry, MemoryStore, Op, Store, StoreError, Table};
+use orchestrator_durable::{Commit, Durable, Entry, MemoryStore, Op, Store, StoreError, Table};
 use orchestrator_remote::{NodeId, Registry};
 use orchestrator_tokio::TokioRuntime;
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,7 @@ impl Gated {
 }
 
 impl Store for Gated {
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+    fn commit(&self, ops: &[Op]) -> Commit {
         let (lock, cvar) = &*self.open;
         let _open = cvar
             .wait_while(lock.lock().unwrap(), |open| !*open)

@@ -19,7 +19,8 @@
 //! std::fs::create_dir_all(&dir)?;
 //! let path = dir.join("jobs.redb");
 //! let store = RedbStore::open(&path)?;
-//! store.commit(&[Op::put(Table::Jobs, b"k".to_vec(), b"v".to_vec())])?;
+//! // Written and fsynced before `commit` returns: the commit is ready, `wait` takes its result.
+//! store.commit(&[Op::put(Table::Jobs, b"k".to_vec(), b"v".to_vec())]).wait()?;
 //! // A second opening of the same file is refused while the first is open.
 //! assert!(RedbStore::open(&path).is_err());
 //! drop(store);
@@ -33,7 +34,7 @@
 use std::fmt;
 use std::path::Path;
 
-pub use orchestrator_store::{Entry, Op, Store, StoreError, Table};
+pub use orchestrator_store::{Commit, Entry, Op, Store, StoreError, Table};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// The layout version this build writes (and the newest it reads).
@@ -158,24 +159,8 @@ impl RedbStore {
         }
     }
 
-    fn read<R>(
-        &self,
-        table: Table,
-        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, redb::Error>,
-        empty: R,
-    ) -> Result<R, StoreError> {
-        let e = |e: redb::Error| map(&self.path, e);
-        let read = self.db.begin_read().map_err(|x| e(x.into()))?;
-        match read.open_table(definition(table)) {
-            Ok(t) => f(&t).map_err(e),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
-            Err(other) => Err(e(other.into())),
-        }
-    }
-}
-
-impl Store for RedbStore {
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+    /// Applies `ops` in one write transaction.
+    fn write(&self, ops: &[Op]) -> Result<(), StoreError> {
         let e = |e: redb::Error| map(&self.path, e);
         let write = self.db.begin_write().map_err(|x| e(x.into()))?;
         {
@@ -205,6 +190,29 @@ impl Store for RedbStore {
         }
         // Dropped without commit on an error above: nothing of the batch is written.
         write.commit().map_err(|x| e(x.into()))
+    }
+
+    fn read<R>(
+        &self,
+        table: Table,
+        f: impl FnOnce(&redb::ReadOnlyTable<&'static [u8], &'static [u8]>) -> Result<R, redb::Error>,
+        empty: R,
+    ) -> Result<R, StoreError> {
+        let e = |e: redb::Error| map(&self.path, e);
+        let read = self.db.begin_read().map_err(|x| e(x.into()))?;
+        match read.open_table(definition(table)) {
+            Ok(t) => f(&t).map_err(e),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(empty),
+            Err(other) => Err(e(other.into())),
+        }
+    }
+}
+
+impl Store for RedbStore {
+    /// Writes the batch in one redb transaction, fsynced before it returns: the commit is
+    /// ready at once.
+    fn commit(&self, ops: &[Op]) -> Commit {
+        Commit::ready(self.write(ops))
     }
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

@@ -44,6 +44,7 @@ fn a_file_open_twice_is_refused_with_a_clear_error_and_nothing_changes() {
     let first = RedbStore::open(&path).unwrap();
     first
         .commit(&[Op::put(Table::Jobs, b"k".to_vec(), b"v".to_vec())])
+        .wait()
         .unwrap();
     let second = RedbStore::open(&path).unwrap_err();
     assert!(matches!(second, StoreError::Locked { .. }), "{second:?}");
@@ -139,6 +140,7 @@ fn a_damaged_store_file_is_an_error_at_open() {
         for n in 0..100u32 {
             store
                 .commit(&[Op::put(Table::Jobs, n.to_be_bytes().to_vec(), vec![7; 200])])
+                .wait()
                 .unwrap();
         }
     }

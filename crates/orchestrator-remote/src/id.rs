@@ -1,7 +1,9 @@
 //! Identities that mean the same thing in every process: [`NodeId`] and [`WireJobId`].
 
 use core::fmt;
-use std::hash::{BuildHasher, Hasher};
+#[cfg(not(target_arch = "wasm32"))]
+use std::hash::BuildHasher;
+use std::hash::Hasher;
 
 use orchestrator_core::JobId;
 use serde::{Deserialize, Serialize};
@@ -58,12 +60,25 @@ impl fmt::Display for NodeId {
 
 /// 64 bits that differ from process to process and from call to call (the standard
 /// library's per-process random hasher keys, mixed with the time and the process id).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn random_u64() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     if let Ok(elapsed) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         hasher.write_u128(elapsed.as_nanos());
     }
+    hasher.finish()
+}
+
+/// 64 bits that differ from page to page and from call to call. In a browser the standard
+/// library has no random keys, process id or clock (they are fixed or panic there), so they
+/// come from the page: two draws of `Math.random()` and `Date.now()`.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    hasher.write_u64(js_sys::Math::random().to_bits());
+    hasher.write_u64(js_sys::Math::random().to_bits());
+    hasher.write_u64(js_sys::Date::now().to_bits());
     hasher.finish()
 }
 

@@ -334,7 +334,7 @@ impl Registry {
             id: self.wire_id(id),
             job_type: name.to_owned(),
             attempt,
-            deadline_unix_ms: deadline.map(|left| unix_ms(SystemTime::now() + left)),
+            deadline_unix_ms: deadline.map(|left| unix_ms(wall_now() + left)),
             payload: serde_json::to_value(job)?,
             handed_back: 0,
         })
@@ -504,6 +504,18 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// The wall clock: `SystemTime::now()`, or in a browser (where that panics) `Date.now()`.
+fn wall_now() -> SystemTime {
+    #[cfg(target_arch = "wasm32")]
+    {
+        UNIX_EPOCH + Duration::from_millis(js_sys::Date::now() as u64)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        SystemTime::now()
+    }
+}
+
 /// Milliseconds since the Unix epoch (0 before it).
 pub(crate) fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
@@ -521,5 +533,5 @@ pub(crate) fn unix_ms(time: SystemTime) -> u64 {
 /// assert!(!is_stale(Some(u64::MAX)));
 /// ```
 pub fn is_stale(deadline_unix_ms: Option<u64>) -> bool {
-    deadline_unix_ms.is_some_and(|deadline| unix_ms(SystemTime::now()) >= deadline)
+    deadline_unix_ms.is_some_and(|deadline| unix_ms(wall_now()) >= deadline)
 }

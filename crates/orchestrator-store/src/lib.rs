@@ -15,13 +15,17 @@
 //! use orchestrator_store::{MemoryStore, Op, Store, Table};
 //!
 //! let store = MemoryStore::new();
-//! store.commit(&[
-//!     Op::put(Table::Jobs, b"b".to_vec(), b"second".to_vec()),
-//!     Op::put(Table::Jobs, b"a".to_vec(), b"first".to_vec()),
-//! ])?;
+//! // A commit is a future of "durable"; a memory or file store's is ready at once, and
+//! // `wait` blocks a thread on it (an async caller awaits it instead).
+//! store
+//!     .commit(&[
+//!         Op::put(Table::Jobs, b"b".to_vec(), b"second".to_vec()),
+//!         Op::put(Table::Jobs, b"a".to_vec(), b"first".to_vec()),
+//!     ])
+//!     .wait()?;
 //! let jobs = store.scan(Table::Jobs)?;
 //! assert_eq!(jobs[0], (b"a".to_vec(), b"first".to_vec())); // in key order
-//! store.commit(&[Op::delete(Table::Jobs, b"a".to_vec())])?;
+//! store.commit(&[Op::delete(Table::Jobs, b"a".to_vec())]).wait()?;
 //! assert_eq!(store.get(Table::Jobs, b"a")?, None);
 //! # Ok::<(), orchestrator_store::StoreError>(())
 //! ```
@@ -38,6 +42,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+mod commit;
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
@@ -47,6 +52,8 @@ mod memory;
 #[cfg(feature = "std")]
 #[cfg_attr(docsrs, doc(cfg(feature = "std")))]
 pub use memory::MemoryStore;
+
+pub use commit::{Commit, PendingCommit};
 
 /// The tables of a store. Each is an ordered map from byte keys to byte values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -157,9 +164,17 @@ pub enum StoreError {
         /// What the store found.
         detail: String,
     },
-    /// The device is full: the batch was not written, and everything before it is intact.
+    /// The device (or the browser's quota) is full: the batch was not written, and everything
+    /// before it is intact.
     Full {
         /// The store's own message.
+        detail: String,
+    },
+    /// There is no durable storage here: a browser in private mode, storage disabled by the
+    /// user or a policy, or no IndexedDB at all. Nothing can be stored; the application
+    /// chooses a fallback (an in-memory store keeps jobs only while the page lives).
+    Unavailable {
+        /// What the platform said.
         detail: String,
     },
     /// The store was closed.
@@ -193,6 +208,11 @@ impl fmt::Display for StoreError {
                 "the disk is full ({detail}): the write was refused, what was stored before \
                  is intact"
             ),
+            StoreError::Unavailable { detail } => write!(
+                f,
+                "no durable storage here ({detail}): nothing can be stored; fall back to \
+                 another store or tell the user"
+            ),
             StoreError::Closed => f.write_str("the store is closed"),
             StoreError::Other(detail) => f.write_str(detail),
         }
@@ -208,18 +228,25 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 ///
 /// The contract (checked by `conformance::run`, feature `conformance`):
 ///
-/// - [`commit`](Self::commit) applies a batch in order, atomically and durably: once it
-///   returns `Ok`, every write survives a process kill (and, for a store that says so, a power
-///   loss); once it returns `Err`, none of them happened, and the store still works.
-/// - Reads see every committed batch, in key order (bytewise).
+/// - [`commit`](Self::commit) applies a batch in order, atomically and durably: once its
+///   [`Commit`] resolves `Ok`, every write survives a process kill (and, for a store that says
+///   so, a power loss); once it resolves `Err`, none of them happened, and the store still
+///   works. Batches apply in the order `commit` was called, whether or not anyone awaits them.
+/// - Reads see every batch whose commit has resolved `Ok`, in key order (bytewise). A batch
+///   still pending may or may not be seen yet.
 /// - A store never panics on what it reads back: a damaged value is an error.
 pub trait Store: Send + Sync + 'static {
-    /// Applies `ops` in order, atomically and durably.
+    /// Applies `ops` in order, atomically and durably; the [`Commit`] resolves when they are
+    /// durable.
+    ///
+    /// A store that writes in the calling thread returns [`Commit::ready`]; one whose
+    /// writes end later (in a browser's event loop) returns [`Commit::pending`], having
+    /// started the writes before returning (so the order of calls is the order of batches).
     ///
     /// # Errors
     ///
-    /// [`StoreError`]; then none of `ops` was applied.
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError>;
+    /// The commit resolves to a [`StoreError`]; then none of `ops` was applied.
+    fn commit(&self, ops: &[Op]) -> Commit;
 
     /// Returns the value of `key` in `table`.
     ///
@@ -244,7 +271,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 impl<S: Store + ?Sized> Store for alloc::sync::Arc<S> {
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
+    fn commit(&self, ops: &[Op]) -> Commit {
         (**self).commit(ops)
     }
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

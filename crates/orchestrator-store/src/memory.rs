@@ -6,7 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use std::sync::{Mutex, PoisonError};
 
-use crate::{Entry, Op, Store, StoreError, Table};
+use crate::{Commit, Entry, Op, Store, StoreError, Table};
 
 type Tables = BTreeMap<Table, BTreeMap<Vec<u8>, Vec<u8>>>;
 
@@ -76,8 +76,8 @@ impl core::fmt::Debug for MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn commit(&self, ops: &[Op]) -> Result<(), StoreError> {
-        self.lock(|inner| {
+    fn commit(&self, ops: &[Op]) -> Commit {
+        Commit::ready(self.lock(|inner| {
             match &mut inner.fail_after {
                 Some(0) => {
                     return Err(StoreError::Full {
@@ -105,7 +105,7 @@ impl Store for MemoryStore {
             }
             inner.commits += 1;
             Ok(())
-        })
+        }))
     }
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
