@@ -74,9 +74,11 @@ impl Receipt for Ticket {
         if let Some(result) = &state.0 {
             return Poll::Ready(result.clone());
         }
-        if let Some(later) = &mut state.2
-            && let Poll::Ready(result) = later.as_mut().poll(cx)
-        {
+        let ended = match &mut state.2 {
+            Some(later) => later.as_mut().poll(cx),
+            None => Poll::Pending,
+        };
+        if let Poll::Ready(result) = ended {
             state.2 = None;
             state.0 = Some(result.clone());
             let wakers = std::mem::take(&mut state.1);
