@@ -49,6 +49,7 @@
 //! | `serde`, `tracing`, `metrics`, `test-util` | the core's features of the same names |
 //! | `durable` | `orchestrator::durable`: durable jobs on any store (`orchestrator-durable`) |
 //! | `redb` | `orchestrator::redb`: the redb file store (needs Rust 1.90) |
+//! | `idb` | `orchestrator::idb`: the browser's IndexedDB store (with `wasm`) |
 //! | `remote` | `orchestrator::remote`: the wire model of jobs and events between processes |
 //!
 //! With several runtime features on, [`DefaultRuntime`] and [`block_on`] are the first of
@@ -87,6 +88,10 @@ pub use orchestrator_durable as durable;
 #[cfg(feature = "redb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redb")))]
 pub use orchestrator_redb as redb;
+
+#[cfg(feature = "idb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "idb")))]
+pub use orchestrator_idb as idb;
 
 #[cfg(any(feature = "remote", feature = "durable"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "remote", feature = "durable"))))]
