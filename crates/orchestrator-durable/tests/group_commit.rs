@@ -147,3 +147,109 @@ async fn an_idle_writer_deletes_expired_outcomes_too() {
     assert_eq!(durable.stats().compacted, 100);
     durable.close();
 }
+
+/// A store whose commits end later, on a thread of its own, in call order (as IndexedDB's end
+/// in a callback), and that refuses every batch while `full` is set.
+#[derive(Clone, Default)]
+struct Later {
+    inner: MemoryStore,
+    full: Arc<std::sync::atomic::AtomicBool>,
+    queue: Arc<Mutex<Option<std::sync::mpsc::Sender<LaterBatch>>>>,
+}
+
+type LaterSlot = Arc<Mutex<(Option<Result<(), StoreError>>, Option<std::task::Waker>)>>;
+type LaterBatch = (Vec<Op>, bool, LaterSlot);
+
+impl Store for Later {
+    fn commit(&self, ops: &[Op]) -> Commit {
+        let slot = LaterSlot::default();
+        let full = self.full.load(std::sync::atomic::Ordering::SeqCst);
+        let tx = self
+            .queue
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| {
+                let (tx, rx) = std::sync::mpsc::channel::<LaterBatch>();
+                let store = self.inner.clone();
+                std::thread::spawn(move || {
+                    for (ops, full, slot) in rx {
+                        let result = if full {
+                            Err(StoreError::Full {
+                                detail: "the quota is exceeded".into(),
+                            })
+                        } else {
+                            store.commit(&ops).wait()
+                        };
+                        let mut slot = slot.lock().unwrap();
+                        slot.0 = Some(result);
+                        if let Some(waker) = slot.1.take() {
+                            waker.wake();
+                        }
+                    }
+                });
+                tx
+            })
+            .clone();
+        tx.send((ops.to_vec(), full, slot.clone())).unwrap();
+        Commit::pending(std::future::poll_fn(move |cx| {
+            let mut slot = slot.lock().unwrap();
+            match slot.0.take() {
+                Some(result) => std::task::Poll::Ready(result),
+                None => {
+                    slot.1 = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+            }
+        }))
+    }
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+    fn scan(&self, table: Table) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan(table)
+    }
+    fn scan_below(&self, table: Table, end: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan_below(table, end, limit)
+    }
+}
+
+/// Commits that end later, through the inline writer (as in a browser): a job runs once its
+/// acceptance has ended, and a refused acceptance rejects the dispatch; nothing runs unstored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_that_end_later_are_awaited_and_a_refused_one_rejects_the_dispatch() {
+    use orchestrator_core::{JobError, Rejection};
+    let store = Later::default();
+    let dispatcher = Dispatcher::new(TokioRuntime::new());
+    let mut registry = Registry::new(NodeId::new(1));
+    registry.register_job::<Noop>("test.noop").unwrap();
+    let (durable, recovery) = Durable::builder(store.clone(), Arc::new(registry))
+        .register::<Noop, _>(Run)
+        .inline_commits()
+        .open(&dispatcher)
+        .unwrap();
+    recovery.resume();
+
+    let handles: Vec<_> = (0..50).map(|n| dispatcher.dispatch(Noop(n))).collect();
+    let mut sum = 0;
+    for handle in handles {
+        handle.stored().await.expect("stored once its commit ended");
+        sum += handle.await.unwrap().value;
+    }
+    assert_eq!(sum, 49 * 50 / 2);
+    assert_eq!(store.inner.len(Table::Outcomes), 50);
+
+    store.full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = dispatcher.dispatch(Noop(7));
+    let stored = refused.stored().await;
+    assert!(stored.is_err(), "the acceptance was refused: {stored:?}");
+    match refused.await {
+        Err(JobError::Rejected(Rejection::NotStored { reason, .. })) => {
+            assert!(reason.contains("quota"), "{reason}");
+        }
+        other => panic!("expected NotStored, got {other:?}"),
+    }
+    assert_eq!(store.inner.len(Table::Jobs), 0, "nothing of it was written");
+    let stats = durable.stats();
+    assert!(stats.failed_commits >= 1, "{stats:?}");
+    durable.close();
+}
