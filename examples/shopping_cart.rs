@@ -48,6 +48,7 @@ struct Receipt {
 }
 
 /// Job: put `qty` of a product in the cart. Its output is the line that was added.
+#[derive(Debug, Clone, PartialEq)]
 struct AddItem {
     sku: &'static str,
     qty: u32,
@@ -197,7 +198,7 @@ impl Executor<Checkout> for CartService {
 // ---------------------------------------------------------------------------------------------
 
 /// One domain event as an orchestrator saw it (kept in its state for the printout).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Seen {
     what: String,
     origin: Origin,
@@ -218,7 +219,7 @@ fn describe(event: &Event) -> Option<String> {
 }
 
 /// The cart as the page shows it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct CartState {
     lines: Vec<Line>,
     orders: Vec<Receipt>,
@@ -269,7 +270,7 @@ impl Orchestrator for CartOrchestrator {
 }
 
 /// The header badge: how many items are in the cart, and how many orders were placed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct BadgeState {
     count: u32,
     orders: usize,
@@ -386,6 +387,7 @@ fn money(cents: u32) -> String {
 }
 
 #[tokio::main]
+#[cfg_attr(test, allow(dead_code))] // `cargo test` runs the tests below instead
 async fn main() {
     let dispatcher = Dispatcher::new(TokioRuntime::default());
     let service = CartService::new();
@@ -483,4 +485,91 @@ async fn main() {
     assert!(badge.states().next().await.is_none());
     assert_eq!(badge.state().count, 1);
     println!("\nboth orchestrators agree; group disposed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests (`cargo test --example shopping_cart`), with the core's test kit: a scenario on
+// virtual time, a fake executor that records its jobs, and checks of outcomes.
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(test)]
+mod tests {
+    use orchestrator_core::testing::{FakeExecutor, Scenario, VirtualRuntime, expect};
+
+    use super::*;
+
+    fn lines(cart: &CartState) -> Vec<(&'static str, u32)> {
+        cart.lines.iter().map(|l| (l.sku, l.qty)).collect()
+    }
+
+    #[test]
+    fn the_cart_follows_its_jobs_events_and_checkout_empties_it() {
+        let report = Scenario::new(CartOrchestrator, CartState::default())
+            .given(|dispatcher| {
+                let service = CartService::new();
+                dispatcher
+                    .register::<AddItem, _>(service.clone())
+                    .register::<RemoveItem, _>(service.clone())
+                    .register::<Checkout, _>(service);
+            })
+            .when(|act| {
+                act.dispatch(add("mug", 2, 1200));
+                act.settle();
+                act.dispatch(add("tea", 1, 850));
+                act.settle();
+                act.dispatch(RemoveItem { sku: "mug" });
+                act.settle();
+                act.dispatch(Checkout);
+            })
+            .run()
+            .unwrap();
+        let seen: Vec<Vec<(&str, u32)>> = report.states().iter().map(lines).collect();
+        assert_eq!(
+            seen,
+            [
+                vec![("mug", 2)],
+                vec![("mug", 2), ("tea", 1)],
+                vec![("tea", 1)],
+                vec![]
+            ]
+        );
+        let cart = report.state();
+        assert_eq!(cart.orders.len(), 1);
+        assert_eq!(cart.orders[0].total_cents, 850);
+        assert!(cart.seen.iter().all(|s| s.origin == Origin::Active));
+    }
+
+    #[test]
+    fn the_badge_counts_what_others_add_without_dispatching_anything() {
+        let adder = FakeExecutor::<AddItem>::succeed(Line {
+            sku: "mug",
+            qty: 2,
+            unit_cents: 1200,
+        });
+        let recorder = adder.recorder();
+        let report = Scenario::new(BadgeOrchestrator, BadgeState::default())
+            .given(move |dispatcher| {
+                dispatcher.register::<AddItem, _>(adder);
+            })
+            .when(|act| {
+                // Dispatched by someone else (the dispatcher), not by the badge.
+                let other = act.dispatcher().dispatch(add("mug", 2, 1200));
+                act.block_on(other).unwrap().unwrap();
+            })
+            .then_jobs(&recorder, [add("mug", 2, 1200)])
+            .run()
+            .unwrap();
+        let badge = report.state();
+        assert_eq!(badge.count, 2);
+        assert!(badge.seen.iter().all(|s| s.origin == Origin::Passive));
+    }
+
+    #[test]
+    fn checking_out_an_empty_cart_fails_with_why() {
+        let rt = VirtualRuntime::new();
+        let dispatcher = Dispatcher::new(rt.clone());
+        dispatcher.register::<Checkout, _>(CartService::new());
+        let outcome = rt.block_on(dispatcher.dispatch(Checkout));
+        expect::failed_after(&outcome, 1, "the cart is empty").unwrap();
+    }
 }
