@@ -128,14 +128,14 @@ pub use connectivity::{AlwaysOnline, Connectivity, ManualConnectivity};
 pub use dispatch::builder::{Dispatch, JobBuilder};
 pub use dispatch::context::JobContext;
 pub use dispatch::control::EmitError;
-pub use dispatch::dispatcher::{
-    DEFAULT_CACHE_CAPACITY, Dispatcher, DispatcherBuilder, Shutdown, ShutdownReport,
-};
+pub use dispatch::dispatcher::Dispatcher;
+pub use dispatch::dispatcher_builder::{DEFAULT_CACHE_CAPACITY, DispatcherBuilder};
 pub use dispatch::executor::{Executor, LocalExecutor};
 pub use dispatch::handle::{JobHandle, ProgressStream};
 pub use dispatch::journal::{
     Accepting, Ending, Journal, JournalError, JournalFuture, Receipt, Stored, StoredAlready,
 };
+pub use dispatch::shutdown::{Shutdown, ShutdownReport};
 pub use event::{Event, EventBuilder};
 pub use id::JobId;
 pub use job::{Job, JobType, MetadataEntry};

@@ -5,12 +5,11 @@ use alloc::boxed::Box;
 #[cfg(feature = "std")]
 use alloc::rc::Rc;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::any::{Any, TypeId};
 use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
-use core::task::{Context, Poll};
+use core::task::Poll;
 use core::time::Duration;
 
 use event_listener::EventListener;
@@ -18,35 +17,34 @@ use hashbrown::HashMap;
 
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::bus::SignalBus;
-use crate::cache::{CacheEntry, CacheError, CacheProvider, InMemoryCache, InvalidateCache};
+use crate::cache::CacheProvider;
 use crate::cancel::CancellationToken;
 use crate::cause::Cause;
 use crate::id::JobId;
 use crate::job::{Job, JobType};
 use crate::lifecycle::JobLifecycle;
-use crate::observer::{Observer, Observers};
+use crate::observer::Observers;
 use crate::outcome::{JobError, Rejection};
-use crate::runtime::{Instant, LocalSpawn, Runtime, Sleep, Spawn, SpawnError, Task};
+use crate::runtime::{LocalSpawn, Runtime, Spawn, SpawnError, Task};
 #[cfg(feature = "std")]
 use crate::runtime::{LocalSpawnError, LocalTask};
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak, poll_notified};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Mutex, Ordering, Weak};
 use crate::trace;
 use crate::typemap::{TypeMap, type_map};
 
-use super::context::JobContext;
 use super::control::JobControl;
 use super::env::JobEnv;
 #[cfg(feature = "std")]
 use super::executor::LocalExecutor;
 use super::executor::{Executor, Threaded};
 use super::handle::JobHandle;
-use super::journal::{Accepting, Ending, Journal, not_stored};
 #[cfg(feature = "std")]
 use super::local;
 use super::options::{CacheSpec, Dedup, Extras, JobOptions, Lifecycle, pre_check};
 use super::pipeline::{full_task, is_plain, lookup, plain_task, publish_output_event, started};
-use super::registry::Registry;
 use super::shared::JobShared;
+
+use super::shutdown::Shutdown;
 
 /// Starts one dispatch of `J`: builds its future and spawns it on the runtime the executor
 /// was registered with (monomorphized for that runtime, the job and the executor: no box for
@@ -54,14 +52,14 @@ use super::shared::JobShared;
 ///
 /// The job's state moves into its task (no reference count taken for the start); a start
 /// that fails leaves the job to its caller, which holds the handle: see [`Refused`].
-type StartFn<J> = dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>) -> Result<(), Refused>
+pub(super) type StartFn<J> = dyn Fn(J, Arc<JobShared<<J as Job>::Output>>, Option<Full<J>>) -> Result<(), Refused>
     + Send
     + Sync;
 
 /// Why a start did not spawn the job's task. The job has not ended yet: the caller records the
 /// rejection ([`record`](Self::record)) before the refused task goes, so that the task's drop
 /// guard then finds the job ended instead of recording a cancellation.
-enum Refused {
+pub(super) enum Refused {
     /// Refused before a task was made (shut down, no executor, circuit open, other thread).
     Rejected(Rejection),
     /// The runtime refused the task; it comes back in the error.
@@ -87,10 +85,10 @@ impl Refused {
 
 /// What a dispatch that is not plain starts with: its options, its cache policy, and its
 /// placeholder value (for a journal).
-struct Full<J: Job> {
-    options: JobOptions,
-    cache: Option<CacheSpec<J>>,
-    placeholder: Option<J::Output>,
+pub(super) struct Full<J: Job> {
+    pub(super) options: JobOptions,
+    pub(super) cache: Option<CacheSpec<J>>,
+    pub(super) placeholder: Option<J::Output>,
 }
 
 impl<J: Job> Full<J> {
@@ -227,8 +225,8 @@ impl<'a> Route<'a> {
 /// the one constructor line; code that names the type writes `Dispatcher<TokioRuntime>` (or
 /// erases it).
 pub struct Dispatcher<R = Arc<dyn Runtime>> {
-    inner: Arc<Inner>,
-    runtime: Arc<R>,
+    pub(super) inner: Arc<Inner>,
+    pub(super) runtime: Arc<R>,
 }
 
 impl<R> Clone for Dispatcher<R> {
@@ -255,26 +253,27 @@ pub(crate) struct Inner {
     refused_registrations: AtomicUsize,
 }
 
-impl Dispatcher {
-    /// Creates a type-erased dispatcher on an already shared runtime (otherwise like
-    /// [`new`](Self::new)).
-    pub fn with_runtime(runtime: Arc<dyn Runtime>) -> Self {
-        DispatcherBuilder::new(runtime).build()
+impl<R> Dispatcher<R> {
+    /// A dispatcher on `runtime` whose jobs' environment `env` makes (given the dispatcher,
+    /// weakly): the builder's last step.
+    pub(super) fn assemble(runtime: Arc<R>, env: impl FnOnce(&Weak<Inner>) -> JobEnv) -> Self {
+        Dispatcher {
+            inner: Arc::new_cyclic(|weak| Inner {
+                weak: weak.clone(),
+                env: Arc::new(env(weak)),
+                executors: Mutex::new(type_map()),
+                closed: AtomicBool::new(false),
+                inflight: Mutex::new(HashMap::new()),
+                breakers: Mutex::new(type_map()),
+                has_breakers: AtomicBool::new(false),
+                refused_registrations: AtomicUsize::new(0),
+            }),
+            runtime,
+        }
     }
 }
 
 impl<R: Runtime> Dispatcher<R> {
-    /// Creates a dispatcher with no executors that runs jobs on `runtime` and publishes their
-    /// events on a new, isolated [`SignalBus`] (see [`bus`](Self::bus)).
-    pub fn new(runtime: R) -> Self {
-        Self::builder(runtime).build()
-    }
-
-    /// Starts a dispatcher with options: its bus, observers, lifecycle events.
-    pub fn builder(runtime: R) -> DispatcherBuilder<R> {
-        DispatcherBuilder::new(runtime)
-    }
-
     /// Registers `executor` for job type `J`, replacing any previous one; returns `self` for
     /// chaining.
     ///
@@ -303,76 +302,6 @@ impl<R: Runtime> Dispatcher<R> {
                 }
             }
             .map_err(Refused::Spawn)
-        });
-        self.inner.insert::<J>(start, false);
-        self
-    }
-
-    /// Registers `executor` for job type `J` with `journal`: every dispatch of `J` is
-    /// written to the journal before its handle is returned, each attempt's start before the
-    /// attempt runs, and the job's end before its handle resolves (see [`Journal`]). Replaces
-    /// any previous executor of `J`; returns `self` for chaining.
-    ///
-    /// A journal that refuses a dispatch rejects it ([`Rejection::NotStored`]).
-    /// [`JobHandle::stored`] waits for a dispatch's write. Everything else (options, events,
-    /// orchestrators) is as for [`register`](Self::register). A dispatch answered from the
-    /// cache, or one that joins another ([`JobBuilder::dedup`](crate::JobBuilder::dedup)), runs
-    /// nothing and is not written.
-    ///
-    /// The `orchestrator-durable` crate gives journals on durable stores.
-    pub fn register_journaled<J: Job, E: Executor<J>>(
-        &self,
-        executor: E,
-        journal: Arc<dyn Journal<J>>,
-    ) -> &Self {
-        let executor = Arc::new(Threaded(executor));
-        let runtime = self.runtime.clone();
-        let start: Arc<StartFn<J>> = Arc::new(move |job, shared, full: Option<Full<J>>| {
-            let Full {
-                options,
-                cache,
-                placeholder,
-            } = full.unwrap_or(Full {
-                options: JobOptions::new(),
-                cache: None,
-                placeholder: None,
-            });
-            let receipt = {
-                let accepting = Accepting {
-                    id: shared.id(),
-                    options: &options,
-                    metadata: shared.metadata_entries(),
-                    placeholder: placeholder.as_ref(),
-                };
-                journal.accept(&job, &accepting)
-            }
-            .map_err(|error| {
-                Refused::Rejected(Rejection::NotStored {
-                    job_type: core::any::type_name::<J>(),
-                    reason: not_stored(&error),
-                })
-            })?;
-            shared.set_receipt(receipt);
-            let which = shared.which();
-            let kept = shared.clone();
-            let future = full_task(
-                executor.clone(),
-                job,
-                shared,
-                options,
-                cache,
-                Some(journal.clone()),
-            );
-            runtime
-                .spawn(Task::new(trace::job(future, which)))
-                .map_err(|refused| {
-                    // Stored, but it will not run: its journal records the rejection as its
-                    // outcome, so that it is not run again after a restart either.
-                    let outcome = Err(JobError::Rejected(Rejection::Spawn(refused.kind())));
-                    let cx = JobContext::new(kept, 0);
-                    drop(journal.finish(cx.job_id(), Ending::Outcome(&outcome), &cx));
-                    Refused::Spawn(refused)
-                })
         });
         self.inner.insert::<J>(start, false);
         self
@@ -551,7 +480,7 @@ impl<R> Dispatcher<R> {
 
     /// Returns how many events of this dispatcher's jobs (lifecycle, output and placeholder
     /// events) could not be published because their bus was closed; each was also reported
-    /// to the observers ([`Observer::on_event_undelivered`]).
+    /// to the observers ([`Observer::on_event_undelivered`](crate::Observer::on_event_undelivered)).
     pub fn undelivered_events(&self) -> usize {
         self.inner.env.undelivered.load(Ordering::Relaxed)
     }
@@ -567,12 +496,7 @@ impl<R> Dispatcher<R> {
     /// Dropping the future keeps the dispatcher closed and cancels nothing.
     pub fn shutdown(&self, grace: Duration) -> Shutdown {
         self.close();
-        Shutdown {
-            env: self.inner.env.clone(),
-            grace: Some(self.inner.env.runtime.sleep(grace)),
-            listener: None,
-            cancelled: 0,
-        }
+        Shutdown::new(self.inner.env.clone(), self.inner.env.runtime.sleep(grace))
     }
 
     pub(crate) fn observers(&self) -> &Observers {
@@ -615,7 +539,7 @@ impl Drop for Inner {
 
 impl Inner {
     /// Puts `start` in the registry for `J`, replacing any previous executor of `J`.
-    fn insert<J: Job>(&self, start: Arc<StartFn<J>>, local: bool) {
+    pub(super) fn insert<J: Job>(&self, start: Arc<StartFn<J>>, local: bool) {
         if self.closed.load(Ordering::Acquire) {
             // It could never run a job: refused, counted and (with `tracing`) reported.
             self.refused_registrations.fetch_add(1, Ordering::Relaxed);
@@ -918,136 +842,6 @@ impl Inner {
     }
 }
 
-/// Builds a [`Dispatcher`]; see [`Dispatcher::builder`].
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct DispatcherBuilder<R = Arc<dyn Runtime>> {
-    runtime: Arc<R>,
-    bus: Option<SignalBus>,
-    cache: Option<Arc<dyn CacheProvider>>,
-    observers: Vec<Arc<dyn Observer>>,
-    lifecycle: bool,
-}
-
-impl<R: Runtime> DispatcherBuilder<R> {
-    fn new(runtime: R) -> Self {
-        Self {
-            runtime: Arc::new(runtime),
-            bus: None,
-            cache: None,
-            observers: Vec::new(),
-            lifecycle: false,
-        }
-    }
-
-    /// Uses `provider` for cached dispatches (default: an [`InMemoryCache`] of
-    /// [`DEFAULT_CACHE_CAPACITY`] entries).
-    pub fn cache(mut self, provider: impl CacheProvider) -> Self {
-        self.cache = Some(Arc::new(provider));
-        self
-    }
-
-    /// Publishes job events on `bus` (for example [`SignalBus::global`]) instead of a new,
-    /// isolated bus.
-    pub fn bus(mut self, bus: SignalBus) -> Self {
-        self.bus = Some(bus);
-        self
-    }
-
-    /// Adds an observer; several are called in the order they were added.
-    pub fn observer(mut self, observer: impl Observer) -> Self {
-        self.observers.push(Arc::new(observer));
-        self
-    }
-
-    /// Publishes [`JobLifecycle`](crate::JobLifecycle) events for every job by default
-    /// (a dispatch can still override it).
-    pub fn lifecycle_events(mut self, on: bool) -> Self {
-        self.lifecycle = on;
-        self
-    }
-
-    /// Builds the dispatcher.
-    pub fn build(self) -> Dispatcher<R> {
-        let cache =
-            self.cache
-                .unwrap_or_else(|| match InMemoryCache::new(DEFAULT_CACHE_CAPACITY) {
-                    Ok(cache) => Arc::new(cache),
-                    Err(_) => Arc::new(NoCache),
-                });
-        let shared_runtime: Arc<dyn Runtime> = self.runtime.clone();
-        let env = |dispatcher: &Weak<Inner>| JobEnv {
-            runtime: shared_runtime,
-            cache,
-            bus: self.bus.unwrap_or_default(),
-            observers: Observers::new(self.observers),
-            lifecycle: self.lifecycle,
-            dispatcher: dispatcher.clone() as Weak<dyn Any + Send + Sync>,
-            jobs: Registry::default(),
-            undelivered: AtomicUsize::new(0),
-        };
-        let dispatcher = Dispatcher {
-            inner: Arc::new_cyclic(|weak| Inner {
-                weak: weak.clone(),
-                env: Arc::new(env(weak)),
-                executors: Mutex::new(type_map()),
-                closed: AtomicBool::new(false),
-                inflight: Mutex::new(HashMap::new()),
-                breakers: Mutex::new(type_map()),
-                has_breakers: AtomicBool::new(false),
-                refused_registrations: AtomicUsize::new(0),
-            }),
-            runtime: self.runtime,
-        };
-        dispatcher.register(InvalidateCacheExecutor);
-        dispatcher
-    }
-}
-
-impl<R> fmt::Debug for DispatcherBuilder<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DispatcherBuilder")
-            .field("bus", &self.bus)
-            .field("observers", &self.observers.len())
-            .field("lifecycle", &self.lifecycle)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The capacity of a dispatcher's default in-memory cache.
-pub const DEFAULT_CACHE_CAPACITY: usize = 1024;
-
-/// Runs [`InvalidateCache`] jobs against the dispatcher's cache.
-struct InvalidateCacheExecutor;
-
-impl Executor<InvalidateCache> for InvalidateCacheExecutor {
-    type Error = CacheError;
-
-    async fn execute(&self, job: &InvalidateCache, cx: JobContext) -> Result<usize, CacheError> {
-        job.target.apply(cx.cache())
-    }
-}
-
-/// A provider that stores nothing (never used: the default capacity is not zero).
-struct NoCache;
-
-impl CacheProvider for NoCache {
-    fn get(&self, _: &str, _: Instant) -> Result<Option<CacheEntry>, CacheError> {
-        Ok(None)
-    }
-    fn put(&self, _: &str, _: CacheEntry, _: Instant) -> Result<(), CacheError> {
-        Ok(())
-    }
-    fn invalidate(&self, _: &str) -> Result<bool, CacheError> {
-        Ok(false)
-    }
-    fn invalidate_prefix(&self, _: &str) -> Result<usize, CacheError> {
-        Ok(0)
-    }
-    fn invalidate_where(&self, _: &dyn Fn(&str) -> bool) -> Result<usize, CacheError> {
-        Ok(0)
-    }
-}
-
 impl Inner {
     /// The dispatcher of a job's environment, if it still exists.
     pub(crate) fn from_env(env: &JobEnv) -> Option<Arc<Inner>> {
@@ -1129,61 +923,6 @@ async fn watch_follower<T: Send + 'static>(
         Poll::Pending
     })
     .await;
-}
-
-/// What [`Dispatcher::shutdown`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct ShutdownReport {
-    /// Jobs still running at the end of the grace period, which were cancelled.
-    pub cancelled: usize,
-}
-
-/// The future returned by [`Dispatcher::shutdown`].
-#[must_use = "futures do nothing unless you .await or poll them"]
-pub struct Shutdown {
-    env: Arc<JobEnv>,
-    /// The grace period, until it has run out.
-    grace: Option<Sleep>,
-    listener: Option<EventListener>,
-    cancelled: usize,
-}
-
-impl Future for Shutdown {
-    type Output = ShutdownReport;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<ShutdownReport> {
-        let this = &mut *self;
-        loop {
-            let env = &this.env;
-            if poll_notified(env.jobs.drained(), &mut this.listener, cx, || {
-                (env.in_flight() == 0).then_some(())
-            })
-            .is_ready()
-            {
-                return Poll::Ready(ShutdownReport {
-                    cancelled: this.cancelled,
-                });
-            }
-            let Some(grace) = this.grace.as_mut() else {
-                return Poll::Pending;
-            };
-            if Pin::new(grace).poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            this.grace = None;
-            this.cancelled = env.jobs.cancel_all();
-        }
-    }
-}
-
-impl fmt::Debug for Shutdown {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shutdown")
-            .field("in_flight", &self.env.in_flight())
-            .field("grace_over", &self.grace.is_none())
-            .finish()
-    }
 }
 
 /// Publishes a dispatch's placeholder (and its lifecycle event) before its work starts.

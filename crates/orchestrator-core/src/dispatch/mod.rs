@@ -25,13 +25,16 @@ pub(crate) mod builder;
 pub(crate) mod context;
 pub(crate) mod control;
 pub(crate) mod dispatcher;
+pub(crate) mod dispatcher_builder;
 pub(crate) mod env;
 pub(crate) mod executor;
 pub(crate) mod handle;
 pub(crate) mod journal;
+pub(crate) mod journaled;
 #[cfg(feature = "std")]
 pub(crate) mod local;
 pub(crate) mod options;
 pub(crate) mod pipeline;
 pub(crate) mod registry;
 pub(crate) mod shared;
+pub(crate) mod shutdown;
