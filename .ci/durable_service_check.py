@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -156,6 +157,7 @@ def main():
             process.kill()
             process.wait()
         log.close()
+        shutil.rmtree(data, ignore_errors=True)
     return 0
 
 
