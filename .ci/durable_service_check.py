@@ -16,11 +16,11 @@ Every wait has an overall deadline (--timeout): a check of what happens, not of 
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import shutil
 import tempfile
 import time
 import urllib.error
