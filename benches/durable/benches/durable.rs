@@ -37,7 +37,8 @@
 //!
 //! Run with `cargo bench --manifest-path benches/durable/Cargo.toml` (it builds the peers with
 //! cargo first). `BENCH_QUICK=1`, `--quick` or a debug build runs tiny counts: a smoke test
-//! whose figures mean nothing. `DURABLE_BENCH_PEERS=0` leaves the peers out.
+//! whose figures mean nothing (the peers' runners are then built unoptimised).
+//! `DURABLE_BENCH_PEERS=0` leaves the peers out.
 
 #[path = "../common/cell.rs"]
 mod cell;
@@ -658,8 +659,19 @@ fn project() -> PathBuf {
 
 fn peer_binary(system: &str) -> PathBuf {
     project()
-        .join("target/peers/release")
+        .join(peer_profile().1)
         .join(format!("durable-bench-{system}"))
+}
+
+/// How the peers' runners are built: optimised for measuring; unoptimised in quick mode, whose
+/// figures mean nothing and whose point is that everything builds and runs (a third of the
+/// build time: the peers' SQLite is C).
+fn peer_profile() -> (&'static [&'static str], &'static str) {
+    if quick() {
+        (&[], "target/peers/debug")
+    } else {
+        (&["--release"], "target/peers/release")
+    }
 }
 
 /// Builds the peers' runners (each its own cargo project); returns the systems that built.
@@ -669,7 +681,9 @@ fn build_peers() -> Vec<&'static str> {
     for peer in ["effectum", "apalis"] {
         let start = Instant::now();
         let status = Command::new(&cargo)
-            .args(["build", "--release", "--quiet", "--manifest-path"])
+            .arg("build")
+            .args(peer_profile().0)
+            .args(["--quiet", "--manifest-path"])
             .arg(project().join(format!("peers/{peer}/Cargo.toml")))
             .arg("--target-dir")
             .arg(project().join("target/peers"))
