@@ -6,9 +6,10 @@
 # on the runtime the features chose).
 #
 # The command was built from this checkout, so it prints the path form: this checkout's
-# crates/orchestrator (the crates are not on crates.io yet). Run from anywhere after
-# `cargo build -p cargo-orchestrator`. RUNTIMES overrides the runtimes ("tokio smol");
-# the crates share a target dir of their own, target/scaffold.
+# crates/orchestrator (package orchestrator-rs, library orchestrator; the crates are not on
+# crates.io yet). Run from anywhere after `cargo build -p cargo-orchestrator`. RUNTIMES
+# overrides the runtimes ("tokio smol"); the crates share a target dir of their own,
+# target/scaffold.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workspace=$PWD
@@ -29,7 +30,7 @@ for rt in ${RUNTIMES:-tokio smol}; do
 
     # The lines as printed (the unindented ones; the other sources are indented): the
     # [dependencies] line into the table cargo new wrote, then the [dev-dependencies] table.
-    mapfile -t lines < <(grep '^orchestrator = ' "$scaffold_dir/out-$rt")
+    mapfile -t lines < <(grep '^orchestrator-rs = ' "$scaffold_dir/out-$rt")
     [ "${#lines[@]}" = 2 ] || fail "$rt: expected 2 dependency lines, got ${#lines[@]}"
     grep -qxF 'add to the [dependencies] table of Cargo.toml:' "$scaffold_dir/out-$rt" \
         || fail "$rt: no [dependencies] instruction"

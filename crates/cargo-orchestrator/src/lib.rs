@@ -7,7 +7,8 @@
 //! cargo orchestrator new checkout --runtime smol     # in your crate
 //! ```
 //!
-//! The generated code depends on the facade crate `orchestrator` only and names no runtime:
+//! The generated code depends on the facade crate only (package `orchestrator-rs`, library
+//! `orchestrator`: the code says `use orchestrator::...`) and names no runtime:
 //! its tests run on `orchestrator::testing::VirtualRuntime` (feature `test-util`) and on
 //! `orchestrator::DefaultRuntime`, the runtime the crate's features chose. `--runtime` picks
 //! that feature in the dependency lines the command prints ([`dependency_lines`]).
@@ -18,10 +19,10 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// The runtimes the printed dependency lines can choose (features of `orchestrator`).
+/// The runtimes the printed dependency lines can choose (features of `orchestrator-rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
-    /// tokio (the `tokio` feature, `orchestrator`'s default).
+    /// tokio (the `tokio` feature, `orchestrator-rs`'s default).
     Tokio,
     /// smol (the `smol` feature).
     Smol,
@@ -40,7 +41,7 @@ impl Runtime {
         }
     }
 
-    /// The feature of `orchestrator` that chooses this runtime.
+    /// The feature of `orchestrator-rs` that chooses this runtime.
     pub fn feature(self) -> &'static str {
         match self {
             Runtime::Tokio => "tokio",
@@ -50,19 +51,24 @@ impl Runtime {
     }
 }
 
-/// Where the printed dependency lines take `orchestrator` from.
+/// Where the printed dependency lines take `orchestrator-rs` from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// crates.io: `version = "0.1"`.
     CratesIo,
     /// The repository: `git = "https://github.com/orchestrator-rs/orchestrator"`.
     Git,
-    /// A directory holding the `orchestrator` crate: `path = "..."`.
+    /// A directory holding the `orchestrator-rs` crate: `path = "..."`.
     Path(PathBuf),
 }
 
 /// The repository of the `orchestrator` crates.
 pub const REPOSITORY: &str = "https://github.com/orchestrator-rs/orchestrator";
+
+/// The facade's package name, the key of the printed dependency lines. Its library is named
+/// `orchestrator` (`use orchestrator::...`); on crates.io the package name `orchestrator`
+/// belongs to another project.
+pub const PACKAGE: &str = "orchestrator-rs";
 
 impl Source {
     /// The source that works for this build of the command: the `crates/orchestrator` of the
@@ -82,18 +88,18 @@ impl Source {
     }
 }
 
-/// The `orchestrator` crate beside the scaffolder's crate directory `here` (its
-/// `../orchestrator`), if it is there.
+/// The facade crate (package `orchestrator-rs`) beside the scaffolder's crate directory
+/// `here` (its `../orchestrator`), if it is there.
 fn facade_beside(here: &Path) -> Option<PathBuf> {
     let dir = here.parent()?.join("orchestrator");
     let manifest = fs::read_to_string(dir.join("Cargo.toml")).ok()?;
     manifest
         .lines()
-        .any(|l| l.trim() == "name = \"orchestrator\"")
+        .any(|l| l.trim() == format!("name = \"{PACKAGE}\""))
         .then_some(dir)
 }
 
-/// The two lines a crate needs for the generated code: `orchestrator` with the runtime's
+/// The two lines a crate needs for the generated code: `orchestrator-rs` with the runtime's
 /// feature, and the same crate with `test-util` added for the tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DependencyLines {
@@ -117,13 +123,13 @@ pub struct DependencyLines {
 /// let smol = dependency_lines(Runtime::Smol, &Source::CratesIo);
 /// assert_eq!(
 ///     smol.dependency,
-///     r#"orchestrator = { version = "0.1", default-features = false, features = ["smol"] }"#
+///     r#"orchestrator-rs = { version = "0.1", default-features = false, features = ["smol"] }"#
 /// );
 /// assert_eq!(
 ///     smol.dev_dependency,
-///     r#"orchestrator = { version = "0.1", default-features = false, features = ["smol", "test-util"] }"#
+///     r#"orchestrator-rs = { version = "0.1", default-features = false, features = ["smol", "test-util"] }"#
 /// );
-/// assert_eq!(dependency_lines(Runtime::Tokio, &Source::CratesIo).dependency, r#"orchestrator = "0.1""#);
+/// assert_eq!(dependency_lines(Runtime::Tokio, &Source::CratesIo).dependency, r#"orchestrator-rs = "0.1""#);
 /// ```
 pub fn dependency_lines(runtime: Runtime, source: &Source) -> DependencyLines {
     let from = match source {
@@ -133,21 +139,21 @@ pub fn dependency_lines(runtime: Runtime, source: &Source) -> DependencyLines {
     };
     let (dependency, dev_dependency) = match runtime {
         Runtime::Tokio if *source == Source::CratesIo => (
-            "orchestrator = \"0.1\"".to_owned(),
-            format!("orchestrator = {{ {from}, features = [\"test-util\"] }}"),
+            format!("{PACKAGE} = \"0.1\""),
+            format!("{PACKAGE} = {{ {from}, features = [\"test-util\"] }}"),
         ),
         Runtime::Tokio => (
-            format!("orchestrator = {{ {from} }}"),
-            format!("orchestrator = {{ {from}, features = [\"test-util\"] }}"),
+            format!("{PACKAGE} = {{ {from} }}"),
+            format!("{PACKAGE} = {{ {from}, features = [\"test-util\"] }}"),
         ),
         other => {
             let feature = other.feature();
             (
                 format!(
-                    "orchestrator = {{ {from}, default-features = false, features = [\"{feature}\"] }}"
+                    "{PACKAGE} = {{ {from}, default-features = false, features = [\"{feature}\"] }}"
                 ),
                 format!(
-                    "orchestrator = {{ {from}, default-features = false, features = [\"{feature}\", \"test-util\"] }}"
+                    "{PACKAGE} = {{ {from}, default-features = false, features = [\"{feature}\", \"test-util\"] }}"
                 ),
             )
         }
@@ -348,8 +354,9 @@ const MAX_WIDTH: usize = 100;
 
 /// The generated module's source for `names`, whose dependency lines choose `runtime`.
 ///
-/// The source is what `rustfmt --edition 2024` writes (default configuration), for every
-/// name [`Names::of`] accepts.
+/// The source is what `rustfmt --edition 2024` and `rustfmt --edition 2021` write (default
+/// configuration), for every name [`Names::of`] accepts: no `use` brace group mixes lower-case
+/// and upper-case names, which the two style editions sort differently.
 pub fn render(names: &Names, runtime: Runtime) -> String {
     let p = &names.prefix;
     // The lines whose length depends on the name, in rustfmt's one-line form while it fits.
@@ -493,7 +500,8 @@ pub fn dispatcher<R: Runtime>(runtime: R) -> Dispatcher<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime, expect};
+    use orchestrator::testing::expect;
+    use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime};
     use orchestrator::{DefaultRuntime, Dispatch};
 
     /// Dispatches a job through the orchestrator (its state counts the output), then one with
@@ -575,10 +583,16 @@ pub struct Scaffolded {
     pub module: PathBuf,
     /// The crate root it declared the module in (`None` if it was declared already).
     pub declared_in: Option<PathBuf>,
-    /// The `orchestrator` entry of the crate's `[dependencies]`, if it has one.
+    /// The facade's entry of the crate's `[dependencies]` (`orchestrator-rs`, or
+    /// `orchestrator` with `package = "orchestrator-rs"`), if it has one.
     pub dependency: Option<String>,
-    /// The `orchestrator` entry of the crate's `[dev-dependencies]`, if it has one.
+    /// The facade's entry of the crate's `[dev-dependencies]`, if it has one.
     pub dev_dependency: Option<String>,
+    /// The crate depends on a package named `orchestrator` (`[dependencies]` or
+    /// `[dev-dependencies]`): on crates.io that is another project's crate, and a checkout's
+    /// path or git entry of that name no longer resolves. Its entry should be replaced by
+    /// the printed line.
+    pub foreign_orchestrator: bool,
     /// The crate's `Cargo.toml` has a `[dependencies]` table (lines go into it).
     pub has_dependencies_table: bool,
     /// The crate's `Cargo.toml` has a `[dev-dependencies]` table.
@@ -586,12 +600,12 @@ pub struct Scaffolded {
 }
 
 impl Scaffolded {
-    /// The crate's `Cargo.toml` has no `orchestrator` in `[dependencies]`.
+    /// The crate's `Cargo.toml` has no facade (`orchestrator-rs`) in `[dependencies]`.
     pub fn needs_dependency(&self) -> bool {
         self.dependency.is_none()
     }
 
-    /// The crate's `Cargo.toml` has no `orchestrator` with `test-util` in
+    /// The crate's `Cargo.toml` has no facade (`orchestrator-rs`) with `test-util` in
     /// `[dev-dependencies]`.
     pub fn needs_dev_dependency(&self) -> bool {
         !self
@@ -638,10 +652,32 @@ pub fn scaffold(
         names,
         module,
         declared_in,
-        dependency: manifest_entry(&manifest_text, "dependencies", "orchestrator"),
-        dev_dependency: manifest_entry(&manifest_text, "dev-dependencies", "orchestrator"),
+        dependency: facade_entry(&manifest_text, "dependencies"),
+        dev_dependency: facade_entry(&manifest_text, "dev-dependencies"),
+        foreign_orchestrator: ["dependencies", "dev-dependencies"].iter().any(|table| {
+            manifest_entry(&manifest_text, table, "orchestrator")
+                .is_some_and(|e| !e.contains(&format!("\"{PACKAGE}\"")))
+        }),
         has_dependencies_table: manifest_has_table(&manifest_text, "dependencies"),
         has_dev_dependencies_table: manifest_has_table(&manifest_text, "dev-dependencies"),
+    })
+}
+
+/// The facade's entry in table `table` of `manifest`: an `orchestrator-rs` entry, or an
+/// `orchestrator` entry renamed from it (`package = "orchestrator-rs"`).
+///
+/// ```
+/// use cargo_orchestrator::facade_entry;
+/// let renamed = "[dependencies]\norchestrator = { package = \"orchestrator-rs\", path = \"../o\" }\n";
+/// assert!(facade_entry(renamed, "dependencies").is_some());
+/// assert!(facade_entry("[dependencies]\norchestrator-rs = \"0.1\"\n", "dependencies").is_some());
+/// // Another project's crate.
+/// assert_eq!(facade_entry("[dependencies]\norchestrator = \"0.2\"\n", "dependencies"), None);
+/// ```
+pub fn facade_entry(manifest: &str, table: &str) -> Option<String> {
+    manifest_entry(manifest, table, PACKAGE).or_else(|| {
+        manifest_entry(manifest, table, "orchestrator")
+            .filter(|e| e.contains(&format!("\"{PACKAGE}\"")))
     })
 }
 

@@ -31,7 +31,7 @@ cargo orchestrator new: scaffolds a feature into your crate
 usage: cargo orchestrator new <feature> [--runtime tokio|smol|async-std] [--path <crate dir>]
 
 Writes src/<feature>.rs into the crate (a job, its executor, an orchestrator with its state,
-and two tests), declares `pub mod <feature>;` in src/lib.rs (or src/main.rs) next to its
+and three tests), declares `pub mod <feature>;` in src/lib.rs (or src/main.rs) next to its
 other `mod` declarations (or after its `use`s, before the first item), and prints the
 dependency lines to add to Cargo.toml if it lacks them. It overwrites nothing.
 
@@ -46,7 +46,7 @@ arguments:
 
 options:
   --runtime <runtime>  tokio (the default), smol or async-std: the feature of the
-                       `orchestrator` crate that the printed lines turn on. The generated code
+                       `orchestrator-rs` crate that the printed lines turn on. The generated code
                        names no runtime: its tests run on `orchestrator::testing::VirtualRuntime`
                        and on `orchestrator::DefaultRuntime`, whichever the features chose.
   --path <crate dir>   the crate to write into (default: the current directory)
@@ -54,16 +54,18 @@ options:
   -V, --version        prints the version
 
 dependencies:
-  The generated code depends on the facade crate `orchestrator` only; the runtime is one of
-  its features, and the tests need its `test-util` feature (`VirtualRuntime`):
+  The generated code depends on the facade crate only: the package `orchestrator-rs`,
+  whose library is `orchestrator` (the code says `use orchestrator::...`; on crates.io the
+  name `orchestrator` belongs to another project). The runtime is one of its features, and
+  the tests need its `test-util` feature (`VirtualRuntime`):
 
     [dependencies]
-    orchestrator = {{ version = \"0.1\", default-features = false, features = [\"smol\"] }}
+    orchestrator-rs = {{ version = \"0.1\", default-features = false, features = [\"smol\"] }}
 
     [dev-dependencies]
-    orchestrator = {{ version = \"0.1\", default-features = false, features = [\"smol\", \"test-util\"] }}
+    orchestrator-rs = {{ version = \"0.1\", default-features = false, features = [\"smol\", \"test-util\"] }}
 
-  (tokio: `orchestrator = \"0.1\"`, and `features = [\"test-util\"]` in the dev line.) Cargo
+  (tokio: `orchestrator-rs = \"0.1\"`, and `features = [\"test-util\"]` in the dev line.) Cargo
   unifies the two lines' features when it builds tests, and only then (resolver 2, the
   default since edition 2021): `cargo test` gets `test-util`, `cargo build` does not. The dev
   line repeats `default-features = false` and the runtime, or tests would turn on tokio (a
@@ -225,15 +227,22 @@ fn main() -> ExitCode {
     if let Some(entry) = &done.dependency {
         if runtime != Runtime::Tokio && !entry.contains(&feature_flag) {
             println!(
-                "note: the orchestrator of [dependencies] does not name the `{}` feature: the \
+                "note: the orchestrator-rs of [dependencies] does not name the `{}` feature: the \
                  tests' DefaultRuntime is the one its features choose (tokio by default)",
                 runtime.feature()
             );
         }
     }
+    if done.foreign_orchestrator {
+        println!(
+            "note: Cargo.toml depends on a package named `orchestrator`: on crates.io that is \
+             another project's crate, and the facade's package is now `orchestrator-rs` (library \
+             `orchestrator`); replace that entry with the orchestrator-rs line above"
+        );
+    }
     if done.dev_dependency.is_some() && done.needs_dev_dependency() {
         println!(
-            "note: replace the orchestrator line of [dev-dependencies] with the one above: the \
+            "note: replace the orchestrator-rs line of [dev-dependencies] with the one above: the \
              tests need its `test-util` feature"
         );
     }

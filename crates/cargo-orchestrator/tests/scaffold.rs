@@ -27,7 +27,7 @@ fn fresh_crate(name: &str, dependencies: &str) -> PathBuf {
 
 #[test]
 fn it_writes_the_module_declares_it_and_lists_what_is_missing() {
-    let dir = fresh_crate("shop", "orchestrator = \"0.1\"\n");
+    let dir = fresh_crate("shop", "orchestrator-rs = \"0.1\"\n");
     let done = scaffold(&dir, "user-signup", Runtime::Tokio).unwrap();
     assert_eq!(done.module, dir.join("src/user_signup.rs"));
     let module = fs::read_to_string(&done.module).unwrap();
@@ -36,7 +36,8 @@ fn it_writes_the_module_declares_it_and_lists_what_is_missing() {
         "impl Executor<UserSignupJob> for UserSignupExecutor",
         "pub struct UserSignupState",
         "impl Orchestrator for UserSignupOrchestrator",
-        "use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime, expect};",
+        "use orchestrator::testing::expect;",
+        "use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime};",
         "fn updates_its_state_and_rejects_empty_input()",
         "fn runs_on_the_default_runtime()",
         "fn counts_what_a_fake_executor_returns()",
@@ -49,7 +50,8 @@ fn it_writes_the_module_declares_it_and_lists_what_is_missing() {
         fs::read_to_string(dir.join("src/lib.rs")).unwrap(),
         "//! An app.\n\npub mod user_signup;\n"
     );
-    assert!(!done.needs_dependency(), "orchestrator is there already");
+    assert!(!done.needs_dependency(), "orchestrator-rs is there already");
+    assert!(!done.foreign_orchestrator);
     assert!(done.needs_dev_dependency(), "but not with test-util");
 
     // Again: nothing is overwritten, nothing declared twice.
@@ -198,7 +200,8 @@ fn the_generated_code_depends_on_the_facade_only() {
         }
         for used in [
             "use orchestrator::{\n",
-            "use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime, expect};",
+            "use orchestrator::testing::expect;",
+            "use orchestrator::testing::{FakeExecutor, Scenario, VirtualRuntime};",
             "use orchestrator::{DefaultRuntime, Dispatch};",
             "orchestrator::block_on(",
         ] {
@@ -223,28 +226,28 @@ fn dependency_lines_name_the_facade_with_the_runtime_as_a_feature() {
     let crates_io = |rt| dependency_lines(rt, &Source::CratesIo);
     assert_eq!(
         crates_io(Runtime::Tokio).dependency,
-        r#"orchestrator = "0.1""#
+        r#"orchestrator-rs = "0.1""#
     );
     assert_eq!(
         crates_io(Runtime::Tokio).dev_dependency,
-        r#"orchestrator = { version = "0.1", features = ["test-util"] }"#
+        r#"orchestrator-rs = { version = "0.1", features = ["test-util"] }"#
     );
     assert_eq!(
         crates_io(Runtime::Smol).dependency,
-        r#"orchestrator = { version = "0.1", default-features = false, features = ["smol"] }"#
+        r#"orchestrator-rs = { version = "0.1", default-features = false, features = ["smol"] }"#
     );
     assert_eq!(
         crates_io(Runtime::AsyncStd).dev_dependency,
-        r#"orchestrator = { version = "0.1", default-features = false, features = ["async-std", "test-util"] }"#
+        r#"orchestrator-rs = { version = "0.1", default-features = false, features = ["async-std", "test-util"] }"#
     );
     let git = dependency_lines(Runtime::Smol, &Source::Git);
     assert_eq!(
         git.dependency,
-        r#"orchestrator = { git = "https://github.com/orchestrator-rs/orchestrator", default-features = false, features = ["smol"] }"#
+        r#"orchestrator-rs = { git = "https://github.com/orchestrator-rs/orchestrator", default-features = false, features = ["smol"] }"#
     );
     assert_eq!(
         dependency_lines(Runtime::Tokio, &Source::Git).dependency,
-        r#"orchestrator = { git = "https://github.com/orchestrator-rs/orchestrator" }"#
+        r#"orchestrator-rs = { git = "https://github.com/orchestrator-rs/orchestrator" }"#
     );
     let path = dependency_lines(
         Runtime::Smol,
@@ -252,7 +255,7 @@ fn dependency_lines_name_the_facade_with_the_runtime_as_a_feature() {
     );
     assert_eq!(
         path.dependency,
-        r#"orchestrator = { path = "C:\\src\\\"odd\"\\crates\\orchestrator", default-features = false, features = ["smol"] }"#
+        r#"orchestrator-rs = { path = "C:\\src\\\"odd\"\\crates\\orchestrator", default-features = false, features = ["smol"] }"#
     );
     for runtime in [Runtime::Tokio, Runtime::Smol, Runtime::AsyncStd] {
         for source in [Source::CratesIo, Source::Git, Source::Path("/x".into())] {
@@ -260,6 +263,9 @@ fn dependency_lines_name_the_facade_with_the_runtime_as_a_feature() {
             assert!(lines.dev_dependency.contains("\"test-util\""));
             assert!(!lines.dependency.contains("test-util"));
             assert!(!lines.dependency.contains("orchestrator-core"));
+            // The facade's package name: `orchestrator` on crates.io is another project.
+            assert!(lines.dependency.starts_with("orchestrator-rs = "));
+            assert!(lines.dev_dependency.starts_with("orchestrator-rs = "));
             // A default feature asked for by either line would be on in tests (tokio).
             assert_eq!(
                 lines.dependency.contains("default-features = false"),
@@ -344,18 +350,19 @@ features = ["smol", "test-util"]
     // scaffold asks only for what is missing.
     let dir = fresh_crate(
         "complete",
-        "orchestrator = \"0.1\"\n\n[dev-dependencies]\norchestrator = { version = \"0.1\", features = [\"test-util\"] }\n",
+        "orchestrator-rs = \"0.1\"\n\n[dev-dependencies]\norchestrator = { package = \"orchestrator-rs\", version = \"0.1\", features = [\"test-util\"] }\n",
     );
     let done = scaffold(&dir, "checkout", Runtime::Tokio).unwrap();
     assert!(!done.needs_dependency() && !done.needs_dev_dependency());
+    assert!(!done.foreign_orchestrator, "renamed from orchestrator-rs");
     let out = cli(&["orchestrator", "new", "refund", "--path", path(&dir)]);
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(!stdout.contains("add to Cargo.toml"), "{stdout}");
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// The rustfmt of the toolchain, if it runs.
-fn rustfmt() -> Option<Command> {
+/// The rustfmt of the toolchain with `--check --edition <edition>`, if it runs.
+fn rustfmt(edition: &str) -> Option<Command> {
     let ok = Command::new("rustfmt")
         .arg("--version")
         .output()
@@ -365,7 +372,7 @@ fn rustfmt() -> Option<Command> {
     }
     ok.then(|| {
         let mut command = Command::new("rustfmt");
-        command.args(["--check", "--edition", "2024"]);
+        command.args(["--check", "--edition", edition]);
         command
     })
 }
@@ -373,11 +380,17 @@ fn rustfmt() -> Option<Command> {
 /// Checks `files` (name, text) with `rustfmt --check --edition 2024`, in a directory of their
 /// own (no rustfmt.toml above it is read: the config is rustfmt's default).
 fn assert_rustfmt_clean(test: &str, files: &[(String, String)]) {
-    let Some(mut rustfmt) = rustfmt() else {
+    assert_rustfmt_clean_in("2024", test, files);
+}
+
+/// Checks `files` (name, text) with `rustfmt --check --edition <edition>`, as
+/// [`assert_rustfmt_clean`] does.
+fn assert_rustfmt_clean_in(edition: &str, test: &str, files: &[(String, String)]) {
+    let Some(mut rustfmt) = rustfmt(edition) else {
         return;
     };
     let dir = std::env::temp_dir().join(format!(
-        "cargo-orchestrator-fmt-{test}-{}",
+        "cargo-orchestrator-fmt-{test}-{edition}-{}",
         std::process::id()
     ));
     let _ = fs::remove_dir_all(&dir);
@@ -395,7 +408,7 @@ fn assert_rustfmt_clean(test: &str, files: &[(String, String)]) {
     let out = rustfmt.output().unwrap();
     assert!(
         out.status.success(),
-        "not rustfmt-clean:\n{}{}",
+        "not rustfmt-clean (edition {edition}):\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -434,7 +447,11 @@ fn the_generated_module_is_rustfmt_clean_for_every_name_length() {
         let names = Names::of(&feature).unwrap();
         files.push((format!("words_{words}.rs"), render(&names, Runtime::Tokio)));
     }
-    assert_rustfmt_clean("module", &files);
+    // Crates of either edition (cargo new still writes 2024; older crates are 2021): the
+    // style editions sort `use` groups differently, and the generated code avoids the
+    // difference.
+    assert_rustfmt_clean_in("2024", "module", &files);
+    assert_rustfmt_clean_in("2021", "module", &files);
 }
 
 /// A crate root's leading section: inner docs, attributes (one over several lines) and uses
@@ -746,4 +763,41 @@ fn the_command_prints_the_facade_lines_that_work_today() {
     );
     assert!(stdout.contains(&block), "{stdout}");
     let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_orchestrator_entry_of_another_package_is_reported() {
+    // `orchestrator` on crates.io is another project's crate; the facade is `orchestrator-rs`.
+    let dir = fresh_crate("foreign", "orchestrator = \"0.2\"\n");
+    let out = cli(&["orchestrator", "new", "checkout", "--path", path(&dir)]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("add to the [dependencies] table"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("note: Cargo.toml depends on a package named `orchestrator`"),
+        "{stdout}"
+    );
+    let _ = fs::remove_dir_all(&dir);
+
+    // The facade renamed to `orchestrator` is the facade.
+    let dir = fresh_crate(
+        "renamed",
+        "orchestrator = { package = \"orchestrator-rs\", version = \"0.1\" }\n",
+    );
+    let done = scaffold(&dir, "checkout", Runtime::Smol).unwrap();
+    assert!(!done.needs_dependency() && !done.foreign_orchestrator);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_counts_the_tests_it_writes() {
+    let help = String::from_utf8(cli(&["orchestrator", "--help"]).stdout).unwrap();
+    let module = render(&Names::of("checkout").unwrap(), Runtime::Tokio);
+    let tests = module.matches("#[test]").count();
+    assert_eq!(tests, 3);
+    assert!(help.contains("and three tests)"), "{help}");
+    assert!(help.contains("orchestrator-rs = "), "{help}");
 }

@@ -9,10 +9,15 @@
 //!
 //! ```toml
 //! [dependencies]
-//! orchestrator = "0.1"                                                          # tokio
-//! orchestrator = { version = "0.1", default-features = false, features = ["smol"] }       # smol
-//! orchestrator = { version = "0.1", default-features = false, features = ["async-std"] }  # async-std
+//! orchestrator-rs = "0.1"                                                          # tokio
+//! orchestrator-rs = { version = "0.1", default-features = false, features = ["smol"] }       # smol
+//! orchestrator-rs = { version = "0.1", default-features = false, features = ["async-std"] }  # async-std
 //! ```
+//!
+//! The package is `orchestrator-rs` (on crates.io the name `orchestrator` belongs to another
+//! project); its library is `orchestrator`, so the code says `use orchestrator::...`. Until
+//! it is published, use the `git = "https://github.com/orchestrator-rs/orchestrator"` or
+//! `path = ".../crates/orchestrator"` form with the same keys.
 //!
 //! ```
 //! use orchestrator::{Dispatch, Dispatcher, DefaultRuntime, Executor, Job, JobContext};
