@@ -2,7 +2,10 @@
 //! body `{"frames": N}`; N from 1 to 200, default 10) dispatches a render job and answers
 //! `201 {"id": 7}`; `GET /jobs/{id}/events` streams its progress as Server-Sent Events, then
 //! its outcome; `GET /` is a page with a button and live progress bars (the browser's
-//! `EventSource`). Errors answer JSON too: `400 {"error": "..."}`, `404 {"error": "..."}`.
+//! `EventSource`). Every error answers JSON too, `content-type: application/json`:
+//! `400 {"error": "..."}` (a bad frame count), `404 {"error": "..."}` (an unknown job, or an
+//! unknown path: the answer names it and lists the routes), `405 {"error": "..."}` (a method
+//! the path does not take: the answer, and its `allow` header, say which it takes).
 //!
 //! ```text
 //! cargo run --example web_service          # then open http://127.0.0.1:3000
@@ -19,7 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -76,6 +79,53 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response {
 /// A JSON error answer: `{"error": "..."}`.
 fn error(status: StatusCode, message: &str) -> Response {
     json(status, &serde_json::json!({ "error": message }))
+}
+
+/// The routes, for the 404 answer of an unknown path.
+const ROUTES: &str = "GET /, POST /jobs, GET /jobs/{id}/events";
+
+/// The answer to a path that is no route: `404 {"error": "..."}` naming it, with the routes.
+async fn unknown_path(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        &format!(
+            "no route for {method} {}; the routes are: {ROUTES}",
+            uri.path()
+        ),
+    )
+}
+
+/// The answer to a method a route does not take: `405 {"error": "..."}` and an `allow` header,
+/// both listing `allowed`.
+fn not_allowed(
+    allowed: &'static str,
+) -> impl Fn(Method, Uri) -> std::future::Ready<Response> + Clone {
+    move |method: Method, uri: Uri| {
+        let mut response = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!(
+                "{method} is not allowed on {}; allowed: {allowed}",
+                uri.path()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allowed));
+        std::future::ready(response)
+    }
+}
+
+/// The service's routes; every error answers `{"error": "..."}`.
+fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(page).fallback(not_allowed("GET, HEAD")))
+        .route("/jobs", post(start).fallback(not_allowed("POST")))
+        .route(
+            "/jobs/{id}/events",
+            get(events).fallback(not_allowed("GET, HEAD")),
+        )
+        .fallback(unknown_path)
+        .with_state(app)
 }
 
 /// The body `POST /jobs` accepts.
@@ -262,11 +312,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dispatcher,
         jobs: Arc::new(Mutex::new(HashMap::new())),
     };
-    let router = Router::new()
-        .route("/", get(page))
-        .route("/jobs", post(start))
-        .route("/jobs/{id}/events", get(events))
-        .with_state(app);
+    let router = router(app);
     let port: u16 = std::env::var("PORT")
         .ok()
         .and_then(|p| p.parse().ok())
@@ -275,4 +321,81 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// Sends `method path` to `addr` over HTTP/1.1 and returns the whole answer as text.
+    fn ask(addr: std::net::SocketAddr, method: &str, path: &str) -> String {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.to_ascii_lowercase()
+    }
+
+    /// Unknown paths, an unknown job and wrong methods: JSON errors, never an empty body.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_error_answers_json() {
+        let dispatcher = Dispatcher::new(TokioRuntime::default());
+        dispatcher.register(Renderer);
+        let app = App {
+            dispatcher,
+            jobs: Arc::new(Mutex::new(HashMap::new())),
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router(app)).await });
+        let cases = [
+            (
+                "GET",
+                "/nope",
+                "404",
+                "no route for get /nope; the routes are",
+            ),
+            ("GET", "/jobs/7", "404", "no route for get /jobs/7"),
+            ("GET", "/jobs/7/events", "404", "no job `7`"),
+            (
+                "GET",
+                "/jobs",
+                "405",
+                "get is not allowed on /jobs; allowed: post",
+            ),
+            ("DELETE", "/", "405", "allowed: get, head"),
+            (
+                "POST",
+                "/jobs?frames=0",
+                "400",
+                "frames must be a number from 1 to 200",
+            ),
+        ];
+        for (method, path, status, says) in cases {
+            let answer = tokio::task::spawn_blocking(move || ask(addr, method, path))
+                .await
+                .unwrap();
+            assert!(
+                answer.starts_with(&format!("http/1.1 {status} ")),
+                "{answer}"
+            );
+            assert!(
+                answer.contains("content-type: application/json"),
+                "{answer}"
+            );
+            assert!(answer.contains("{\"error\":\""), "{answer}");
+            assert!(answer.contains(says), "{method} {path}: {answer}");
+            if status == "405" {
+                assert!(answer.contains("\r\nallow: "), "{answer}");
+            }
+        }
+    }
 }
