@@ -306,6 +306,7 @@ fn load(shared: &Arc<Shared>, dispatcher: &Dispatcher) -> Result<Recovery, Durab
         .collect();
     let mut pending = Vec::new();
     let mut dead_lettered = Vec::new();
+    let mut dead_writes = Vec::new();
     for (k, v) in store.scan(Table::Jobs)? {
         if dead.contains(&k) {
             continue;
@@ -326,7 +327,7 @@ fn load(shared: &Arc<Shared>, dispatcher: &Dispatcher) -> Result<Recovery, Durab
                 c.crashed(),
                 shared.poison_after
             );
-            shared.dead_letter(id, &record, c, reason);
+            dead_writes.push(shared.dead_letter(id, &record, c, reason));
             dead_lettered.push(id);
             continue;
         }
@@ -335,6 +336,10 @@ fn load(shared: &Arc<Shared>, dispatcher: &Dispatcher) -> Result<Recovery, Durab
             record,
             counters: c,
         });
+    }
+    // On the list (and announced) before `open` returns.
+    for written in &dead_writes {
+        shared.writer.settle(written);
     }
     // In the order they were accepted.
     pending.sort_by_key(|p| (p.record.accepted_unix_ms, p.id));

@@ -124,30 +124,50 @@ impl Shared {
             .ok_or(DurableError::Store(orchestrator_store::StoreError::Closed))
     }
 
-    /// Moves a stored job to the dead-letter list (it stays in the jobs table).
+    /// Moves a stored job to the dead-letter list (it stays in the jobs table); its event is
+    /// published once the write has ended, so that whoever it reaches finds the job on the
+    /// list. Returns the write's ticket.
     pub(crate) fn dead_letter(
-        &self,
+        self: &Arc<Self>,
         id: WireJobId,
         record: &JobRecord,
         counters: Counters,
         reason: String,
-    ) {
+    ) -> Arc<Ticket> {
         let dead = DeadRecord {
             reason: reason.clone(),
             dead_unix_ms: self.now(),
         };
-        let Ok(bytes) = encode(&dead) else { return };
-        drop(self.writer.submit(vec![
-            Op::put(Table::Dead, key(id), bytes),
-            Op::put(Table::Attempts, key(id), counters.to_bytes()),
-        ]));
-        self.announce(DeadLettered {
+        let ticket = match encode(&dead) {
+            Ok(bytes) => self.writer.submit(vec![
+                Op::put(Table::Dead, key(id), bytes),
+                Op::put(Table::Attempts, key(id), counters.to_bytes()),
+            ]),
+            Err(error) => Ticket::done(Err(JournalError::new(error))),
+        };
+        let event = DeadLettered {
             id,
             job_type: record.request.job_type.clone(),
             reason,
             placeholder: record.placeholder.clone(),
-        });
+        };
+        let shared = self.clone();
+        ticket.then(move |written| shared.announce(unrecorded(event, written)));
+        ticket
     }
+}
+
+/// A dead letter's event, saying so if its write failed (the job is then still stored as it
+/// was, and is judged again at the next start).
+fn unrecorded(mut event: DeadLettered, written: &Result<(), JournalError>) -> DeadLettered {
+    if let Err(error) = written {
+        event.reason = format!(
+            "{} (not recorded on the dead-letter list: {error}; it is judged again at the next \
+             start)",
+            event.reason
+        );
+    }
+    event
 }
 
 /// The journal of one durable job type.
@@ -310,7 +330,7 @@ where
                     shared
                         .writer
                         .submit(vec![Op::put(Table::Attempts, k, counters.to_bytes())]);
-                return forget_handle_after(shared.clone(), flight.id, ticket);
+                return forget_handle_after(shared.clone(), flight.id, ticket, None);
             }
             Ending::Outcome(outcome) => outcome,
         };
@@ -321,6 +341,7 @@ where
             },
         };
         let mut ops = Vec::with_capacity(4);
+        let mut dead_event = None;
         let job_type = shared
             .registry
             .job_name::<J>()
@@ -340,8 +361,7 @@ where
                 ops.push(Op::put(Table::Dead, k.clone(), bytes));
                 ops.push(Op::put(Table::Attempts, k.clone(), counters.to_bytes()));
             }
-            shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            let _ = cx.emit(DeadLettered {
+            dead_event = Some(DeadLettered {
                 id: flight.id,
                 job_type: job_type.clone(),
                 reason: error.clone(),
@@ -368,19 +388,29 @@ where
                 ));
             }
         }
-        forget_handle_after(shared.clone(), flight.id, shared.writer.submit(ops))
+        let ticket = shared.writer.submit(ops);
+        let announce = dead_event.map(|event| (cx.clone(), event));
+        forget_handle_after(shared.clone(), flight.id, ticket, announce)
     }
 }
 
-/// Waits for the end's write, then lets go of the kept handle of recovered job `id` (an
-/// untaken handle is taken until then: its outcome is readable as soon as it is gone).
+/// Waits for the end's write, then publishes the job's dead letter (if it has one: whoever
+/// it reaches finds the job on the list), and lets go of the kept handle of recovered job
+/// `id` (an untaken handle is taken until then: its outcome is readable as soon as it is
+/// gone).
 pub(crate) fn forget_handle_after(
     shared: Arc<Shared>,
     id: WireJobId,
     ticket: Arc<Ticket>,
+    announce: Option<(JobContext, DeadLettered)>,
 ) -> JournalFuture {
     Box::pin(async move {
         let written = ticket.wait().await;
+        if let Some((cx, event)) = announce {
+            shared.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            // Before the job's terminal event: the handle resolves after this future.
+            let _ = cx.emit(unrecorded(event, &written));
+        }
         drop(lock(&shared.handles).remove(&id));
         written
     })
@@ -406,7 +436,8 @@ where
         Ok(job) => job,
         Err(error) => {
             let reason = format!("the stored job no longer decodes: {error}");
-            shared.dead_letter(id, &record, counters, reason.clone());
+            let ticket = shared.dead_letter(id, &record, counters, reason.clone());
+            shared.writer.settle(&ticket);
             return Err(DurableError::Codec(reason));
         }
     };

@@ -21,12 +21,16 @@ const MAX_BATCH_OPS: usize = 16_384;
 /// wakes at each interval to compact: deletion keeps up with any rate of outcomes.
 const COMPACT_PER_COMMIT: usize = 4_096;
 
-/// A commit that ends later (the store's writes end in a callback), counted when it does.
-type Later = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), JournalError>> + Send>>;
+/// What runs once a ticket's writes have ended (durable or failed).
+type Then = Box<dyn FnOnce(&Result<(), JournalError>) + Send>;
 
-/// A ticket's state: its result once known, the wakers of those waiting, and the store's
-/// commit while it is pending (polled by whoever waits).
-type Slot = (Option<Result<(), JournalError>>, Vec<Waker>, Option<Later>);
+/// A ticket's state: its result once known, and who waits for it.
+#[derive(Default)]
+struct Slot {
+    result: Option<Result<(), JournalError>>,
+    wakers: Vec<Waker>,
+    then: Vec<Then>,
+}
 
 /// The promise of one request's writes: pending, then durable or failed.
 #[derive(Default)]
@@ -37,29 +41,58 @@ pub(crate) struct Ticket {
 impl Ticket {
     pub(crate) fn done(result: Result<(), JournalError>) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new((Some(result), Vec::new(), None)),
+            state: Mutex::new(Slot {
+                result: Some(result),
+                ..Slot::default()
+            }),
         })
     }
 
-    /// A ticket that ends when the store's `commit` does.
+    /// A ticket that ends when the store's `commit` does: at once, or (a commit that ends
+    /// later) when the store ends it, whether or not anyone waits for the ticket.
     fn of(mut commit: Commit, writes: usize, counts: &Arc<Counts>) -> Arc<Self> {
         if let Some(result) = commit.try_result() {
             return Self::done(count(result, writes, counts));
         }
-        let counts = counts.clone();
-        let later: Later = Box::pin(async move { count(commit.await, writes, &counts) });
-        Arc::new(Self {
-            state: Mutex::new((None, Vec::new(), Some(later))),
-        })
+        let ticket = Arc::new(Self::default());
+        settle_later(commit, writes, counts.clone(), ticket.clone());
+        ticket
     }
 
     fn complete(&self, result: Result<(), JournalError>) {
-        let wakers = {
+        let (wakers, then) = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.0 = Some(result);
-            std::mem::take(&mut state.1)
+            state.result = Some(result.clone());
+            (
+                std::mem::take(&mut state.wakers),
+                std::mem::take(&mut state.then),
+            )
         };
+        then.into_iter().for_each(|then| then(&result));
         wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Runs `then` once the writes have ended: at once if they have, otherwise in the thread
+    /// that ends them (the writer's, or the store's callback).
+    pub(crate) fn then(&self, then: impl FnOnce(&Result<(), JournalError>) + Send + 'static) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.result.clone() {
+            Some(result) => {
+                drop(state);
+                then(&result);
+            }
+            None => state.then.push(Box::new(then)),
+        }
+    }
+
+    /// Blocks this thread until the writes have ended (for a writer with a thread of its own:
+    /// it ends them without this thread's help).
+    fn block(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.then(move |_| {
+            let _ = tx.send(());
+        });
+        let _ = rx.recv();
     }
 
     /// A future of the writes (for the journal's hooks).
@@ -71,25 +104,38 @@ impl Ticket {
 impl Receipt for Ticket {
     fn poll_stored(&self, cx: &mut Context<'_>) -> Poll<Result<(), JournalError>> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(result) = &state.0 {
+        if let Some(result) = &state.result {
             return Poll::Ready(result.clone());
         }
-        let ended = match &mut state.2 {
-            Some(later) => later.as_mut().poll(cx),
-            None => Poll::Pending,
-        };
-        if let Poll::Ready(result) = ended {
-            state.2 = None;
-            state.0 = Some(result.clone());
-            let wakers = std::mem::take(&mut state.1);
-            drop(state);
-            wakers.into_iter().for_each(Waker::wake);
-            return Poll::Ready(result);
-        }
-        if !state.1.iter().any(|w| w.will_wake(cx.waker())) {
-            state.1.push(cx.waker().clone());
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// Waits for a commit that ends later, and ends `ticket` with it: a write nobody waits for
+/// (a dead letter's) still ends, is counted, and runs what follows it. In a browser the page's
+/// event loop awaits it; elsewhere a thread waits (never the store's own waker: a store may
+/// wake while holding a lock its commit's poll takes).
+fn settle_later(commit: Commit, writes: usize, counts: Arc<Counts>, ticket: Arc<Ticket>) {
+    #[cfg(target_arch = "wasm32")]
+    wasm_bindgen_futures::spawn_local(async move {
+        ticket.complete(count(commit.await, writes, &counts));
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let spawned = std::thread::Builder::new()
+            .name("orchestrator-durable-commit".into())
+            .spawn({
+                let ticket = ticket.clone();
+                move || ticket.complete(count(commit.wait(), writes, &counts))
+            });
+        if let Err(error) = spawned {
+            ticket.complete(Err(JournalError::new(format!(
+                "cannot wait for the store's commit: {error}"
+            ))));
+        }
     }
 }
 
@@ -213,6 +259,16 @@ impl Writer {
             ticket.complete(Err(JournalError::new(StoreError::Closed.to_string())));
         }
         ticket
+    }
+
+    /// Waits in this thread for `ticket`'s writes if this writer has a thread of its own
+    /// (which ends them without this thread's help). An inline writer's writes have ended
+    /// already, unless its store's commits end later: those end on their own, and what
+    /// follows them ([`Ticket::then`]) runs then.
+    pub(crate) fn settle(&self, ticket: &Ticket) {
+        if self.inline.is_none() {
+            ticket.block();
+        }
     }
 
     /// Writes what is queued, then stops the thread (and lets go of the store).

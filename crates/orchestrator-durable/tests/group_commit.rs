@@ -155,6 +155,47 @@ struct Later {
     inner: MemoryStore,
     full: Arc<std::sync::atomic::AtomicBool>,
     queue: Arc<Mutex<Option<std::sync::mpsc::Sender<LaterBatch>>>>,
+    /// While armed, a batch with a dead letter in it waits until released.
+    hold: Hold,
+}
+
+/// A gate for the batches that hold a dead letter: (armed, a batch waits at it), and its
+/// condition.
+#[derive(Clone, Default)]
+struct Hold(Arc<(Mutex<(bool, bool)>, Condvar)>);
+
+impl Hold {
+    fn arm(&self) {
+        self.0.0.lock().unwrap().0 = true;
+    }
+    /// Waits at the gate if `ops` write a dead letter and the gate is armed.
+    fn pass(&self, ops: &[Op]) {
+        let dead = ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::Put {
+                    table: Table::Dead,
+                    ..
+                }
+            )
+        });
+        let (lock, cvar) = &*self.0;
+        let mut state = lock.lock().unwrap();
+        if dead && state.0 {
+            state.1 = true;
+            cvar.notify_all();
+            drop(cvar.wait_while(state, |s| s.0).unwrap());
+        }
+    }
+    /// Waits until a dead letter's batch waits at the gate.
+    fn arrived(&self) {
+        let (lock, cvar) = &*self.0;
+        drop(cvar.wait_while(lock.lock().unwrap(), |s| !s.1).unwrap());
+    }
+    fn release(&self) {
+        self.0.0.lock().unwrap().0 = false;
+        self.0.1.notify_all();
+    }
 }
 
 type LaterSlot = Arc<Mutex<(Option<Result<(), StoreError>>, Option<std::task::Waker>)>>;
@@ -171,8 +212,10 @@ impl Store for Later {
             .get_or_insert_with(|| {
                 let (tx, rx) = std::sync::mpsc::channel::<LaterBatch>();
                 let store = self.inner.clone();
+                let hold = self.hold.clone();
                 std::thread::spawn(move || {
                     for (ops, full, slot) in rx {
+                        hold.pass(&ops);
                         let result = if full {
                             Err(StoreError::Full {
                                 detail: "the quota is exceeded".into(),
@@ -251,5 +294,184 @@ async fn commits_that_end_later_are_awaited_and_a_refused_one_rejects_the_dispat
     assert_eq!(store.inner.len(Table::Jobs), 0, "nothing of it was written");
     let stats = durable.stats();
     assert!(stats.failed_commits >= 1, "{stats:?}");
+    durable.close();
+}
+
+#[derive(Serialize, Deserialize)]
+struct Doomed;
+impl Job for Doomed {
+    type Output = u32;
+}
+struct Refuse;
+impl Executor<Doomed> for Refuse {
+    type Error = std::io::Error;
+    async fn execute(&self, _: &Doomed, _: JobContext) -> Result<u32, Self::Error> {
+        Err(std::io::Error::other("refused"))
+    }
+}
+
+/// Takes every event already published on `sub`, without waiting.
+fn published_now(sub: &mut orchestrator_core::Subscription) -> Vec<orchestrator_core::Event> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut events = Vec::new();
+    while let std::task::Poll::Ready(Some(event)) =
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut *sub), &mut cx)
+    {
+        events.push(event);
+    }
+    events
+}
+
+/// A job out of attempts is announced as dead-lettered only once its dead letter is written:
+/// whoever the event reaches finds the job on the list (here the write ends later, on another
+/// thread, and is held there until the test lets it go).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_announced_only_once_it_is_written() {
+    use orchestrator_durable::DeadLettered;
+    let store = Later::default();
+    let dispatcher = Dispatcher::new(TokioRuntime::new());
+    let mut registry = Registry::new(NodeId::new(1));
+    registry.register_job::<Doomed>("test.doomed").unwrap();
+    let (durable, recovery) = Durable::builder(store.clone(), Arc::new(registry))
+        .register::<Doomed, _>(Refuse)
+        .inline_commits()
+        .open(&dispatcher)
+        .unwrap();
+    recovery.resume();
+    let mut sub = dispatcher.bus().subscribe();
+    store.hold.arm();
+    let handle = dispatcher.dispatch(Doomed);
+    let id = durable.wire_id(handle.id());
+    let ended = tokio::spawn(handle);
+    // The dead letter's write has been made and waits on the store's thread.
+    tokio::task::spawn_blocking({
+        let hold = store.hold.clone();
+        move || hold.arrived()
+    })
+    .await
+    .unwrap();
+    let early = published_now(&mut sub);
+    assert!(
+        !early.iter().any(|e| e.is::<DeadLettered>()),
+        "announced before its write ended"
+    );
+    assert!(durable.dead_letter(id).unwrap().is_none());
+    store.hold.release();
+    let error = ended.await.unwrap().unwrap_err();
+    assert!(format!("{error:#}").contains("refused"), "{error:#}");
+    let events = published_now(&mut sub);
+    let event = events
+        .iter()
+        .find_map(|e| e.downcast_ref::<DeadLettered>())
+        .expect("announced once written, before the handle resolved");
+    assert_eq!(event.id, id);
+    let letter = durable.dead_letter(id).unwrap().expect("on the list");
+    assert!(letter.reason.contains("refused"), "{}", letter.reason);
+    assert_eq!(durable.stats().dead_lettered, 1);
+    durable.close();
+}
+
+/// A memory store on the writer thread whose dead letters wait at a gate.
+#[derive(Clone, Default)]
+struct HeldDead {
+    inner: MemoryStore,
+    hold: Hold,
+}
+
+impl Store for HeldDead {
+    fn commit(&self, ops: &[Op]) -> Commit {
+        self.hold.pass(ops);
+        self.inner.commit(ops)
+    }
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+    fn scan(&self, table: Table) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan(table)
+    }
+    fn scan_below(&self, table: Table, end: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan_below(table, end, limit)
+    }
+}
+
+struct Hang(std::sync::mpsc::Sender<()>);
+impl Executor<Doomed> for Hang {
+    type Error = std::io::Error;
+    async fn execute(&self, _: &Doomed, _: JobContext) -> Result<u32, Self::Error> {
+        let _ = self.0.send(());
+        std::future::pending().await
+    }
+}
+
+/// A job the previous process died in is dead-lettered when the store is opened, on the
+/// writer thread: `open` returns once the dead letter is written and announced, so the list
+/// has it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_poisoned_at_open_is_on_the_list_when_open_returns() {
+    use orchestrator_durable::DeadLettered;
+    let store = HeldDead::default();
+    let registry = || {
+        let mut registry = Registry::new(NodeId::new(1));
+        registry.register_job::<Doomed>("test.doomed").unwrap();
+        Arc::new(registry)
+    };
+    // The first process: the job starts, and the process "dies" in it (nothing is shut down).
+    let first = Dispatcher::new(TokioRuntime::new());
+    let (started, running) = std::sync::mpsc::channel();
+    let (durable, recovery) = Durable::builder(store.clone(), registry())
+        .register::<Doomed, _>(Hang(started))
+        .poison_after(1)
+        .open(&first)
+        .unwrap();
+    recovery.resume();
+    let handle = first.dispatch(Doomed);
+    let id = durable.wire_id(handle.id());
+    tokio::task::spawn_blocking(move || running.recv().unwrap())
+        .await
+        .unwrap();
+    std::mem::forget((handle, durable, first));
+
+    // The second: its dead letter waits at the gate until a thread lets it go.
+    store.hold.arm();
+    let second = Dispatcher::new(TokioRuntime::new());
+    let mut sub = second.bus().subscribe();
+    let (returned, opened) = std::sync::mpsc::channel::<()>();
+    let gatekeeper = std::thread::spawn({
+        let hold = store.hold.clone();
+        move || {
+            hold.arrived();
+            // `open` must still be waiting for the write. (Had it returned without waiting,
+            // it says so here; waiting in vain a while is no assertion, only how long the
+            // gate stays shut.)
+            let early = opened
+                .recv_timeout(std::time::Duration::from_millis(500))
+                .is_ok();
+            hold.release();
+            early
+        }
+    });
+    let (hung, _) = std::sync::mpsc::channel();
+    let (durable, recovery) = Durable::builder(store.clone(), registry())
+        .register::<Doomed, _>(Hang(hung))
+        .poison_after(1)
+        .open(&second)
+        .unwrap();
+    let _ = returned.send(());
+    let early = gatekeeper.join().unwrap();
+    assert!(!early, "open returned before the dead letter was written");
+    assert_eq!(recovery.dead_lettered(), &[id]);
+    assert!(recovery.is_empty());
+    let letters = durable.dead_letters().unwrap();
+    assert_eq!(letters.iter().map(|l| l.id).collect::<Vec<_>>(), vec![id]);
+    assert!(letters[0].reason.contains("died"), "{}", letters[0].reason);
+    let events = published_now(&mut sub);
+    assert!(
+        events
+            .iter()
+            .filter_map(|e| e.downcast_ref::<DeadLettered>())
+            .any(|d| d.id == id),
+        "announced by the time open returned"
+    );
+    drop(recovery);
     durable.close();
 }
