@@ -534,6 +534,33 @@ fn a_dedup_dispatch_joins_the_one_in_flight() {
 }
 
 #[test]
+fn a_dedup_lead_runs_whatever_is_in_flight_and_is_joined_by_later_dedup_dispatches() {
+    let (rt, d, users) = setup();
+    let first = d.job(LoadUser(10)).dedup("user/10").dispatch();
+    // A lead never joins: it runs, and takes the key over.
+    let lead = d.job(LoadUser(10)).dedup_lead("user/10").dispatch();
+    assert_ne!(lead.id(), first.id());
+    let joined = d.job(LoadUser(10)).dedup("user/10").dispatch();
+    assert_eq!(
+        joined.id(),
+        lead.id(),
+        "a later dedup dispatch joins the lead"
+    );
+    let (a, b, c) = (
+        rt.block_on(first).unwrap(),
+        rt.block_on(lead).unwrap(),
+        rt.block_on(joined).unwrap(),
+    );
+    assert_eq!(b, c);
+    assert_ne!(a, b);
+    assert_eq!(
+        users.calls.load(Ordering::SeqCst),
+        2,
+        "the first and the lead ran"
+    );
+}
+
+#[test]
 fn the_failure_breaker_opens_rejects_half_opens_and_closes() {
     let rt = VirtualRuntime::new();
     let log = Arc::new(Log::default());

@@ -207,6 +207,7 @@ where
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            dedup: dispatch.dedup_key().map(str::to_owned),
         })
     }
 }
@@ -472,6 +473,11 @@ where
     }
     if let Some(policy) = record.retry.as_ref().and_then(RetryRecord::policy) {
         builder = builder.retry(policy);
+    }
+    if let Some(key) = record.dedup.clone() {
+        // It leads its key again: a dispatch with the same key joins it instead of running
+        // the job a second time.
+        builder = builder.dedup_lead(key);
     }
     let handle: JobHandle<J::Output> = builder.dispatch();
     let local = handle.id();

@@ -141,6 +141,9 @@ pub(crate) struct JobRecord {
     pub(crate) retry: Option<RetryRecord>,
     pub(crate) placeholder: Option<Value>,
     pub(crate) metadata: Vec<(String, String)>,
+    /// Its dedup key, if it had one (absent from records written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dedup: Option<String>,
 }
 
 /// How many attempts of a job started, failed (and so used a retry), and were handed back

@@ -254,6 +254,57 @@ fn a_recovered_jobs_handle_is_taken_by_its_id_and_resolves_once() {
 }
 
 #[test]
+fn a_recovered_job_keeps_its_dedup_key_so_a_new_dispatch_with_it_joins_instead_of_running_again() {
+    let world = World::new();
+    let (first, _) = world.start(3);
+    let order = first
+        .dispatcher
+        .job(Work {
+            hang: true,
+            ..work(1)
+        })
+        .dedup("order-1")
+        .dispatch();
+    first.rt.run_until_stalled();
+    let id = first.durable.wire_id(order.id());
+    crash(first);
+
+    let (second, recovery) = world.start(3);
+    recovery.resume();
+    second.rt.run_until_stalled();
+    assert_eq!(world.runs_of(1).len(), 2, "recovered and running again");
+    let recovered = second.durable.take_handle::<u32>(id).expect("running");
+    // The client sends the same order again after the restart: it joins the stored job.
+    let again = second
+        .dispatcher
+        .job(Work {
+            hang: true,
+            ..work(1)
+        })
+        .dedup("order-1")
+        .dispatch();
+    second.rt.run_until_stalled();
+    assert_eq!(again.id(), recovered.id(), "joined the recovered job");
+    assert_eq!(world.runs_of(1).len(), 2, "not run a third time");
+    assert!(
+        second.rt.block_on(again.stored()).is_err(),
+        "a joined dispatch is not stored again"
+    );
+    // Another key runs on its own.
+    let other = second.dispatcher.job(work(2)).dedup("order-2").dispatch();
+    assert_eq!(second.rt.block_on(other).unwrap().value, 20);
+    recovered.cancel();
+    assert!(matches!(
+        second.rt.block_on(again),
+        Err(JobError::Cancelled { .. })
+    ));
+    // Once it has ended the key is free again.
+    let later = second.dispatcher.job(work(1)).dedup("order-1").dispatch();
+    assert_eq!(second.rt.block_on(later).unwrap().value, 10);
+    assert_eq!(world.runs_of(1).len(), 3);
+}
+
+#[test]
 fn the_retry_policy_continues_where_the_crash_stopped_it() {
     let world = World::new();
     let (first, _) = world.start(5);

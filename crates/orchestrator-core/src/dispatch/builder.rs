@@ -281,6 +281,20 @@ impl<'a, J: Job> JobBuilder<'a, J> {
     }
 }
 
+impl<J: Job> JobBuilder<'_, J> {
+    /// Takes `key` as this dispatch's dedup key without joining another: it runs, and while
+    /// it is in flight the dispatches of `J` with [`dedup`](Self::dedup) and the same key join
+    /// it. For a job whose output is not `Clone`, and for one that must run whatever is in
+    /// flight (a stored job run again after a restart keeps the key it was dispatched with).
+    pub fn dedup_lead(mut self, key: impl Into<Cow<'static, str>>) -> Self {
+        self.extras.set_mut().dedup = Some(Dedup {
+            key: key.into(),
+            copy: None,
+        });
+        self
+    }
+}
+
 impl<J: Job> JobBuilder<'_, J>
 where
     J::Output: Clone + Sync,
@@ -307,7 +321,7 @@ where
     pub fn dedup(mut self, key: impl Into<Cow<'static, str>>) -> Self {
         self.extras.set_mut().dedup = Some(Dedup {
             key: key.into(),
-            copy: copy::<J::Output>,
+            copy: Some(copy::<J::Output>),
         });
         self
     }

@@ -84,11 +84,12 @@ impl Refused {
 }
 
 /// What a dispatch that is not plain starts with: its options, its cache policy, and its
-/// placeholder value (for a journal).
+/// placeholder value and dedup key (for a journal).
 pub(super) struct Full<J: Job> {
     pub(super) options: JobOptions,
     pub(super) cache: Option<CacheSpec<J>>,
     pub(super) placeholder: Option<J::Output>,
+    pub(super) dedup: Option<Cow<'static, str>>,
 }
 
 impl<J: Job> Full<J> {
@@ -97,12 +98,16 @@ impl<J: Job> Full<J> {
         options: JobOptions,
         cache: Option<CacheSpec<J>>,
         placeholder: Option<J::Output>,
+        dedup: Option<Cow<'static, str>>,
     ) -> Option<Self> {
-        (!is_plain(&options, cache.as_ref()) || placeholder.is_some()).then_some(Self {
-            options,
-            cache,
-            placeholder,
-        })
+        (!is_plain(&options, cache.as_ref()) || placeholder.is_some() || dedup.is_some()).then_some(
+            Self {
+                options,
+                cache,
+                placeholder,
+                dedup,
+            },
+        )
     }
 }
 
@@ -651,6 +656,7 @@ impl Inner {
         options: &JobOptions,
         parent: Option<&dyn JobControl>,
     ) -> Option<JobHandle<J::Output>> {
+        let copy = dedup.copy?;
         let key = (TypeId::of::<J>(), String::from(&*dedup.key));
         let follower = self.inflight.with(|inflight| {
             let leader = inflight
@@ -659,7 +665,6 @@ impl Inner {
                 .clone();
             let follower = Arc::new(JobShared::follower(&leader, options));
             let target = follower.clone();
-            let copy = dedup.copy;
             let joined = leader.on_done(Box::new(move |outcome| {
                 target.end_following(copy(outcome));
             }));
@@ -733,9 +738,10 @@ impl Inner {
             Some(p) => (Some(p.event), Some(p.value)),
             None => (None, None),
         };
-        if let Some(dedup) = dedup {
-            self.lead::<J>(&shared, dedup.key);
-        }
+        let dedup = dedup.map(|dedup| {
+            self.lead::<J>(&shared, dedup.key.clone());
+            dedup.key
+        });
         if let Some(spec) = cache.as_mut() {
             // A plain hit is served here, without a task: cheaper than running the job. Its
             // token and budget apply as to any other dispatch.
@@ -754,13 +760,13 @@ impl Inner {
                     return Ok(());
                 }
                 spec.looked_up = true;
-                return start(job, shared, Full::of(options, cache, value));
+                return start(job, shared, Full::of(options, cache, value, dedup));
             }
         }
         if let Some(placeholder) = placeholder {
             publish_placeholder(&shared, placeholder);
         }
-        start(job, shared, Full::of(options, cache, value))
+        start(job, shared, Full::of(options, cache, value, dedup))
     }
 
     /// Registers `shared` as the in-flight dispatch for its dedup key until it ends.

@@ -95,6 +95,7 @@ pub struct Accepting<'a, J: Job> {
     pub(crate) options: &'a JobOptions,
     pub(crate) metadata: &'a [MetadataEntry],
     pub(crate) placeholder: Option<&'a J::Output>,
+    pub(crate) dedup: Option<&'a str>,
 }
 
 impl<J: Job> Accepting<'_, J> {
@@ -146,6 +147,13 @@ impl<J: Job> Accepting<'_, J> {
     pub fn placeholder(&self) -> Option<&J::Output> {
         self.placeholder
     }
+
+    /// Returns the dedup key, if the dispatch has one
+    /// ([`JobBuilder::dedup`](crate::JobBuilder::dedup)): a journal keeps it, so that the job
+    /// run again after a restart still leads the dispatches with that key.
+    pub fn dedup_key(&self) -> Option<&str> {
+        self.dedup
+    }
 }
 
 impl<J: Job> fmt::Debug for Accepting<'_, J> {
@@ -155,6 +163,7 @@ impl<J: Job> fmt::Debug for Accepting<'_, J> {
             .field("options", &self.options)
             .field("metadata", &self.metadata)
             .field("placeholder", &self.placeholder.is_some())
+            .field("dedup", &self.dedup)
             .finish()
     }
 }

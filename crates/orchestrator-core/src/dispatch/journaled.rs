@@ -39,10 +39,12 @@ impl<R: Runtime> Dispatcher<R> {
                 options,
                 cache,
                 placeholder,
+                dedup,
             } = full.unwrap_or(Full {
                 options: JobOptions::new(),
                 cache: None,
                 placeholder: None,
+                dedup: None,
             });
             let receipt = {
                 let accepting = Accepting {
@@ -50,6 +52,7 @@ impl<R: Runtime> Dispatcher<R> {
                     options: &options,
                     metadata: shared.metadata_entries(),
                     placeholder: placeholder.as_ref(),
+                    dedup: dedup.as_deref(),
                 };
                 journal.accept(&job, &accepting)
             }

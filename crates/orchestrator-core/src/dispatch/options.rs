@@ -279,10 +279,11 @@ pub(crate) struct CacheSpec<J: Job> {
     pub(crate) looked_up: bool,
 }
 
-/// A dispatch's dedup key and how to copy its outcome for the dispatches that join it.
+/// A dispatch's dedup key and how to copy an outcome for it when it joins another dispatch
+/// (`None`: it never joins, it only leads).
 pub(crate) struct Dedup<J: Job> {
     pub(crate) key: Cow<'static, str>,
-    pub(crate) copy: fn(&Outcome<J::Output>) -> Outcome<J::Output>,
+    pub(crate) copy: Option<fn(&Outcome<J::Output>) -> Outcome<J::Output>>,
 }
 
 pub(crate) fn store<T: Clone + Send + Sync + 'static>(value: &T) -> CacheValue {
