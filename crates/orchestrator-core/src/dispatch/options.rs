@@ -279,11 +279,14 @@ pub(crate) struct CacheSpec<J: Job> {
     pub(crate) looked_up: bool,
 }
 
+/// Copies the outcome of the dispatch a dedup join joined, for the joining handle.
+pub(crate) type CopyOutcome<T> = fn(&Outcome<T>) -> Outcome<T>;
+
 /// A dispatch's dedup key and how to copy an outcome for it when it joins another dispatch
 /// (`None`: it never joins, it only leads).
 pub(crate) struct Dedup<J: Job> {
     pub(crate) key: Cow<'static, str>,
-    pub(crate) copy: Option<fn(&Outcome<J::Output>) -> Outcome<J::Output>>,
+    pub(crate) copy: Option<CopyOutcome<J::Output>>,
 }
 
 pub(crate) fn store<T: Clone + Send + Sync + 'static>(value: &T) -> CacheValue {
