@@ -1,17 +1,17 @@
-//! The quickstart: jobs, executors, a dispatcher and handles on tokio.
+//! The quickstart: jobs, executors, a dispatcher and handles, on the facade crate's default
+//! runtime (tokio).
 //!
-//! Run it with `cargo run --example quickstart`. To run the same program on smol, replace
-//! `TokioRuntime::default()` with `orchestrator_smol::SmolRuntime::default()` and
-//! `#[tokio::main]` with `smol::block_on`: nothing else changes.
+//! Run it with `cargo run --example quickstart`. In a crate of your own the same file runs on
+//! smol or async-std when the `orchestrator-rs` dependency picks that feature instead
+//! (`default-features = false, features = ["smol"]`): nothing in it names a runtime.
 
 use std::time::Duration;
 
 use futures::StreamExt;
-use orchestrator_core::{
-    CancellationToken, DataSource, Dispatch, Dispatcher, Executor, Job, JobContext, JobError,
-    Progress, RetryPolicy,
+use orchestrator::{
+    CancellationToken, DataSource, DefaultRuntime, Dispatch, Dispatcher, Executor, Job, JobContext,
+    JobError, Progress, RetryPolicy,
 };
-use orchestrator_tokio::TokioRuntime;
 
 /// What to do: fetch a user's profile.
 struct FetchProfile {
@@ -58,9 +58,12 @@ impl Job for Orphan {
     type Output = ();
 }
 
-#[tokio::main]
-async fn main() {
-    let dispatcher = Dispatcher::new(TokioRuntime::default()); // the one runtime-specific line
+fn main() {
+    orchestrator::block_on(run());
+}
+
+async fn run() {
+    let dispatcher = Dispatcher::new(DefaultRuntime::default());
     dispatcher.register(ProfileService);
 
     // 1. Dispatch with a total timeout and a retry policy; watch progress; await the value.
@@ -70,7 +73,8 @@ async fn main() {
         .retry(RetryPolicy::exponential(3, Duration::from_millis(50)))
         .dispatch();
     let mut progress = handle.progress();
-    let watcher = tokio::spawn(async move {
+    // The progress stream ends with the job: both finish.
+    let watch = async move {
         while let Some(p) = progress.next().await {
             let step = p
                 .step()
@@ -78,11 +82,9 @@ async fn main() {
                 .unwrap_or_default();
             println!("  progress {:>3.0}%{step}", p.value() * 100.0);
         }
-    });
-    let profile = handle.await.expect("the second attempt succeeds");
-    watcher
-        .await
-        .expect("the progress stream ends with the job");
+    };
+    let (profile, ()) = futures::join!(handle, watch);
+    let profile = profile.expect("the second attempt succeeds");
     let source = match profile.data_source {
         DataSource::Cached => "from the cache",
         _ => "fresh",
