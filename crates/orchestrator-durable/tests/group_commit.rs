@@ -8,6 +8,38 @@ use orchestrator_remote::{NodeId, Registry};
 use orchestrator_tokio::TokioRuntime;
 use serde::{Deserialize, Serialize};
 
+/// The reads of a test store: its `inner` memory store's.
+macro_rules! reads_from_inner {
+    () => {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(table, key)
+        }
+        fn scan(&self, table: Table) -> Result<Vec<Entry>, StoreError> {
+            self.inner.scan(table)
+        }
+        fn scan_below(
+            &self,
+            table: Table,
+            end: &[u8],
+            limit: usize,
+        ) -> Result<Vec<Entry>, StoreError> {
+            self.inner.scan_below(table, end, limit)
+        }
+    };
+}
+
+/// A registry naming job type `J` `name`.
+fn registry_of<J: Job + Serialize + serde::de::DeserializeOwned>(
+    name: &'static str,
+) -> Arc<Registry>
+where
+    J::Output: Serialize + serde::de::DeserializeOwned,
+{
+    let mut registry = Registry::new(NodeId::new(1));
+    registry.register_job::<J>(name).unwrap();
+    Arc::new(registry)
+}
+
 #[derive(Serialize, Deserialize)]
 struct Noop(u32);
 impl Job for Noop {
@@ -58,24 +90,14 @@ impl Store for Gated {
         self.commits.lock().unwrap().push(accepts);
         self.inner.commit(ops)
     }
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(table, key)
-    }
-    fn scan(&self, table: Table) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan(table)
-    }
-    fn scan_below(&self, table: Table, end: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_below(table, end, limit)
-    }
+    reads_from_inner!();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_dispatches_share_one_commit() {
     let store = Gated::default();
     let dispatcher = Dispatcher::new(TokioRuntime::new());
-    let mut registry = Registry::new(NodeId::new(1));
-    registry.register_job::<Noop>("test.noop").unwrap();
-    let (durable, recovery) = Durable::builder(store.clone(), Arc::new(registry))
+    let (durable, recovery) = Durable::builder(store.clone(), registry_of::<Noop>("test.noop"))
         .register::<Noop, _>(Run)
         .open(&dispatcher)
         .unwrap();
@@ -120,9 +142,7 @@ async fn an_idle_writer_deletes_expired_outcomes_too() {
     let now = Arc::new(AtomicU64::new(1_800_000_000_000));
     let clock = now.clone();
     let dispatcher = Dispatcher::new(TokioRuntime::new());
-    let mut registry = Registry::new(NodeId::new(1));
-    registry.register_job::<Noop>("test.noop").unwrap();
-    let (durable, recovery) = Durable::builder(store.clone(), Arc::new(registry))
+    let (durable, recovery) = Durable::builder(store.clone(), registry_of::<Noop>("test.noop"))
         .register::<Noop, _>(Run)
         .retention(Duration::from_secs(60))
         .wall_clock(move || UNIX_EPOCH + Duration::from_millis(clock.load(Ordering::SeqCst)))
@@ -245,15 +265,7 @@ impl Store for Later {
             }
         }))
     }
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(table, key)
-    }
-    fn scan(&self, table: Table) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan(table)
-    }
-    fn scan_below(&self, table: Table, end: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_below(table, end, limit)
-    }
+    reads_from_inner!();
 }
 
 /// Commits that end later, through the inline writer (as in a browser): a job runs once its
@@ -263,9 +275,7 @@ async fn commits_that_end_later_are_awaited_and_a_refused_one_rejects_the_dispat
     use orchestrator_core::{JobError, Rejection};
     let store = Later::default();
     let dispatcher = Dispatcher::new(TokioRuntime::new());
-    let mut registry = Registry::new(NodeId::new(1));
-    registry.register_job::<Noop>("test.noop").unwrap();
-    let (durable, recovery) = Durable::builder(store.clone(), Arc::new(registry))
+    let (durable, recovery) = Durable::builder(store.clone(), registry_of::<Noop>("test.noop"))
         .register::<Noop, _>(Run)
         .inline_commits()
         .open(&dispatcher)
@@ -330,9 +340,7 @@ async fn a_dead_letter_is_announced_only_once_it_is_written() {
     use orchestrator_durable::DeadLettered;
     let store = Later::default();
     let dispatcher = Dispatcher::new(TokioRuntime::new());
-    let mut registry = Registry::new(NodeId::new(1));
-    registry.register_job::<Doomed>("test.doomed").unwrap();
-    let (durable, recovery) = Durable::builder(store.clone(), Arc::new(registry))
+    let (durable, recovery) = Durable::builder(store.clone(), registry_of::<Doomed>("test.doomed"))
         .register::<Doomed, _>(Refuse)
         .inline_commits()
         .open(&dispatcher)
@@ -383,15 +391,7 @@ impl Store for HeldDead {
         self.hold.pass(ops);
         self.inner.commit(ops)
     }
-    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.get(table, key)
-    }
-    fn scan(&self, table: Table) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan(table)
-    }
-    fn scan_below(&self, table: Table, end: &[u8], limit: usize) -> Result<Vec<Entry>, StoreError> {
-        self.inner.scan_below(table, end, limit)
-    }
+    reads_from_inner!();
 }
 
 struct Hang(std::sync::mpsc::Sender<()>);
@@ -410,11 +410,7 @@ impl Executor<Doomed> for Hang {
 async fn a_job_poisoned_at_open_is_on_the_list_when_open_returns() {
     use orchestrator_durable::DeadLettered;
     let store = HeldDead::default();
-    let registry = || {
-        let mut registry = Registry::new(NodeId::new(1));
-        registry.register_job::<Doomed>("test.doomed").unwrap();
-        Arc::new(registry)
-    };
+    let registry = || registry_of::<Doomed>("test.doomed");
     // The first process: the job starts, and the process "dies" in it (nothing is shut down).
     let first = Dispatcher::new(TokioRuntime::new());
     let (started, running) = std::sync::mpsc::channel();
