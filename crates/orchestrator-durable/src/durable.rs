@@ -217,7 +217,9 @@ impl DurableBuilder {
     /// commit per write), but needs no thread: for tests on virtual time
     /// (`orchestrator_core::testing::VirtualRuntime` cannot see a thread's
     /// progress) and for hosts without threads. In a browser (`wasm32`) commits are always
-    /// inline; a store whose commits end later (IndexedDB) has them started in order there.
+    /// inline; a store whose commits end later (IndexedDB) has them started in order there,
+    /// and the page's event loop waits for each (natively, a short-lived thread does), so a
+    /// write that no job waits for, such as a dead letter's, still ends and is counted.
     pub fn inline_commits(mut self) -> Self {
         self.inline = true;
         self
