@@ -305,6 +305,53 @@ fn a_recovered_job_keeps_its_dedup_key_so_a_new_dispatch_with_it_joins_instead_o
 }
 
 #[test]
+fn each_attempt_runs_only_after_its_own_start_is_written_not_with_the_acceptance() {
+    // The start has a commit of its own, after the acceptance's: a process killed between
+    // the two never counts a death against a job that had not started (a job that kills the
+    // process every time it runs is dead-lettered after exactly `poison_after` runs).
+    let world = World::new();
+    let (process, _) = world.start(3);
+    let commits = || process.durable.stats().commits;
+
+    let before = commits();
+    let job = process.dispatcher.dispatch(work(1));
+    assert_eq!(process.rt.block_on(job).unwrap().value, 10);
+    assert_eq!(
+        commits() - before,
+        3,
+        "the acceptance, the start, the outcome"
+    );
+
+    let before = commits();
+    let job = process
+        .dispatcher
+        .job(work(2))
+        .delay(Duration::from_secs(60))
+        .dispatch();
+    process.rt.block_on(job.stored()).unwrap();
+    assert_eq!(commits() - before, 1, "accepted, not started");
+    process.rt.advance(Duration::from_secs(60));
+    assert_eq!(process.rt.block_on(job).unwrap().value, 20);
+    assert_eq!(commits() - before, 3, "its start is written when it is due");
+
+    let before = commits();
+    let job = process
+        .dispatcher
+        .job(Work { fail: 1, ..work(3) })
+        .retry(RetryPolicy::fixed(1, Duration::from_millis(10)))
+        .dispatch();
+    process.rt.run_until_stalled();
+    process.rt.advance(Duration::from_millis(10));
+    assert_eq!(process.rt.block_on(job).unwrap().value, 30);
+    assert_eq!(
+        commits() - before,
+        5,
+        "the acceptance, a start, the failure, a start, the outcome"
+    );
+    assert_eq!(world.runs_of(3).len(), 2);
+}
+
+#[test]
 fn the_retry_policy_continues_where_the_crash_stopped_it() {
     let world = World::new();
     let (first, _) = world.start(5);
