@@ -739,7 +739,7 @@ impl Inner {
             None => (None, None),
         };
         let dedup = dedup.map(|dedup| {
-            self.lead::<J>(&shared, dedup.key.clone());
+            self.lead::<J>(&shared, &dedup.key);
             dedup.key
         });
         if let Some(spec) = cache.as_mut() {
@@ -770,8 +770,8 @@ impl Inner {
     }
 
     /// Registers `shared` as the in-flight dispatch for its dedup key until it ends.
-    fn lead<J: Job>(&self, shared: &Arc<JobShared<J::Output>>, key: Cow<'static, str>) {
-        let key = (TypeId::of::<J>(), String::from(&*key));
+    fn lead<J: Job>(&self, shared: &Arc<JobShared<J::Output>>, key: &str) {
+        let key = (TypeId::of::<J>(), String::from(key));
         let entry: Entry = Box::new(shared.clone());
         self.inflight
             .with(|inflight| inflight.insert(key.clone(), entry));
